@@ -1,0 +1,131 @@
+"""Where a warehouse lives and how it is configured.
+
+``ALPHA_HOME`` (default: ``.alpha/`` in the project) holds everything one
+warehouse owns: the Parquet store, the Feast registry and the SQLite online
+store. Two homes never share state. Settings come, in rising priority, from
+defaults, ``$ALPHA_HOME/config.toml`` and the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from etl.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HOME = PROJECT_ROOT / ".alpha"
+DEFAULT_BAR_DELAY_MINUTES = 15
+FEAST_PROJECT = "alpha_warehouse"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one warehouse. Build it with :func:`load_settings`."""
+
+    home: Path
+    bar_delay_minutes: int = DEFAULT_BAR_DELAY_MINUTES
+    redis_url: str | None = None
+    calendar: str = "XNYS"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    # --- the layout of a home; every path of the warehouse is named here ---
+    @property
+    def bronze(self) -> Path:
+        return self.home / "bronze"
+
+    @property
+    def silver(self) -> Path:
+        return self.home / "silver"
+
+    @property
+    def gold(self) -> Path:
+        return self.home / "gold"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.feast_dir / "registry.db"
+
+    @property
+    def online_sqlite_path(self) -> Path:
+        return self.feast_dir / "online_store.db"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def online_store_kind(self) -> str:
+        return "redis" if self.redis_url else "sqlite"
+
+
+def _int(value: object, name: str) -> int:
+    try:
+        out = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number of minutes, got {value!r}") from None
+    if out < 0:
+        raise ConfigError(f"{name} must be >= 0, got {out}")
+    return out
+
+
+def load_settings(home: str | os.PathLike | None = None) -> Settings:
+    """Settings of the warehouse at ``home`` (or ``$ALPHA_HOME``, or the default)."""
+    root = Path(home or os.environ.get("ALPHA_HOME") or DEFAULT_HOME).expanduser().resolve()
+    file_cfg: dict = {}
+    cfg_path = root / "config.toml"
+    if cfg_path.exists():
+        try:
+            file_cfg = tomllib.loads(cfg_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
+        allowed = {"bar_delay_minutes", "redis_url", "calendar"}
+        unknown = set(file_cfg) - allowed
+        if unknown:
+            raise ConfigError(
+                f"{cfg_path}: unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+    delay = _int(
+        os.environ.get("ALPHA_BAR_DELAY_MINUTES", file_cfg.get("bar_delay_minutes", DEFAULT_BAR_DELAY_MINUTES)),
+        "bar_delay_minutes (ALPHA_BAR_DELAY_MINUTES)",
+    )
+    redis_url = os.environ.get("ALPHA_REDIS_URL") or file_cfg.get("redis_url") or None
+    if redis_url:
+        parse_redis_url(redis_url)  # fail early on a malformed URL
+    return Settings(
+        home=root,
+        bar_delay_minutes=delay,
+        redis_url=redis_url,
+        calendar=str(file_cfg.get("calendar", "XNYS")),
+    )
+
+
+def parse_redis_url(url: str) -> str:
+    """Turn ``redis://[:password@]host:port[/db]`` into Feast's connection string."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise ConfigError(
+            f"redis_url must look like redis://[:password@]host:port[/db], got {url!r}"
+        )
+    parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
+    if parsed.password:
+        parts.append(f"password={unquote(parsed.password)}")
+    db = (parsed.path or "/").lstrip("/")
+    if db:
+        if not db.isdigit():
+            raise ConfigError(f"redis_url database must be a number, got {db!r} in {url!r}")
+        parts.append(f"db={db}")
+    if parsed.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)

@@ -1,0 +1,60 @@
+"""One exception root for everything Alpha Warehouse raises on purpose.
+
+Every error says what went wrong and what to do about it. Callers catch
+``AlphaError`` to handle any of them; the subclasses narrow the cause.
+"""
+
+from __future__ import annotations
+
+
+class AlphaError(Exception):
+    """Root of every error Alpha Warehouse raises on purpose."""
+
+
+class ConfigError(AlphaError):
+    """The warehouse configuration (ALPHA_HOME, config.toml, environment) is invalid."""
+
+
+class BadInputError(AlphaError):
+    """Input data failed validation. ``problems`` lists ``(file, row, reason)``.
+
+    Nothing was written to the silver or gold store; the offending rows were
+    recorded in the quarantine table with their reasons.
+    """
+
+    def __init__(self, problems: list[tuple[str, int | None, str]], quarantine_path: str | None = None):
+        self.problems = list(problems)
+        self.quarantine_path = quarantine_path
+        lines = [f"{len(self.problems)} problem(s) in the input; nothing was stored:"]
+        for file, row, reason in self.problems[:20]:
+            where = f"{file}" if row is None else f"{file}, row {row}"
+            lines.append(f"  {where}: {reason}")
+        if len(self.problems) > 20:
+            lines.append(f"  ... and {len(self.problems) - 20} more")
+        if quarantine_path:
+            lines.append(f"Rejected rows are kept with their reasons in {quarantine_path}")
+        super().__init__("\n".join(lines))
+
+
+class NotIngestedError(AlphaError):
+    """The warehouse has no data (or no features) yet for what was asked."""
+
+
+class UnknownSymbolError(AlphaError):
+    """A symbol that the warehouse has never ingested."""
+
+
+class UnknownFeatureError(AlphaError):
+    """A feature reference or feature service that is not registered."""
+
+
+class NaiveTimestampError(AlphaError):
+    """A timestamp without a time zone; the warehouse never guesses one."""
+
+
+class EmptyInputError(AlphaError):
+    """An empty entity frame, symbol list or feature list."""
+
+
+class OnlineStoreError(AlphaError):
+    """The online store (SQLite or Redis) could not be read or written."""

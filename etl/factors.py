@@ -1,0 +1,152 @@
+"""Factor specs and pure factor functions (no I/O).
+
+Each :class:`FactorSpec` declares its inputs, warm-up window, outputs, price
+scale and a one-line description; the feature repo generates Feast fields from
+these specs, so a factor is declared exactly once.
+
+Point-in-time corporate actions
+-------------------------------
+Lean factor files give, for every session d, a cumulative split factor s(d)
+and dividend factor p(d) (products of the ratios of all actions with ex-date
+after d). A trader at session t sees raw prices rescaled by s(d)/s(t), which
+involves only splits with ex-date in (d, t] -- actions known at t. Every
+factor here is homogeneous in price (degree 0 for RSI, %B, returns, vol;
+degree 1 for SMA, ATR, MACD), so we compute on the back-adjusted series
+raw(d)*s(d) and divide degree-1 outputs by s(t): the result equals the value
+computed from only what was known at t, in the price scale of session t.
+Returns and realised volatility use total-return prices raw*s*p (dividends
+reinvested). ``tests/test_factors.py`` proves this by recomputing on history
+truncated at t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import pandas as pd
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class FactorSpec:
+    name: str
+    outputs: tuple[str, ...]
+    inputs: tuple[str, ...]
+    warmup: int
+    scale: Literal["price", "free"]
+    prices: Literal["split", "total"]
+    description: str
+    fn: Callable[[Arrays], Arrays]
+    dtype: str = "float64"
+    view: str = "technicals"
+
+
+def _talib():
+    import talib
+
+    return talib
+
+
+def _returns(k: int) -> Callable[[Arrays], Arrays]:
+    def fn(a: Arrays) -> Arrays:
+        c = a["close"]
+        out = np.full_like(c, np.nan)
+        out[k:] = c[k:] / c[:-k] - 1.0
+        return {f"ret_{k}d": out}
+
+    return fn
+
+
+def _realised_vol(window: int) -> Callable[[Arrays], Arrays]:
+    def fn(a: Arrays) -> Arrays:
+        logret = np.full_like(a["close"], np.nan)
+        logret[1:] = np.diff(np.log(a["close"]))
+        vol = pd.Series(logret).rolling(window, min_periods=window).std(ddof=1).to_numpy() * np.sqrt(252.0)
+        return {f"rv_{window}d": vol}
+
+    return fn
+
+
+def _rsi(a: Arrays) -> Arrays:
+    return {"rsi_14": _talib().RSI(a["close"], timeperiod=14)}
+
+
+def _sma(a: Arrays) -> Arrays:
+    return {"sma_20": _talib().SMA(a["close"], timeperiod=20)}
+
+
+def _macd(a: Arrays) -> Arrays:
+    macd, signal, hist = _talib().MACD(a["close"], fastperiod=12, slowperiod=26, signalperiod=9)
+    return {"macd": macd, "macd_signal": signal, "macd_hist": hist}
+
+
+def _atr(a: Arrays) -> Arrays:
+    return {"atr_14": _talib().ATR(a["high"], a["low"], a["close"], timeperiod=14)}
+
+
+def _bb_pctb(a: Arrays) -> Arrays:
+    upper, _mid, lower = _talib().BBANDS(a["close"], timeperiod=20, nbdevup=2.0, nbdevdn=2.0, matype=0)
+    width = upper - lower
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pctb = np.where(width > 0, (a["close"] - lower) / width, np.nan)
+    return {"bb_pctb_20": pctb}
+
+
+FACTORS: tuple[FactorSpec, ...] = (
+    FactorSpec("ret_1d", ("ret_1d",), ("close",), 1, "free", "total", "1-session total return (splits and dividends applied)", _returns(1)),
+    FactorSpec("ret_5d", ("ret_5d",), ("close",), 5, "free", "total", "5-session total return", _returns(5)),
+    FactorSpec("ret_21d", ("ret_21d",), ("close",), 21, "free", "total", "21-session total return", _returns(21)),
+    FactorSpec("rv_21d", ("rv_21d",), ("close",), 21, "free", "total", "21-session realised volatility of log total returns, annualised (sqrt 252)", _realised_vol(21)),
+    FactorSpec("rsi_14", ("rsi_14",), ("close",), 14, "free", "split", "TA-Lib RSI(14) on split-adjusted closes", _rsi),
+    FactorSpec("sma_20", ("sma_20",), ("close",), 19, "price", "split", "TA-Lib SMA(20) of closes, in the price scale traded at the session", _sma),
+    FactorSpec("macd", ("macd", "macd_signal", "macd_hist"), ("close",), 33, "price", "split", "TA-Lib MACD(12, 26, 9) in the session's price scale", _macd),
+    FactorSpec("atr_14", ("atr_14",), ("high", "low", "close"), 14, "price", "split", "TA-Lib ATR(14) in dollars of the session's price scale", _atr),
+    FactorSpec("bb_pctb_20", ("bb_pctb_20",), ("close",), 19, "free", "split", "Bollinger %B: (close - lower) / (upper - lower), 20 sessions, 2 sd", _bb_pctb),
+)
+
+
+def feature_columns(view: str = "technicals") -> list[str]:
+    return [out for spec in FACTORS if spec.view == view for out in spec.outputs]
+
+
+def cumulative_factors(sessions: pd.Series | pd.DatetimeIndex, factor_rows: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Split and price (dividend) factor in force for each session.
+
+    Lean rule: the FIRST factor row whose date is on or after the session.
+    Without factor rows (e.g. a CSV source with no corporate actions) both are 1.
+    """
+    n = len(sessions)
+    if factor_rows is None or factor_rows.empty:
+        return np.ones(n), np.ones(n)
+    f = factor_rows.sort_values("factor_date")
+    idx = np.searchsorted(f["factor_date"].values, pd.DatetimeIndex(sessions).values, side="left")
+    split = np.append(f["split_factor"].to_numpy(float), 1.0)
+    price = np.append(f["price_factor"].to_numpy(float), 1.0)
+    return split[idx], price[idx]
+
+
+def compute_factors(bars: pd.DataFrame, factor_rows: pd.DataFrame | None = None, specs=FACTORS) -> pd.DataFrame:
+    """Every factor for ONE symbol's bars (sorted by session, raw prices).
+
+    Returns a frame aligned with ``bars`` holding every spec output. Values in
+    a factor's warm-up are NaN (missing), never 0.
+    """
+    if not bars["session"].is_monotonic_increasing or bars["session"].duplicated().any():
+        raise ValueError("bars must be one symbol's bars, sorted by session without duplicates")
+    split, price = cumulative_factors(bars["session"], factor_rows)
+    raw = {c: bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close")}
+    split_adj = {c: v * split for c, v in raw.items()}
+    total_adj = {c: v * split * price for c, v in raw.items()}
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        inputs = split_adj if spec.prices == "split" else total_adj
+        result = spec.fn(inputs)
+        for name in spec.outputs:
+            values = np.asarray(result[name], dtype=float)
+            if spec.scale == "price":
+                values = values / split  # back into the price scale traded at each session
+            out[name] = values
+    return pd.DataFrame(out, index=bars.index)

@@ -1,0 +1,94 @@
+"""Atomic, idempotent Parquet writes.
+
+Every file is written to a temporary name in the same folder, flushed and
+fsynced, then renamed over its final name: a crash mid-write leaves the old
+file (or none), never a half-written one. Temporary files start with ``.tmp-``
+so readers that glob ``*.parquet`` never see them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_table(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` to ``path`` atomically (temp file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".parquet", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    return atomic_write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def atomic_copy(src: Path, dst: Path) -> Path:
+    """Copy a file byte for byte into place atomically."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def read_parquet_dir(root: Path, columns: list[str] | None = None, filters=None) -> pd.DataFrame | None:
+    """Read every ``*.parquet`` below ``root`` (hive partitions become columns)."""
+    root = Path(root)
+    if not root.exists() or not any(root.rglob("*.parquet")):
+        return None
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(
+        root,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=False,
+        ignore_prefixes=[TMP_PREFIX, "."],
+    )
+    table = dataset.to_table(columns=columns, filter=filters)
+    return table.to_pandas()
+
+
+def remove_stale_temp_files(root: Path) -> int:
+    """Delete ``.tmp-*`` leftovers of a crashed writer below ``root``."""
+    n = 0
+    for p in Path(root).rglob(f"{TMP_PREFIX}*"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n

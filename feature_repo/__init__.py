@@ -1,0 +1,1 @@
+"""Feast definitions of Alpha Warehouse (see ``definitions.py``)."""

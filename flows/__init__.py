@@ -1,0 +1,1 @@
+"""Prefect flows. Tasks only call into ``etl`` and ``sdk.feast_store``."""

@@ -1,0 +1,20 @@
+"""Prefect settings for a warehouse, set before Prefect is imported.
+
+Without ``PREFECT_API_URL`` Prefect runs the flow against a temporary local
+server whose database lives in ``$ALPHA_HOME/prefect`` (so two warehouses never
+share run history). With ``PREFECT_API_URL`` set, runs show in that server's UI.
+"""
+
+from __future__ import annotations
+
+import os
+
+from etl.config import Settings
+
+
+def configure_prefect(settings: Settings) -> None:
+    if "PREFECT_API_URL" not in os.environ:
+        os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")

@@ -1,0 +1,264 @@
+"""The Alpha facade: one API for backtests (offline, point-in-time) and live
+bots (online store).
+
+``history`` goes through Feast's ``get_historical_features``; ``latest``
+through ``get_online_features``. Both speak Feast's vocabulary (entity
+``symbol``, feature refs ``"view:feature"``, feature services) and raise only
+:class:`~etl.errors.AlphaError` subclasses for bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from etl import clock
+from etl.config import Settings, load_settings
+from etl.errors import (
+    EmptyInputError,
+    NaiveTimestampError,
+    NotIngestedError,
+    OnlineStoreError,
+    UnknownFeatureError,
+    UnknownSymbolError,
+)
+
+ENTITY = "symbol"
+TS = "event_timestamp"
+TS_SUFFIX = "__ts"
+
+
+class Alpha:
+    """A client for the warehouse at ``home`` (default ``$ALPHA_HOME``).
+
+    Creating one does no I/O; the settings, registry and Feast are loaded on
+    first use.
+    """
+
+    def __init__(self, home: str | Path | None = None, settings: Settings | None = None):
+        self._home = home
+        self._settings = settings
+        self._store = None
+
+    # ------------------------------------------------------------ plumbing
+    def connect(self, home: str | Path | None = None) -> Alpha:
+        """A client for another warehouse (or a fresh one for ``$ALPHA_HOME``)."""
+        return Alpha(home)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self._home)
+        return self._settings
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def store(self):
+        if self._store is None:
+            from sdk.feast_store import feature_store
+
+            if not self.settings.registry_path.exists():
+                raise NotIngestedError(
+                    f"no feature registry at {self.settings.registry_path}; run `alpha nightly` "
+                    f"(ALPHA_HOME={self.home}) after ingesting data"
+                )
+            self._store = feature_store(self.settings)
+        return self._store
+
+    def __repr__(self) -> str:
+        home = self._settings.home if self._settings else (self._home or "$ALPHA_HOME")
+        return f"Alpha(home={str(home)!r})"
+
+    # ------------------------------------------------------------ catalog
+    def symbols(self) -> list[str]:
+        """Every symbol with gold features in this warehouse."""
+        from etl.gold import read_symbols_manifest
+
+        manifest = read_symbols_manifest(self.settings)
+        if manifest is None:
+            raise NotIngestedError(f"no features built in {self.home}; run `alpha ingest ...` then `alpha nightly`")
+        return list(manifest["symbols"])
+
+    def features(self) -> dict[str, list[str]]:
+        """Registered feature views and services: ``{"view:feature": ..., service: [refs]}``."""
+        return {**self._view_features(), **self._services()}
+
+    def _view_features(self) -> dict[str, list[str]]:
+        return {fv.name: [f.name for f in fv.features] for fv in self.store.list_feature_views()}
+
+    def _services(self) -> dict[str, list[str]]:
+        out = {}
+        for svc in self.store.list_feature_services():
+            out[svc.name] = [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
+        return out
+
+    def _resolve(self, features: str | Sequence[str]) -> tuple[object, list[str]]:
+        """Feast's ``features`` argument and the flat list of refs it stands for."""
+        if features is None or (not isinstance(features, str) and len(features) == 0):
+            raise EmptyInputError("no features asked for: pass refs like 'technicals:rsi_14' or a service name like 'daily_v1'")
+        if isinstance(features, str) and ":" not in features:
+            services = self._services()
+            if features not in services:
+                raise UnknownFeatureError(
+                    f"unknown feature service {features!r}; registered services: {sorted(services)}"
+                )
+            return self.store.get_feature_service(features), services[features]
+        refs = [features] if isinstance(features, str) else list(features)
+        views = self._view_features()
+        bad = []
+        for ref in refs:
+            view, _, name = ref.partition(":")
+            if not name or view not in views or name not in views[view]:
+                bad.append(ref)
+        if bad:
+            known = [f"{v}:{f}" for v, fs in views.items() for f in fs]
+            raise UnknownFeatureError(f"unknown feature(s) {bad}; use 'view:feature', e.g. one of {known[:12]} ...")
+        if len(set(refs)) != len(refs):
+            raise UnknownFeatureError(f"feature refs repeated: {refs}")
+        return refs, refs
+
+    def _check_symbols(self, symbols: Iterable[str]) -> None:
+        known = set(self.symbols())
+        unknown = sorted(set(symbols) - known)
+        if unknown:
+            raise UnknownSymbolError(
+                f"unknown symbol(s) {unknown[:20]}; this warehouse ({self.home}) has {len(known)}: {sorted(known)[:30]}"
+            )
+
+    # ------------------------------------------------------------ history
+    def entity_frame(self, symbols: Sequence[str] | str, start, end) -> pd.DataFrame:
+        """One row per symbol per session in [start, end], at the session's availability time."""
+        symbols = _symbol_list(symbols)
+        if start is None or end is None:
+            raise EmptyInputError("pass start= and end= (dates) with a list of symbols, or an entity frame")
+        sessions = clock.sessions_in_range(start, end, self.settings.calendar)
+        if len(sessions) == 0:
+            raise EmptyInputError(f"no {self.settings.calendar} sessions between {start} and {end}")
+        times = clock.availability_times(sessions, self.settings.bar_delay_minutes, self.settings.calendar)
+        frame = pd.DataFrame(
+            {
+                ENTITY: [s for s in symbols for _ in range(len(times))],
+                TS: list(times) * len(symbols),
+            }
+        )
+        frame[TS] = pd.to_datetime(frame[TS], utc=True)
+        return frame.sort_values([TS, ENTITY], kind="stable").reset_index(drop=True)
+
+    def history(
+        self,
+        entities: pd.DataFrame | Sequence[str] | str,
+        features: str | Sequence[str],
+        *,
+        start=None,
+        end=None,
+        full_feature_names: bool = False,
+    ) -> pd.DataFrame:
+        """Point-in-time feature values.
+
+        ``entities`` is either a frame with ``symbol`` and a tz-aware
+        ``event_timestamp`` (the time of each decision), or a list of symbols
+        with ``start``/``end`` dates (one row per symbol per session, at the
+        session's availability time). Returns one row per entity row, in input
+        order (duplicates kept), each value the latest one knowable at that
+        time within its view's TTL, else missing (NaN/None).
+        """
+        if isinstance(entities, pd.DataFrame):
+            frame = _check_entity_frame(entities)
+        else:
+            frame = self.entity_frame(entities, start, end)
+        feast_features, refs = self._resolve(features)
+        self._check_symbols(frame[ENTITY].unique())
+
+        unique = frame[[ENTITY, TS]].drop_duplicates().reset_index(drop=True)
+        unique[TS] = clock.to_utc_us(unique[TS])
+        job = self.store.get_historical_features(
+            entity_df=unique, features=feast_features, full_feature_names=full_feature_names
+        )
+        result = job.to_df()
+        result[TS] = pd.to_datetime(result[TS], utc=True).astype("datetime64[us, UTC]")
+        cols = [_out_name(r, full_feature_names) for r in refs]
+        result = result[[ENTITY, TS, *cols]].drop_duplicates([ENTITY, TS])
+        left = frame.copy()
+        left[TS] = clock.to_utc_us(left[TS])
+        out = left.merge(result, on=[ENTITY, TS], how="left", sort=False, validate="many_to_one")
+        out.index = entities.index if isinstance(entities, pd.DataFrame) else out.index
+        return out
+
+    # ------------------------------------------------------------ latest
+    def latest(self, symbols: Sequence[str] | str, features: str | Sequence[str], *, full_feature_names: bool = False) -> pd.DataFrame:
+        """The newest value of each feature per symbol, from the online store.
+
+        One row per symbol (in the order given); for each feature ``f`` a
+        column ``f`` and ``f__ts``, the event timestamp of that value (UTC).
+        """
+        symbols = _symbol_list(symbols)
+        feast_features, refs = self._resolve(features)
+        self._check_symbols(symbols)
+        try:
+            response = self.store.get_online_features(
+                features=feast_features, entity_rows=[{ENTITY: s} for s in symbols], full_feature_names=full_feature_names
+            )
+            raw = response.to_dict(include_event_timestamps=True)
+        except Exception as exc:
+            if "redis" in type(exc).__module__.lower() or isinstance(exc, (ConnectionError, OSError)):
+                raise OnlineStoreError(f"cannot read the online store ({self.settings.online_store_kind}): {exc}") from exc
+            raise
+        out = pd.DataFrame({ENTITY: symbols})
+        for ref in refs:
+            name = _out_name(ref, full_feature_names)
+            out[name] = raw[name]
+            seconds = pd.Series(raw[name + "_event_timestamp"] if name + "_event_timestamp" in raw else raw.get(name + TS_SUFFIX), dtype="float64")
+            ts = pd.to_datetime(seconds, unit="s", utc=True)
+            ts[seconds <= 0] = pd.NaT  # Feast reports 0 for a value it does not have
+            out[name + TS_SUFFIX] = ts.astype("datetime64[us, UTC]")
+        return out
+
+
+def _out_name(ref: str, full: bool) -> str:
+    view, _, name = ref.partition(":")
+    return f"{view}__{name}" if full else name
+
+
+def _symbol_list(symbols) -> list[str]:
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    symbols = list(symbols) if symbols is not None else []
+    if not symbols:
+        raise EmptyInputError("no symbols given")
+    if any(not isinstance(s, str) or not s for s in symbols):
+        raise UnknownSymbolError(f"symbols must be non-empty strings, got {symbols[:10]}")
+    if len(set(symbols)) != len(symbols):
+        raise UnknownSymbolError(f"a symbol is listed twice: {symbols}")
+    return symbols
+
+
+def _check_entity_frame(entities: pd.DataFrame) -> pd.DataFrame:
+    if len(entities) == 0:
+        raise EmptyInputError("the entity frame is empty; it needs rows with 'symbol' and 'event_timestamp'")
+    missing = [c for c in (ENTITY, TS) if c not in entities.columns]
+    if missing:
+        raise EmptyInputError(f"the entity frame lacks column(s) {missing}; it needs 'symbol' and 'event_timestamp'")
+    ts = entities[TS]
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        try:
+            ts = pd.to_datetime(ts)
+        except (ValueError, TypeError) as exc:
+            raise NaiveTimestampError(f"event_timestamp is not a datetime column: {exc}") from None
+    if getattr(ts.dt, "tz", None) is None:
+        raise NaiveTimestampError(
+            "event_timestamp has no time zone; the warehouse never guesses one. Fix with "
+            "df['event_timestamp'] = df['event_timestamp'].dt.tz_localize('America/New_York') "
+            "(or 'UTC'), whichever your clock meant."
+        )
+    if ts.isna().any():
+        raise EmptyInputError(f"event_timestamp is missing in {int(ts.isna().sum())} row(s)")
+    if entities[ENTITY].isna().any():
+        raise EmptyInputError(f"symbol is missing in {int(entities[ENTITY].isna().sum())} row(s)")
+    frame = entities.copy()
+    frame[TS] = ts.dt.tz_convert("UTC")
+    return frame

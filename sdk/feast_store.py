@@ -1,0 +1,80 @@
+"""Feast plumbing for one warehouse: the RepoConfig, apply and materialize.
+
+Imports Feast (about 3 s) only when a function here is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import datetime, timezone
+
+from etl.config import FEAST_PROJECT, Settings, parse_redis_url
+from etl.errors import NotIngestedError, OnlineStoreError
+
+
+def repo_config(settings: Settings):
+    from feast.repo_config import RepoConfig
+
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    if settings.redis_url:
+        online = {"type": "redis", "connection_string": parse_redis_url(settings.redis_url)}
+    else:
+        online = {"type": "sqlite", "path": str(settings.online_sqlite_path)}
+    return RepoConfig(
+        project=FEAST_PROJECT,
+        provider="local",
+        registry={"registry_type": "file", "path": str(settings.registry_path), "cache_ttl_seconds": 60},
+        offline_store={"type": "duckdb"},
+        online_store=online,
+        entity_key_serialization_version=3,
+        repo_path=str(settings.home),
+    )
+
+
+def feature_store(settings: Settings):
+    _quiet_feast()
+    from feast import FeatureStore
+
+    return FeatureStore(config=repo_config(settings))
+
+
+def _quiet_feast() -> None:
+    warnings.filterwarnings("ignore", module="feast")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger("feast").setLevel(logging.WARNING)
+
+
+def apply(settings: Settings) -> list[str]:
+    """Register the definitions generated from the factor specs (``feast apply``)."""
+    from etl.gold import gold_path
+
+    if not gold_path(settings, "technicals").exists():
+        raise NotIngestedError(f"no gold tables in {settings.gold}; run `alpha nightly` after ingesting")
+    from feature_repo.definitions import build_definitions
+
+    store = feature_store(settings)
+    defs = build_definitions(settings.home)
+    store.apply(defs.objects())
+    return [o.name for o in defs.objects()]
+
+
+def materialize(settings: Settings, start: datetime | None = None, end: datetime | None = None) -> dict:
+    """Push the latest value of every view, per symbol, to the online store."""
+    from etl.gold import read_symbols_manifest
+
+    manifest = read_symbols_manifest(settings)
+    if manifest is None:
+        raise NotIngestedError("nothing to materialize: run `alpha nightly` after ingesting")
+    import pandas as pd
+
+    start = start or (pd.Timestamp(manifest["first_event"]) - pd.Timedelta(seconds=1)).to_pydatetime()
+    end = end or datetime.now(timezone.utc)
+    store = feature_store(settings)
+    try:
+        store.materialize(start_date=start, end_date=end)
+    except Exception as exc:  # connection problems surface from many Feast layers
+        if "redis" in type(exc).__module__.lower() or "Connection" in type(exc).__name__:
+            raise OnlineStoreError(f"cannot write to the online store ({settings.online_store_kind}): {exc}") from exc
+        raise
+    return {"start": start, "end": end, "online_store": settings.online_store_kind}

@@ -1,0 +1,30 @@
+"""One tick of the live loop: ``alpha.latest`` -> the same strategy function.
+
+Values older than the view's TTL relative to the freshest value in the
+universe are treated as missing -- exactly what the point-in-time join does
+in the backtest -- so live and backtest give the same targets.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from strategy import trend_rsi
+
+TTL = pd.Timedelta(days=10)
+
+
+def live_once(client, symbols: list[str] | None = None, strategy=trend_rsi) -> pd.DataFrame:
+    symbols = symbols or client.symbols()
+    latest = client.latest(symbols, strategy.FEATURES)
+    names = [f.split(":", 1)[1] for f in strategy.FEATURES]
+    ts_cols = [n + "__ts" for n in names]
+    newest = latest[ts_cols].max().max()
+    frame = latest.copy()
+    for n in names:
+        stale = frame[n + "__ts"].isna() | (frame[n + "__ts"] < newest - TTL)
+        frame.loc[stale, n] = float("nan")
+    frame["decision_time"] = newest
+    frame["as_of"] = frame[ts_cols].max(axis=1)
+    frame["target_weight"] = strategy.target_positions(frame)
+    return frame[["symbol", "as_of", *names, "target_weight"]]
