@@ -186,7 +186,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
     frame = good.copy()
     frame["ticker"] = frame.get("ticker", frame["symbol"])
     frame["source"] = source
-    frame["event_timestamp"] = clock.availability_times(frame["session"], settings.bar_delay_minutes, settings.calendar).values
+    frame["event_timestamp"] = clock.availability_times(frame["session"], settings.bar_delay_minutes, settings.calendar)
     frame["created_timestamp"] = now
     frame["year"] = frame["session"].dt.year
     stats = {"new": 0, "revised": 0, "unchanged": 0}
@@ -205,7 +205,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
             revised = known & ~same
             chunk = chunk.loc[~same].copy()
             rev_mask = revised[~same]
-            chunk.loc[rev_mask, "event_timestamp"] = np.maximum(chunk.loc[rev_mask, "event_timestamp"], now)
+            chunk.loc[rev_mask, "event_timestamp"] = chunk.loc[rev_mask, "event_timestamp"].clip(lower=now)
             stats["unchanged"] += int(same.sum())
             stats["revised"] += int(revised.sum())
             stats["new"] += int((~known).sum())

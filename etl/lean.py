@@ -36,7 +36,7 @@ def daily_files(root: Path, symbols: list[str] | None = None) -> list[Path]:
         if missing:
             from etl.errors import UnknownSymbolError
 
-            raise UnknownSymbolError(f"no Lean daily file for {sorted(missing)} in {folder}")
+            raise UnknownSymbolError(f"no Lean daily file for {sorted(m.upper() for m in missing)} in {folder}")
         files = [p for p in files if p.stem in wanted]
     return files
 

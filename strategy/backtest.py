@@ -63,8 +63,10 @@ def run_backtest(
     index = growth.fillna(1.0).cumprod().where(listed) * 100.0
     keep = index.notna().any()
     index, targets = index.loc[:, keep], targets.loc[:, keep]
-    # decided at t, executed at t+1's close; no order where the symbol has no price
-    size = targets.shift(1).where(index.notna())
+    # decided at t, executed at t+1's close; an order only when the target changes
+    # (positions drift in between) and never where the symbol has no price
+    decided = targets.shift(1)
+    size = decided.where(decided.ne(decided.shift(1)) & index.notna())
     size.iloc[0] = np.nan
 
     pf = vbt.Portfolio.from_orders(

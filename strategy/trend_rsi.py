@@ -1,8 +1,10 @@
 """Trend with an overbought filter: a pure function from features to targets.
 
 Hold a symbol when its close is above its 20-session SMA (both in the price
-scale traded that session) and RSI(14) is below 70; the held symbols share
-the book equally. Rows with any missing input are not held. The same
+scale traded that session) and RSI(14) is below 70. Each held symbol gets
+1/N of the book, N = the symbols with data at that decision time, so the
+exposure grows with the breadth of the trend and the rest stays in cash.
+Rows with any missing input are not held. The same
 function runs in the backtest (many decision times) and live (one).
 """
 
@@ -25,7 +27,8 @@ def target_positions(features: pd.DataFrame, time_col: str = "decision_time") ->
     close = features["close"].astype(float)
     sma = features["sma_20"].astype(float)
     rsi = features["rsi_14"].astype(float)
-    hold = (close > sma) & (rsi < RSI_CAP) & close.notna() & sma.notna() & rsi.notna()
-    n_held = hold.groupby(features[time_col]).transform("sum")
-    weights = np.where(hold, 1.0 / n_held.where(n_held > 0, np.nan), 0.0)
+    valid = close.notna() & sma.notna() & rsi.notna()
+    hold = valid & (close > sma) & (rsi < RSI_CAP)
+    n_valid = valid.groupby(features[time_col]).transform("sum")
+    weights = np.where(hold, 1.0 / n_valid.where(n_valid > 0, np.nan), 0.0)
     return pd.Series(np.nan_to_num(weights, nan=0.0), index=features.index, name="target_weight")

@@ -1,0 +1,178 @@
+"""Ingest: Lean and CSV adapters, validation, quarantine, idempotency, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from etl.bars import read_silver_bars, silver_bars_dir
+from etl.errors import BadInputError, UnknownSymbolError
+from etl.ingest import ingest_csv_folder, ingest_lean
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Path -> sha256 of every file below root (what 'nothing changed' means)."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_csv(folder: Path, symbol: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{symbol}.csv"
+    path.write_text(text)
+    return path
+
+
+GOOD = "date,open,high,low,close,volume\n2014-06-05,10,11,9.5,10.5,1000\n2014-06-06,10.5,11.2,10.1,11,1200\n2014-06-09,11,11.5,10.8,11.4,900\n"
+
+
+def test_lean_prices_are_dollars_and_available_at_close_plus_delay(tmp_home, lean_root):
+    report = ingest_lean(tmp_home, lean_root, ["AAPL"])
+    assert report.new == 5849 == report.rows_read and report.revised == 0
+    bars = read_silver_bars(tmp_home).set_index("session")
+    # SOURCE.txt: AAPL close 2014-06-06 = 645.57 and 2014-06-09 = 93.70 (7:1 split visible in raw bars)
+    assert bars.loc["2014-06-06", "close"] == pytest.approx(645.57)
+    assert bars.loc["2014-06-09", "close"] == pytest.approx(93.70)
+    assert bars.loc["2014-06-06", "volume"] == 12116671
+    # 16:00 New York (EDT) + 15 minutes = 20:15 UTC
+    assert bars.loc["2014-06-06", "event_timestamp"] == pd.Timestamp("2014-06-06 20:15", tz="UTC")
+    assert (bars["created_timestamp"] > bars["event_timestamp"]).all()
+    assert str(bars["event_timestamp"].dtype) == "datetime64[us, UTC]"
+
+
+def test_lean_map_file_gives_ticker_as_traded(tmp_home, lean_root):
+    ingest_lean(tmp_home, lean_root, ["WM"])
+    bars = read_silver_bars(tmp_home).set_index("session")
+    # wm.csv map file: WMI until 2009-08-04, then WM (one security, two tickers)
+    assert bars.loc[:"2009-08-04", "ticker"].iloc[-1] == "WMI"  # wm.csv itself has no 08-03/04 rows
+    assert bars.loc["2009-08-05", "ticker"] == "WM"
+    assert bars.loc["2021-03-31", "ticker"] == "WM"
+
+
+def test_lean_unknown_symbol_is_a_clear_error(tmp_home, lean_root):
+    with pytest.raises(UnknownSymbolError, match="NOPE"):
+        ingest_lean(tmp_home, lean_root, ["NOPE"])
+
+
+def test_reingest_is_idempotent_byte_for_byte(tmp_home, lean_root):
+    ingest_lean(tmp_home, lean_root, ["SPY", "IBM"])
+    before = tree_digest(tmp_home.silver)
+    again = ingest_lean(tmp_home, lean_root, ["SPY", "IBM"])
+    assert again.new == 0 and again.revised == 0 and again.unchanged == again.rows_read
+    assert tree_digest(tmp_home.silver) == before
+
+
+def test_csv_revision_is_a_new_row_known_from_when_it_was_written(tmp_home, tmp_path):
+    folder = tmp_path / "csv"
+    write_csv(folder, "ACME", GOOD)
+    t1 = pd.Timestamp("2020-01-01", tz="UTC")
+    ingest_csv_folder(tmp_home, folder, now=t1)
+    write_csv(folder, "ACME", GOOD.replace("2014-06-06,10.5,11.2,10.1,11,1200", "2014-06-06,10.5,11.2,10.1,11.1,1200"))
+    t2 = pd.Timestamp("2020-02-01", tz="UTC")
+    report = ingest_csv_folder(tmp_home, folder, now=t2)
+    assert (report.new, report.revised, report.unchanged) == (0, 1, 2)
+    versions = read_silver_bars(tmp_home, versions="all")
+    day = versions[versions["session"] == "2014-06-06"].sort_values("created_timestamp")
+    assert day["close"].tolist() == [11.0, 11.1]
+    # the first version was knowable at the close; the revision only when we received it
+    assert day["event_timestamp"].tolist() == [pd.Timestamp("2014-06-06 20:15", tz="UTC"), t2]
+    assert read_silver_bars(tmp_home).set_index("session").loc["2014-06-06", "close"] == 11.0
+
+
+BAD_CASES = {
+    "missing_column": ("date,open,high,low,close\n2014-06-05,10,11,9.5,10.5\n", 1, "missing column"),
+    "non_numeric_price": (GOOD.replace("10.5,11.2,10.1,11,1200", "10.5,abc,10.1,11,1200"), 3, "non-numeric high 'abc'"),
+    "negative_volume": (GOOD.replace("11.4,900", "11.4,-900"), 4, "negative volume -900"),
+    "duplicated_date": (GOOD + "2014-06-09,11,11.5,10.8,11.3,950\n", 4, "duplicated date 2014-06-09"),
+    "empty_price": (GOOD.replace("10.5,11.2,10.1,11,1200", "10.5,,10.1,11,1200"), 3, "missing high"),
+    "not_a_session": (GOOD.replace("2014-06-09", "2014-06-08"), 4, "2014-06-08 is not a XNYS session"),
+    "inconsistent_bar": (GOOD.replace("11,11.5,10.8,11.4", "11,10.9,10.8,11.4"), 4, "inconsistent bar"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_csv_names_file_and_row_and_changes_nothing(case, tmp_home, tmp_path):
+    good_folder = tmp_path / "good"
+    write_csv(good_folder, "GOOD", GOOD)
+    ingest_csv_folder(tmp_home, good_folder)
+    before = tree_digest(tmp_home.silver)
+
+    text, row, reason = BAD_CASES[case]
+    bad_folder = tmp_path / "bad"
+    path = write_csv(bad_folder, "BAD", text)
+    write_csv(bad_folder, "OTHER", GOOD)  # a good file beside it is not half-written either
+    with pytest.raises(BadInputError) as err:
+        ingest_csv_folder(tmp_home, bad_folder)
+    message = str(err.value)
+    assert str(path) in message and f"row {row}" in message and reason in message
+    assert any(p[0] == str(path) and p[1] == row and reason in p[2] for p in err.value.problems)
+    assert tree_digest(tmp_home.silver) == before, "a rejected ingest must not change silver"
+    if case != "missing_column":
+        quarantined = pd.read_parquet(err.value.quarantine_path)
+        hit = quarantined[(quarantined["source_file"] == str(path)) & (quarantined["source_row"] == row)]
+        assert len(hit) >= 1 and reason in hit["reason"].iloc[0]
+        assert hit["raw"].iloc[0]  # the rejected values are kept as received
+
+
+def test_duplicated_date_quarantines_every_copy(tmp_home, tmp_path):
+    folder = tmp_path / "dup"
+    path = write_csv(folder, "DUP", GOOD + "2014-06-09,11,11.5,10.8,11.3,950\n")
+    with pytest.raises(BadInputError) as err:
+        ingest_csv_folder(tmp_home, folder)
+    rows = sorted(p[1] for p in err.value.problems if p[0] == str(path))
+    assert rows == [4, 5]
+
+
+def test_csv_folder_errors(tmp_home, tmp_path):
+    with pytest.raises(BadInputError, match="not a folder"):
+        ingest_csv_folder(tmp_home, tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="no <SYMBOL>.csv"):
+        ingest_csv_folder(tmp_home, tmp_path / "empty")
+    (tmp_path / "weird").mkdir()
+    (tmp_path / "weird" / "a b.csv").write_text(GOOD)
+    with pytest.raises(BadInputError, match="not a valid symbol"):
+        ingest_csv_folder(tmp_home, tmp_path / "weird")
+    assert not silver_bars_dir(tmp_home).exists()
+
+
+CRASH_WRITER = r"""
+import sys, numpy as np, pandas as pd, pyarrow as pa
+from pathlib import Path
+from etl.store import atomic_write_table
+path = Path(sys.argv[1])
+n = 3_000_000
+table = pa.table({"a": np.arange(n), "b": np.random.default_rng(0).random(n)})
+print("ready", flush=True)
+while True:
+    atomic_write_table(table, path)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.9])
+def test_kill_mid_write_leaves_old_or_new_file_never_partial(tmp_path, delay):
+    import time
+
+    import pyarrow.parquet as pq
+
+    target = tmp_path / "t.parquet"
+    pq.write_table(__import__("pyarrow").table({"a": [1], "b": [0.5]}), target)
+    proc = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, str(target)], stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout.readline().strip() == b"ready"
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    table = pq.read_table(target)  # must be a complete file: the original one row or the full new table
+    assert table.num_rows in (1, 3_000_000)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "t.parquet"]
+    # a killed writer can leave a .tmp- file (never the target); readers ignore that prefix
+    assert all(name.startswith(".tmp-") for name in leftovers)
+    from etl.store import remove_stale_temp_files
+
+    assert remove_stale_temp_files(tmp_path) == len(leftovers)
