@@ -124,7 +124,7 @@ def _merge_keep_created(path: Path, new: pd.DataFrame, key: list[str], now: pd.T
 def write_corporate_actions(settings: Settings, factors: pd.DataFrame, now: pd.Timestamp) -> None:
     """Factor-file rows; each is knowable at the open of its ex-date."""
     f = factors[factors["ex_date"].notna()].copy()
-    f["event_timestamp"] = clock.session_opens(pd.DatetimeIndex(f["ex_date"]), settings.calendar).values
+    f["event_timestamp"] = clock.session_opens(pd.DatetimeIndex(f["ex_date"]), settings.calendar)
     f["factor_date"] = f["factor_date"].astype("datetime64[us]")
     f["ex_date"] = f["ex_date"].astype("datetime64[us]")
     cols = ["symbol", "factor_date", "ex_date", "price_factor", "split_factor", "reference_price", "event_timestamp"]

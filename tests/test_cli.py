@@ -1,0 +1,83 @@
+"""The `alpha` and `feast` commands, run as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ALPHA = str(Path(sys.executable).with_name("alpha"))
+FEAST = str(Path(sys.executable).with_name("feast"))
+STOCKNET = REPO.parent / "shared" / "data" / "stocknet-tweets-prices" / "prices_raw.csv.gz"
+
+
+def run(args, home: Path, cwd=REPO, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHA_", "PREFECT_API"))}
+    env.update({"ALPHA_HOME": str(home), "PREFECT_HOME": str(home / "prefect"), **(extra_env or {})})
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def csv_folder(tmp_path_factory):
+    """Real Yahoo daily prices of three stocknet tickers as a generic CSV folder."""
+    if not STOCKNET.exists():
+        pytest.fail(f"shared data missing: {STOCKNET}")
+    prices = pd.read_csv(STOCKNET)
+    folder = tmp_path_factory.mktemp("csv")
+    for ticker in ["MSFT", "XOM", "JNJ"]:
+        t = prices[prices["ticker"] == ticker].rename(columns=str.lower)
+        t = t[(t["date"] >= "2016-01-01")]
+        t[["date", "open", "high", "low", "close", "volume"]].to_csv(folder / f"{ticker}.csv", index=False)
+    return folder
+
+
+@pytest.mark.slow
+def test_csv_folder_to_history_and_latest(csv_folder, tmp_path):
+    home = tmp_path / "home"
+    out = run([ALPHA, "ingest", "csv", str(csv_folder)], home)
+    assert out.returncode == 0, out.stderr
+    assert "3 symbols" in out.stdout
+    out = run([ALPHA, "nightly"], home)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "materialized to sqlite" in out.stdout
+
+    from sdk import connect
+
+    client = connect(home)
+    assert client.symbols() == ["JNJ", "MSFT", "XOM"]
+    last_close = pd.read_csv(csv_folder / "MSFT.csv").iloc[-1]
+    latest = client.latest(["MSFT"], ["bars_daily:close", "bars_daily:session_date", "technicals:rsi_14"])
+    assert latest["session_date"].iloc[0] == last_close["date"]
+    assert latest["close"].iloc[0] == pytest.approx(last_close["close"])
+    hist = client.history(["MSFT", "XOM"], ["bars_daily:close", "technicals:sma_20"], start="2017-08-01", end="2017-08-31")
+    assert len(hist) == 2 * 23 and hist["close"].notna().all() and hist["sma_20"].notna().all()
+
+    # `alpha live --once` and `alpha backtest` run on the CSV warehouse too
+    live = run([ALPHA, "live", "--once"], home)
+    assert live.returncode == 0, live.stderr
+    assert "MSFT" in live.stdout and "targets:" in live.stdout
+
+
+def test_bad_csv_exits_nonzero_naming_file_and_row(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "ACME.csv").write_text("date,open,high,low,close,volume\n2014-06-05,10,11,9.5,10.5,1000\n2014-06-06,10,11,9.5,oops,1000\n")
+    out = run([ALPHA, "ingest", "csv", str(folder)], tmp_path / "home")
+    assert out.returncode == 1
+    assert "ACME.csv, row 3" in out.stderr and "non-numeric close 'oops'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_feast_apply_works_from_feature_repo(warehouse):
+    home = warehouse["settings"].home
+    out = run([FEAST, "apply"], home, cwd=REPO / "feature_repo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = run([FEAST, "feature-views", "list"], home, cwd=REPO / "feature_repo")
+    assert out.returncode == 0, out.stderr
+    assert "bars_daily" in out.stdout and "technicals" in out.stdout
