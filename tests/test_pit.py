@@ -93,3 +93,30 @@ def test_timezones_of_the_query_do_not_matter(client):
     utc = pd.DataFrame({"symbol": ["AAPL"], "event_timestamp": [pd.Timestamp("2014-06-09 20:14:59", tz="UTC")]})
     a, b = client.history(ny, ["bars_daily:session_date"]), client.history(utc, ["bars_daily:session_date"])
     assert a["session_date"].iloc[0] == b["session_date"].iloc[0] == "2014-06-06"
+
+
+def test_history_equals_a_brute_force_reference(client, warehouse):
+    """Every value equals the brute-force answer: the gold row with the greatest
+    event time <= the query time (greatest created time on ties), within the TTL."""
+    from etl.gold import gold_path
+
+    gold = pd.read_parquet(gold_path(warehouse["settings"], "technicals"))
+    rng = np.random.default_rng(5)
+    lo, hi = pd.Timestamp("1998-01-01", tz="UTC").value, pd.Timestamp("2021-05-01", tz="UTC").value
+    q = pd.DataFrame(
+        {
+            "symbol": rng.choice(sorted(gold["symbol"].unique()), 300),
+            "event_timestamp": pd.to_datetime(rng.integers(lo, hi, 300), utc=True).floor("s"),
+        }
+    )
+    got = client.history(q, ["technicals:rsi_14", "technicals:atr_14"])
+    for i, row in q.iterrows():
+        g = gold[(gold["symbol"] == row["symbol"]) & (gold["event_timestamp"] <= row["event_timestamp"])
+                 & (gold["event_timestamp"] >= row["event_timestamp"] - pd.Timedelta(days=10))]
+        if g.empty:
+            assert np.isnan(got.loc[i, "rsi_14"]) and np.isnan(got.loc[i, "atr_14"])
+            continue
+        best = g.sort_values(["event_timestamp", "created_timestamp"]).iloc[-1]
+        for col in ("rsi_14", "atr_14"):
+            a, b = got.loc[i, col], best[col]
+            assert (np.isnan(a) and np.isnan(b)) or a == b, (i, col)
