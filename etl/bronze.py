@@ -31,7 +31,7 @@ def land_files(settings: Settings, source: str, files: list[tuple[Path, str]], n
     manifest = pd.read_parquet(manifest_path) if manifest_path.exists() else pd.DataFrame(
         columns=["relpath", "sha256", "bytes", "origin", "landed_at"]
     )
-    known = set(zip(manifest["relpath"], manifest["sha256"]))
+    known = set(zip(manifest["relpath"], manifest["sha256"], strict=True))
     rows = []
     for path, rel in files:
         digest = sha256_of(path)

@@ -36,6 +36,16 @@ class Definitions:
         return [self.symbol, self.bars_source, self.technicals_source, self.bars_daily, self.technicals, self.daily_v1]
 
 
+def _gold_source(gold: Path, view: str, description: str) -> FileSource:
+    return FileSource(
+        name=f"{view}_source",
+        path=str(gold / f"{view}.parquet"),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+        description=description,
+    )
+
+
 def build_definitions(home: Path) -> Definitions:
     gold = Path(home) / "gold"
     symbol = Entity(
@@ -44,20 +54,8 @@ def build_definitions(home: Path) -> Definitions:
         value_type=ValueType.STRING,
         description="A listed security, named by its current ticker (Lean's permanent file name).",
     )
-    bars_source = FileSource(
-        name="bars_daily_source",
-        path=str(gold / f"{BARS_VIEW}.parquet"),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
-        description="Daily bars as traded; event_timestamp = session close + delay (UTC).",
-    )
-    technicals_source = FileSource(
-        name="technicals_source",
-        path=str(gold / f"{TECH_VIEW}.parquet"),
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
-        description="Technical factors computed from silver bars, point-in-time adjusted.",
-    )
+    bars_source = _gold_source(gold, BARS_VIEW, "Daily bars as traded; event_timestamp = session close + delay (UTC).")
+    technicals_source = _gold_source(gold, TECH_VIEW, "Technical factors computed from silver bars, point-in-time adjusted.")
     bars_daily = FeatureView(
         name=BARS_VIEW,
         entities=[symbol],

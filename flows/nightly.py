@@ -11,6 +11,7 @@ import time
 from prefect import flow, get_run_logger, task
 
 from etl.config import load_settings
+from etl.errors import OnlineStoreError
 from etl.gold import build_gold
 from sdk import feast_store
 
@@ -28,7 +29,18 @@ def apply_task(home: str) -> list[str]:
     return feast_store.apply(load_settings(home))
 
 
-@task(name="materialize", retries=2, retry_delay_seconds=[2, 10])
+def retry_only_on_io(task, task_run, state) -> bool:
+    """Retry the online-store write when the store was unreachable, never on a logic error."""
+    try:
+        state.result()
+    except OnlineStoreError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="materialize", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_only_on_io)
 def materialize_task(home: str) -> dict:
     out = feast_store.materialize(load_settings(home))
     return {k: str(v) for k, v in out.items()}

@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -36,7 +35,7 @@ def default_lean_path() -> Path:
     return Path(os.environ.get("ALPHA_LEAN_DATA", PROJECT_ROOT.parent / "shared" / "data" / "quantconnect-lean"))
 
 
-def _settings(home: Optional[Path]):
+def _settings(home: Path | None):
     settings = load_settings(home)
     os.environ["ALPHA_HOME"] = str(settings.home)  # subprocesses and feature_repo/repo.py see the same home
     return settings
@@ -66,9 +65,9 @@ def _done(t0: float, msg: str = "") -> None:
 @ingest_app.command("lean")
 @friendly
 def ingest_lean_cmd(
-    path: Optional[Path] = typer.Argument(None, help="Lean data folder (default: ../shared/data/quantconnect-lean or $ALPHA_LEAN_DATA)."),
-    symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols, e.g. AAPL,SPY (default: all)."),
-    home: Optional[Path] = HomeOpt,
+    path: Path | None = typer.Argument(None, help="Lean data folder (default: ../shared/data/quantconnect-lean or $ALPHA_LEAN_DATA)."),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols, e.g. AAPL,SPY (default: all)."),
+    home: Path | None = HomeOpt,
 ):
     """Ingest Lean daily bars with their factor and map files."""
     from etl.ingest import ingest_lean
@@ -81,7 +80,7 @@ def ingest_lean_cmd(
 
 @ingest_app.command("csv")
 @friendly
-def ingest_csv_cmd(path: Path = typer.Argument(..., help="Folder of <SYMBOL>.csv files."), home: Optional[Path] = HomeOpt):
+def ingest_csv_cmd(path: Path = typer.Argument(..., help="Folder of <SYMBOL>.csv files."), home: Path | None = HomeOpt):
     """Ingest a folder of <SYMBOL>.csv with columns date,open,high,low,close,volume (raw, session dates)."""
     from etl.ingest import ingest_csv_folder
 
@@ -102,7 +101,7 @@ def run_nightly(settings) -> dict:
 
 @app.command()
 @friendly
-def nightly(home: Optional[Path] = HomeOpt):
+def nightly(home: Path | None = HomeOpt):
     """Run the nightly Prefect flow: factors -> write -> feast apply -> materialize."""
     settings = _settings(home)
     t0 = _step(f"nightly flow on {settings.home} (online store: {settings.online_store_kind})")
@@ -113,12 +112,12 @@ def nightly(home: Optional[Path] = HomeOpt):
 @app.command()
 @friendly
 def backtest(
-    symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
     start: str = typer.Option("2005-01-01", help="First session."),
     end: str = typer.Option("2021-03-31", help="Last session."),
     fees: float = typer.Option(0.0005, help="Fees per trade, fraction of value (0.0005 = 5 bp)."),
     slippage: float = typer.Option(0.0005, help="Slippage per trade, fraction of price."),
-    home: Optional[Path] = HomeOpt,
+    home: Path | None = HomeOpt,
 ):
     """Backtest the strategy with vectorbt on alpha.history and write a report."""
     from sdk.client import Alpha
@@ -135,8 +134,8 @@ def backtest(
 @friendly
 def live(
     once: bool = typer.Option(False, "--once", help="Run one tick and exit (the only mode so far)."),
-    symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (default: all)."),
-    home: Optional[Path] = HomeOpt,
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    home: Path | None = HomeOpt,
 ):
     """Run the strategy on alpha.latest and print target positions."""
     if not once:
@@ -158,12 +157,12 @@ def _print_targets(frame) -> None:
     with pd.option_context("display.width", 160, "display.max_rows", 100, "display.float_format", "{:.4f}".format):
         typer.echo(frame.to_string(index=False))
     held = frame[frame["target_weight"] > 0]
-    typer.echo(f"    targets: {', '.join(f'{s} {w:.1%}' for s, w in zip(held['symbol'], held['target_weight'])) or 'all cash'}")
+    typer.echo(f"    targets: {', '.join(f'{s} {w:.1%}' for s, w in zip(held['symbol'], held['target_weight'], strict=True)) or 'all cash'}")
 
 
 @app.command()
 @friendly
-def apply(home: Optional[Path] = HomeOpt):
+def apply(home: Path | None = HomeOpt):
     """Register the feature views (feast apply) without running the whole flow."""
     from sdk.feast_store import apply as do_apply
 
@@ -174,7 +173,7 @@ def apply(home: Optional[Path] = HomeOpt):
 
 @app.command()
 @friendly
-def materialize(home: Optional[Path] = HomeOpt):
+def materialize(home: Path | None = HomeOpt):
     """Push the latest feature values to the online store."""
     from sdk.feast_store import materialize as do_materialize
 
@@ -187,8 +186,8 @@ def materialize(home: Optional[Path] = HomeOpt):
 @app.command()
 @friendly
 def demo(
-    lean: Optional[Path] = typer.Option(None, help="Lean data folder (default: ../shared/data/quantconnect-lean)."),
-    home: Optional[Path] = HomeOpt,
+    lean: Path | None = typer.Option(None, help="Lean data folder (default: ../shared/data/quantconnect-lean)."),
+    home: Path | None = HomeOpt,
 ):
     """End to end on the shared Lean bars: ingest, nightly flow, backtest, one live tick."""
     from etl.ingest import ingest_lean

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from etl.config import FEAST_PROJECT, Settings, parse_redis_url
 from etl.errors import NotIngestedError, OnlineStoreError
@@ -69,7 +69,7 @@ def materialize(settings: Settings, start: datetime | None = None, end: datetime
     import pandas as pd
 
     start = start or (pd.Timestamp(manifest["first_event"]) - pd.Timedelta(seconds=1)).to_pydatetime()
-    end = end or datetime.now(timezone.utc)
+    end = end or datetime.now(UTC)
     store = feature_store(settings)
     try:
         store.materialize(start_date=start, end_date=end)

@@ -1,0 +1,25 @@
+"""The nightly Prefect flow (run for real by the `warehouse` fixture)."""
+
+from __future__ import annotations
+
+import pytest
+
+from etl.errors import NotIngestedError
+
+
+def test_nightly_chains_factors_apply_and_materialize(warehouse):
+    result = warehouse["nightly"]
+    assert result["gold"]["symbols"] == 5
+    assert result["gold"]["rows"] == warehouse["ingest"].rows_read
+    assert result["gold"]["features"] == 18
+    assert set(result["applied"]) >= {"symbol", "bars_daily", "technicals", "daily_v1"}
+    assert result["online"]["online_store"] == "sqlite"
+    settings = warehouse["settings"]
+    assert settings.registry_path.exists() and settings.online_sqlite_path.exists()
+
+
+def test_nightly_on_an_empty_warehouse_fails_fast_with_what_to_run(tmp_path, warehouse):
+    from flows.nightly import nightly
+
+    with pytest.raises(NotIngestedError, match="alpha ingest"):
+        nightly(str(tmp_path / "empty"))
