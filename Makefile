@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/skeleton.py
+	$(PY) benchmarks/pit_join.py
 
 clean:
 	rm -rf .alpha

@@ -3,9 +3,15 @@
 Adapters hand over a *raw* frame of strings exactly as read (one row per
 input line, with ``source_file`` and ``source_row``); :func:`validate_bars`
 parses it, and every row that cannot be trusted is returned with a reason
-instead of being coerced. Silver rows carry ``event_timestamp`` (the
-session's close on the exchange calendar plus the configured delay) and
-``created_timestamp`` (when we first wrote the row).
+instead of being coerced. Silver rows carry three times:
+
+- ``event_timestamp``: when the bar could first be known, the session's close
+  on the exchange calendar plus the configured delay (the same for every
+  version of a bar: it says which session the value belongs to);
+- ``known_timestamp``: when THIS version became knowable. For a first print
+  from an archive (Lean, a CSV history) that is the event time; for a revision
+  it is when we received it;
+- ``created_timestamp``: when we wrote the row.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ VALUE_COLUMNS = PRICE_COLUMNS + ["volume"]
 REQUIRED_CSV_COLUMNS = ["date", *VALUE_COLUMNS]
 SILVER_COLUMNS = [
     "symbol", "session", "ticker", *VALUE_COLUMNS, "source",
-    "event_timestamp", "created_timestamp",
+    "event_timestamp", "known_timestamp", "created_timestamp",
 ]
 QUARANTINE_COLUMNS = ["source_file", "source_row", "symbol", "raw", "reason", "created_timestamp"]
 
@@ -176,9 +182,9 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
 
     Idempotent: a row equal to the latest stored version of its
     ``(symbol, session)`` is skipped. A row that differs is a *revision* and is
-    appended as a new version whose ``event_timestamp`` is when we learnt it
-    (never earlier than the session's availability): history is never
-    overwritten. Each year file is replaced atomically.
+    appended as a new version, known from when we received it (never earlier
+    than the session's availability): history is never overwritten. Each
+    year file is replaced atomically.
     """
     now = clock.to_utc_us(pd.DatetimeIndex([now or pd.Timestamp.now(tz="UTC")]))[0]
     if good.empty:
@@ -187,6 +193,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
     frame["ticker"] = frame.get("ticker", frame["symbol"])
     frame["source"] = source
     frame["event_timestamp"] = clock.availability_times(frame["session"], settings.bar_delay_minutes, settings.calendar)
+    frame["known_timestamp"] = frame["event_timestamp"]  # archive first prints: known at availability
     frame["created_timestamp"] = now
     frame["year"] = frame["session"].dt.year
     stats = {"new": 0, "revised": 0, "unchanged": 0}
@@ -205,7 +212,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
             revised = known & ~same
             chunk = chunk.loc[~same].copy()
             rev_mask = revised[~same]
-            chunk.loc[rev_mask, "event_timestamp"] = chunk.loc[rev_mask, "event_timestamp"].clip(lower=now)
+            chunk.loc[rev_mask, "known_timestamp"] = chunk.loc[rev_mask, "event_timestamp"].clip(lower=now)
             stats["unchanged"] += int(same.sum())
             stats["revised"] += int(revised.sum())
             stats["new"] += int((~known).sum())
@@ -223,7 +230,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
 def _silver_types(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[SILVER_COLUMNS].copy()
     out["session"] = pd.to_datetime(out["session"]).astype("datetime64[us]")
-    for col in ("event_timestamp", "created_timestamp"):
+    for col in ("event_timestamp", "known_timestamp", "created_timestamp"):
         out[col] = pd.to_datetime(out[col], utc=True).astype("datetime64[us, UTC]")
     for col in VALUE_COLUMNS:
         out[col] = out[col].astype("float64")
@@ -248,7 +255,7 @@ def read_silver_bars(settings: Settings, symbols: list[str] | None = None, versi
             f"no daily bars in {silver_bars_dir(settings)}; run `alpha ingest lean` or `alpha ingest csv PATH` first"
         )
     frame = frame.drop(columns=["year"], errors="ignore")
-    frame = frame.sort_values(["symbol", "session", "created_timestamp"], kind="stable")
+    frame = frame.sort_values(["symbol", "session", "known_timestamp", "created_timestamp"], kind="stable")
     if versions == "first":
         frame = frame.drop_duplicates(["symbol", "session"], keep="first")
     return frame.reset_index(drop=True)

@@ -41,7 +41,7 @@ def _gold_source(gold: Path, view: str, description: str) -> FileSource:
         name=f"{view}_source",
         path=str(gold / f"{view}.parquet"),
         timestamp_field="event_timestamp",
-        created_timestamp_column="created_timestamp",
+        created_timestamp_column="known_timestamp",  # when each value became knowable (bitemporal)
         description=description,
     )
 

@@ -156,6 +156,8 @@ class Alpha:
         *,
         start=None,
         end=None,
+        as_of=None,
+        bitemporal: bool = True,
         full_feature_names: bool = False,
     ) -> pd.DataFrame:
         """Point-in-time feature values.
@@ -164,29 +166,29 @@ class Alpha:
         ``event_timestamp`` (the time of each decision), or a list of symbols
         with ``start``/``end`` dates (one row per symbol per session, at the
         session's availability time). Returns one row per entity row, in input
-        order (duplicates kept), each value the latest one knowable at that
-        time within its view's TTL, else missing (NaN/None).
+        order (duplicates and the frame's index kept), each value the newest
+        one with event time <= the row's time within its view's TTL, else
+        missing (NaN/None).
+
+        Bitemporal by default: a value is seen only if it was knowable at the
+        row's time (a revision only from when it was received). ``as_of=`` a
+        tz-aware time uses that knowledge time for every row instead (what did
+        we know then about all these dates?); ``bitemporal=False`` ignores
+        knowledge times altogether (Feast's plain semantics).
         """
+        from sdk.pit.store import pit_options
+
         if isinstance(entities, pd.DataFrame):
             frame = _check_entity_frame(entities)
         else:
             frame = self.entity_frame(entities, start, end)
         feast_features, refs = self._resolve(features)
         self._check_symbols(frame[ENTITY].unique())
-
-        unique = frame[[ENTITY, TS]].drop_duplicates().reset_index(drop=True)
-        unique[TS] = clock.to_utc_us(unique[TS])
-        job = self.store.get_historical_features(
-            entity_df=unique, features=feast_features, full_feature_names=full_feature_names
-        )
-        result = job.to_df()
-        result[TS] = pd.to_datetime(result[TS], utc=True).astype("datetime64[us, UTC]")
-        cols = [_out_name(r, full_feature_names) for r in refs]
-        result = result[[ENTITY, TS, *cols]].drop_duplicates([ENTITY, TS])
-        left = frame.copy()
-        left[TS] = clock.to_utc_us(left[TS])
-        out = left.merge(result, on=[ENTITY, TS], how="left", sort=False, validate="many_to_one")
-        out.index = entities.index if isinstance(entities, pd.DataFrame) else out.index
+        frame[TS] = clock.to_utc_us(frame[TS])
+        with pit_options(as_of=as_of, bitemporal=bitemporal):
+            job = self.store.get_historical_features(entity_df=frame, features=feast_features, full_feature_names=full_feature_names)
+            out = job.to_df()
+        out.index = frame.index
         return out
 
     # ------------------------------------------------------------ latest

@@ -25,7 +25,8 @@ def repo_config(settings: Settings):
         project=FEAST_PROJECT,
         provider="local",
         registry={"registry_type": "file", "path": str(settings.registry_path), "cache_ttl_seconds": 60},
-        offline_store={"type": "duckdb"},
+        offline_store={"type": "sdk.pit.store.AlphaOfflineStore"},
+        coerce_tz_aware=False,  # naive entity times are rejected by our store, never relabelled
         online_store=online,
         entity_key_serialization_version=3,
         repo_path=str(settings.home),

@@ -80,8 +80,11 @@ def test_csv_revision_is_a_new_row_known_from_when_it_was_written(tmp_home, tmp_
     versions = read_silver_bars(tmp_home, versions="all")
     day = versions[versions["session"] == "2014-06-06"].sort_values("created_timestamp")
     assert day["close"].tolist() == [11.0, 11.1]
-    # the first version was knowable at the close; the revision only when we received it
-    assert day["event_timestamp"].tolist() == [pd.Timestamp("2014-06-06 20:15", tz="UTC"), t2]
+    # both versions describe the same session; the first was knowable at the close,
+    # the revision only from when we received it
+    assert (day["event_timestamp"] == pd.Timestamp("2014-06-06 20:15", tz="UTC")).all()
+    assert day["known_timestamp"].tolist() == [pd.Timestamp("2014-06-06 20:15", tz="UTC"), t2]
+    assert day["created_timestamp"].tolist() == [t1, t2]
     assert read_silver_bars(tmp_home).set_index("session").loc["2014-06-06", "close"] == 11.0
 
 

@@ -1,0 +1,396 @@
+"""``AlphaOfflineStore``: a Feast offline store over Parquet, exact and bitemporal.
+
+Select it in ``feature_store.yaml``::
+
+    offline_store:
+      type: sdk.pit.store.AlphaOfflineStore
+      bitemporal: true        # default; false keeps Feast's plain semantics
+
+Views use Feast's own ``FileSource`` over one Parquet file or a (hive
+partitioned) folder of them. For every entity row and view the store returns
+the row with the greatest event timestamp <= the entity timestamp and within
+the view's TTL; among equal event timestamps the greatest created timestamp;
+a remaining tie goes to the row that comes last in the source (see
+``engine.py``). Bitemporal by default: rows created after the knowledge time
+(the entity timestamp, or ``as_of`` given through :func:`pit_options`) are
+not seen. Exactly one output row per entity row, in input order, duplicates
+kept. Naive entity timestamps are rejected; naive source timestamps are read
+as UTC (as Feast's file store does).
+
+Only the columns a query needs are read, with the key set and time window
+pushed down to the Parquet scan, and feature columns are gathered in batches
+straight into the output, so memory stays near the size of the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from feast.data_source import DataSource
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
+from feast.infra.offline_stores.file_source import FileSource
+from feast.infra.offline_stores.offline_store import OfflineStore, RetrievalJob, RetrievalMetadata
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.utils import _get_requested_feature_views_to_features_dict
+
+from etl.errors import EmptyInputError, NaiveTimestampError
+from sdk.pit.engine import factorize_keys, latest_indices, pit_indices
+
+STORE_TYPE = "sdk.pit.store.AlphaOfflineStore"
+ENTITY_TS = "event_timestamp"
+US = 1_000_000
+ONE_SCAN_BYTES = 256 * 2**20
+
+
+class AlphaOfflineStoreConfig(FeastConfigBaseModel):
+    """Config of :class:`AlphaOfflineStore` (``offline_store:`` in feature_store.yaml)."""
+
+    type: Literal["sdk.pit.store.AlphaOfflineStore"] = STORE_TYPE
+    bitemporal: bool = True
+    """Ignore rows created after the knowledge time (default). False: Feast's plain semantics."""
+    column_batch: int = 32
+    """Feature columns read and gathered per pass (bounds memory beyond the result)."""
+
+
+@dataclass(frozen=True)
+class _Options:
+    as_of: pd.Timestamp | None = None
+    bitemporal: bool | None = None
+
+
+_OPTIONS: contextvars.ContextVar[_Options] = contextvars.ContextVar("alpha_pit_options", default=_Options())  # noqa: B039 (frozen)
+
+
+@contextlib.contextmanager
+def pit_options(as_of=None, bitemporal: bool | None = None) -> Iterator[None]:
+    """Per-call options for the store: a fixed knowledge time, or bitemporal on/off."""
+    if as_of is not None:
+        as_of = pd.Timestamp(as_of)
+        if as_of.tzinfo is None:
+            raise NaiveTimestampError(f"as_of={as_of} has no time zone; pass e.g. pd.Timestamp('{as_of}', tz='UTC')")
+    token = _OPTIONS.set(_Options(as_of=as_of, bitemporal=bitemporal))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+# ----------------------------------------------------------------- reading
+def _dataset(source: FileSource, repo_path) -> ds.Dataset:
+    path = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.path)
+    return ds.dataset(path, format="parquet", partitioning="hive", ignore_prefixes=[".tmp-", "."])
+
+
+def _reverse_map(source: DataSource) -> dict[str, str]:
+    return {v: k for k, v in (source.field_mapping or {}).items()}
+
+
+def _ts_scalar(value_us: int, typ: pa.DataType) -> pa.Scalar:
+    tz = getattr(typ, "tz", None)
+    return pa.scalar(pd.Timestamp(value_us, unit="us", tz="UTC").tz_convert(tz) if tz else pd.Timestamp(value_us, unit="us"), type=typ)
+
+
+def _to_us(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Timestamps as int64 microseconds since the epoch (UTC); nulls -> int64 min."""
+    typ = column.type
+    if pa.types.is_timestamp(typ):
+        column = pc.cast(column, pa.timestamp("us", tz=typ.tz))
+        ints = pc.cast(column, pa.int64())
+    elif pa.types.is_date(typ):
+        ints = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
+    else:
+        raise TypeError(f"timestamp column has type {typ}, expected a timestamp")
+    return pc.fill_null(ints, np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
+
+
+def _scan_filter(dataset: ds.Dataset, ts_col: str, keys: list[str], key_values, lo_us: int | None, hi_us: int | None):
+    typ = dataset.schema.field(ts_col).type
+    cond = None
+    if lo_us is not None:
+        cond = ds.field(ts_col) >= _ts_scalar(lo_us, typ)
+    if hi_us is not None:
+        c = ds.field(ts_col) <= _ts_scalar(hi_us, typ)
+        cond = c if cond is None else cond & c
+    # a key filter pays off when a query asks for few keys; for many, the engine skips them cheaper
+    if len(keys) == 1 and key_values is not None and len(key_values) <= 256:
+        c = ds.field(keys[0]).isin(pa.array(key_values, type=dataset.schema.field(keys[0]).type))
+        cond = c if cond is None else cond & c
+    return cond
+
+
+# ----------------------------------------------------------------- the job
+class AlphaRetrievalJob(RetrievalJob):
+    def __init__(self, evaluate, full_feature_names: bool, on_demand_feature_views=None, metadata=None):
+        self._evaluate = evaluate
+        self._full_feature_names = full_feature_names
+        self._on_demand_feature_views = on_demand_feature_views or []
+        self._metadata = metadata
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._on_demand_feature_views
+
+    @property
+    def metadata(self) -> RetrievalMetadata | None:
+        return self._metadata
+
+    def to_df(self, validation_reference=None, timeout: int | None = None) -> pd.DataFrame:
+        """The result as pandas, built directly (no round trip through Arrow)."""
+        if validation_reference is not None or self._on_demand_feature_views:
+            return super().to_df(validation_reference=validation_reference, timeout=timeout)
+        return self._to_df_internal(timeout)
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        out = self._evaluate()
+        return out.to_pandas() if isinstance(out, pa.Table) else out
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        out = self._evaluate()
+        return out if isinstance(out, pa.Table) else pa.Table.from_pandas(out, preserve_index=False)
+
+    def persist(self, storage, allow_overwrite: bool | None = False, timeout: int | None = None):
+        raise NotImplementedError("AlphaOfflineStore does not persist saved datasets; write the DataFrame yourself")
+
+
+def _entity_timestamps(entity_df: pd.DataFrame) -> tuple[str, np.ndarray]:
+    col = ENTITY_TS
+    if col not in entity_df.columns:
+        dt_cols = [c for c in entity_df.columns if pd.api.types.is_datetime64_any_dtype(entity_df[c])]
+        if len(dt_cols) != 1:
+            raise EmptyInputError(f"the entity frame needs a column named '{ENTITY_TS}' with the time of each row")
+        col = dt_cols[0]
+    ts = entity_df[col]
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        ts = pd.to_datetime(ts)
+    if ts.dt.tz is None:
+        raise NaiveTimestampError(
+            f"entity column '{col}' has no time zone; the store never guesses one. Fix with "
+            f"df['{col}'] = df['{col}'].dt.tz_localize('UTC') (or the zone your clock meant)."
+        )
+    if ts.isna().any():
+        raise EmptyInputError(f"entity column '{col}' has {int(ts.isna().sum())} missing time(s)")
+    us = pd.DatetimeIndex(ts).tz_convert("UTC").as_unit("us").asi8
+    return col, us
+
+
+def _join_view(
+    config: RepoConfig,
+    fv: FeatureView,
+    features: list[str],
+    entity_df: pd.DataFrame,
+    entity_us: np.ndarray,
+    bitemporal: bool,
+    as_of_us: int | None,
+    full_feature_names: bool,
+    batch: int,
+) -> dict[str, np.ndarray | pd.Series]:
+    source = fv.batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"AlphaOfflineStore reads FileSource views only; {fv.name} has {type(source).__name__}")
+    rev = _reverse_map(source)
+    dataset = _dataset(source, config.repo_path)
+    ts_col = rev.get(source.timestamp_field, source.timestamp_field)
+    created_col = rev.get(source.created_timestamp_column, source.created_timestamp_column) or None
+
+    entity_keys, source_keys = [], []
+    for ent in fv.entity_columns:
+        if ent.name == DUMMY_ENTITY_ID:
+            continue
+        entity_keys.append(fv.projection.join_key_map.get(ent.name, ent.name))
+        source_keys.append(rev.get(ent.name, ent.name))
+    missing = [k for k in entity_keys if k not in entity_df.columns]
+    if missing:
+        raise EmptyInputError(f"the entity frame lacks join key column(s) {missing} needed by feature view '{fv.name}'")
+
+    ttl_us = int(fv.ttl.total_seconds() * US) if fv.ttl and fv.ttl.total_seconds() > 0 else None
+    lo = int(entity_us.min()) - ttl_us if ttl_us is not None else None
+    hi = int(entity_us.max())
+    key_values = pd.unique(entity_df[entity_keys[0]]) if len(entity_keys) == 1 else None
+    cond = _scan_filter(dataset, ts_col, source_keys, key_values, lo, hi)
+    index_cols = list(dict.fromkeys(source_keys + [ts_col] + ([created_col] if created_col else [])))
+    src_names = [rev.get(f, f) for f in features]
+    # one scan when the features are small; else index first and features in column batches,
+    # so what is held beyond the result is one batch of source columns
+    scan_once = dataset.count_rows() * max(1, len(src_names)) * 8 <= ONE_SCAN_BYTES  # from metadata: an upper bound
+    index = dataset.to_table(columns=list(dict.fromkeys(index_cols + src_names)) if scan_once else index_cols, filter=cond)
+
+    m = len(entity_df)
+    if source_keys:
+        e_codes, s_codes = factorize_keys(
+            [entity_df[k].to_numpy() for k in entity_keys],
+            [index.column(k).to_numpy(zero_copy_only=False) for k in source_keys],
+        )
+    else:
+        e_codes, s_codes = np.zeros(m, dtype=np.int64), np.zeros(index.num_rows, dtype=np.int64)
+    s_event = _to_us(index.column(ts_col))
+    s_created = _to_us(index.column(created_col)) if created_col else None
+    valid = s_event != np.iinfo(np.int64).min
+    if not valid.all():  # rows without an event time can never be placed
+        keep = np.flatnonzero(valid)
+        s_codes, s_event = s_codes[keep], s_event[keep]
+        s_created = s_created[keep] if s_created is not None else None
+    else:
+        keep = None
+    winner = pit_indices(e_codes, entity_us, s_codes, s_event, s_created, ttl=ttl_us, bitemporal=bitemporal, as_of=as_of_us)
+    if keep is not None:
+        winner = np.where(winner >= 0, keep[np.maximum(winner, 0)], -1)
+    miss = winner < 0
+    take = np.where(miss, 0, winner)
+    prefix = f"{fv.projection.name_to_use()}__" if full_feature_names else ""
+    out: dict[str, np.ndarray | pd.Series] = {}
+    if not scan_once:
+        del index
+    step = max(1, len(src_names)) if scan_once else batch
+    for start in range(0, len(src_names), step):
+        names = src_names[start : start + step]
+        table = index if scan_once else dataset.to_table(columns=names, filter=cond)
+        for feat, name in zip(features[start : start + len(names)], names, strict=True):
+            col = table.column(name)
+            if table.num_rows == 0:
+                out[prefix + feat] = np.full(m, np.nan)
+                continue
+            if pa.types.is_floating(col.type):
+                values = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)[take]
+                values[miss] = np.nan
+                out[prefix + feat] = values
+            else:
+                idx = pa.array(winner, mask=miss, type=pa.int64())
+                out[prefix + feat] = pc.take(col, idx).to_pandas()
+        del table
+    return out
+
+
+class AlphaOfflineStore(OfflineStore):
+    """Exact, bitemporal point-in-time joins over Parquet FileSources (see module doc)."""
+
+    @staticmethod
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str | None,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        filter_by_created_timestamp: bool = False,
+        **kwargs,
+    ) -> RetrievalJob:
+        if entity_df is None:
+            raise EmptyInputError("AlphaOfflineStore needs an entity frame (symbol + event_timestamp rows)")
+        if not isinstance(entity_df, pd.DataFrame):
+            raise TypeError(f"AlphaOfflineStore takes a pandas entity frame, not {type(entity_df).__name__} (SQL is not supported)")
+        store_cfg = config.offline_store
+        opts = _OPTIONS.get()
+        bitemporal = opts.bitemporal if opts.bitemporal is not None else (store_cfg.bitemporal or filter_by_created_timestamp)
+        as_of_us = None
+        if opts.as_of is not None:
+            as_of_us = int(opts.as_of.tz_convert("UTC").value // 1000)
+        fv_to_features, _ = _get_requested_feature_views_to_features_dict(feature_refs, feature_views, [])
+        ts_col, entity_us = _entity_timestamps(entity_df) if len(entity_df) else (ENTITY_TS, np.empty(0, np.int64))
+        batch = max(1, int(store_cfg.column_batch))
+
+        def evaluate() -> pd.DataFrame:
+            columns: dict[str, np.ndarray | pd.Series] = {}
+            if len(entity_df):
+                for fv, feats in fv_to_features.items():
+                    columns.update(_join_view(config, fv, feats, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch))
+            else:
+                for fv, feats in fv_to_features.items():
+                    prefix = f"{fv.projection.name_to_use()}__" if full_feature_names else ""
+                    columns.update({prefix + f: np.empty(0) for f in feats})
+            left = entity_df.reset_index(drop=True)
+            floats = {k: v for k, v in columns.items() if isinstance(v, np.ndarray)}
+            others = {k: v for k, v in columns.items() if not isinstance(v, np.ndarray)}
+            parts = [left]
+            if floats:
+                names = list(floats)
+                block = np.empty((len(names), len(left)), dtype=np.float64)
+                for i, name in enumerate(names):
+                    block[i] = floats.pop(name)
+                    columns.pop(name)
+                parts.append(pd.DataFrame(block.T, columns=names, copy=False))
+            if others:
+                parts.append(pd.DataFrame({k: v.to_numpy() if hasattr(v, "to_numpy") else v for k, v in others.items()}))
+            result = pd.concat(parts, axis=1, copy=False)
+            order = list(left.columns) + [c for c in _requested_columns(fv_to_features, full_feature_names)]
+            return result[order]
+
+        return AlphaRetrievalJob(evaluate, full_feature_names)
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> RetrievalJob:
+        def evaluate() -> pa.Table:
+            table = _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date)
+            if join_key_columns:
+                _, codes = factorize_keys(
+                    [np.empty(0, dtype=object) for _ in join_key_columns],
+                    [table.column(k).to_numpy(zero_copy_only=False) for k in join_key_columns],
+                )
+            else:
+                codes = np.zeros(table.num_rows, dtype=np.int64)
+            created = _to_us(table.column(created_timestamp_column)) if created_timestamp_column else None
+            idx = latest_indices(codes, _to_us(table.column(timestamp_field)), created)
+            out = table.take(pa.array(np.sort(idx)))
+            if not join_key_columns:
+                out = out.append_column(DUMMY_ENTITY_ID, pa.array([DUMMY_ENTITY_VAL] * out.num_rows))
+            return out
+
+        return AlphaRetrievalJob(evaluate, full_feature_names=False)
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> RetrievalJob:
+        def evaluate() -> pa.Table:
+            return _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date)
+
+        return AlphaRetrievalJob(evaluate, full_feature_names=False)
+
+
+def _requested_columns(fv_to_features: dict, full: bool) -> list[str]:
+    return [(f"{fv.projection.name_to_use()}__{f}" if full else f) for fv, feats in fv_to_features.items() for f in feats]
+
+
+def _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date) -> pa.Table:
+    if not isinstance(data_source, FileSource):
+        raise TypeError(f"AlphaOfflineStore reads FileSource only, got {type(data_source).__name__}")
+    dataset = _dataset(data_source, config.repo_path)
+    lo = int(pd.Timestamp(start_date).tz_convert("UTC").value // 1000) if start_date is not None and pd.Timestamp(start_date).tzinfo else (
+        int(pd.Timestamp(start_date).value // 1000) if start_date is not None else None)
+    hi = int(pd.Timestamp(end_date).tz_convert("UTC").value // 1000) if end_date is not None and pd.Timestamp(end_date).tzinfo else (
+        int(pd.Timestamp(end_date).value // 1000) if end_date is not None else None)
+    cond = _scan_filter(dataset, timestamp_field, [], None, lo, hi)
+    cols = list(dict.fromkeys(join_key_columns + feature_name_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
+    return dataset.to_table(columns=cols, filter=cond)
