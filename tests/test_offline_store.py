@@ -132,3 +132,31 @@ def test_materialize_pulls_the_latest_row_per_key(plain_repo):
     store.materialize(start_date=BASE.to_pydatetime(), end_date=(BASE + pd.Timedelta(seconds=100)).to_pydatetime())
     got = store.get_online_features(features=["v:f", "v:s"], entity_rows=[{"key": "A"}, {"key": "B"}]).to_dict()
     assert got["f"] == [2.0, 3.0] and got["s"] == ["row2", "row3"]
+
+
+def test_nanosecond_and_naive_source_timestamps_are_read(tmp_path):
+    """Feast's duckdb store cannot materialize from ns UTC Parquet; ours reads ns and
+    naive (taken as UTC, like Feast's file store) source columns alike."""
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64
+
+    _yaml(tmp_path)
+    ts = [BASE + pd.Timedelta(seconds=s) for s in (1, 2)]
+    pq.write_table(pa.table({
+        "key": ["A", "A"],
+        "ts": pa.array(ts, pa.timestamp("ns", "UTC")),
+        "created": pa.array([t.tz_localize(None) for t in ts], pa.timestamp("ns")),
+        "f": [1.0, 2.0],
+    }), tmp_path / "ns.parquet")
+    key = Entity(name="key", join_keys=["key"], value_type=ValueType.STRING)
+    src = FileSource(name="ns", path=str(tmp_path / "ns.parquet"), timestamp_field="ts", created_timestamp_column="created")
+    view = FeatureView(name="nsv", entities=[key], ttl=timedelta(seconds=60), source=src, schema=[Field(name="f", dtype=Float64)])
+    store = FeatureStore(repo_path=str(tmp_path))
+    store.apply([key, src, view])
+    got = store.get_historical_features(
+        entity_df=pd.DataFrame({"key": ["A", "A"], "event_timestamp": [ts[0], ts[1] - pd.Timedelta(microseconds=1)]}),
+        features=["nsv:f"],
+    ).to_df()
+    assert got["f"].tolist() == [1.0, 1.0]
+    store.materialize(start_date=BASE.to_pydatetime(), end_date=(BASE + pd.Timedelta(seconds=10)).to_pydatetime())
+    assert store.get_online_features(features=["nsv:f"], entity_rows=[{"key": "A"}]).to_dict()["f"] == [2.0]

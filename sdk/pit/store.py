@@ -47,6 +47,7 @@ from feast.utils import _get_requested_feature_views_to_features_dict
 
 from etl.errors import EmptyInputError, NaiveTimestampError
 from sdk.pit.engine import factorize_keys, latest_indices, pit_indices
+from sdk.pit.reader import Window, epoch_us
 
 STORE_TYPE = "sdk.pit.store.AlphaOfflineStore"
 ENTITY_TS = "event_timestamp"
@@ -199,12 +200,14 @@ def _join_view(
     as_of_us: int | None,
     full_feature_names: bool,
     batch: int,
-) -> dict[str, np.ndarray | pd.Series]:
+    sink,
+) -> None:
+    """Join one view and hand each output column to ``sink(name, values)``."""
     source = fv.batch_source
     if not isinstance(source, FileSource):
         raise TypeError(f"AlphaOfflineStore reads FileSource views only; {fv.name} has {type(source).__name__}")
     rev = _reverse_map(source)
-    dataset = _dataset(source, config.repo_path)
+    path = FileSource.get_uri_for_file_path(repo_path=config.repo_path, uri=source.path)
     ts_col = rev.get(source.timestamp_field, source.timestamp_field)
     created_col = rev.get(source.created_timestamp_column, source.created_timestamp_column) or None
 
@@ -222,58 +225,58 @@ def _join_view(
     lo = int(entity_us.min()) - ttl_us if ttl_us is not None else None
     hi = int(entity_us.max())
     key_values = pd.unique(entity_df[entity_keys[0]]) if len(entity_keys) == 1 else None
-    cond = _scan_filter(dataset, ts_col, source_keys, key_values, lo, hi)
+    window = Window(path, ts_col, lo, hi, source_keys[0] if len(source_keys) == 1 else None, key_values)
     index_cols = list(dict.fromkeys(source_keys + [ts_col] + ([created_col] if created_col else [])))
     src_names = [rev.get(f, f) for f in features]
-    # one scan when the features are small; else index first and features in column batches,
-    # so what is held beyond the result is one batch of source columns
-    scan_once = dataset.count_rows() * max(1, len(src_names)) * 8 <= ONE_SCAN_BYTES  # from metadata: an upper bound
-    index = dataset.to_table(columns=list(dict.fromkeys(index_cols + src_names)) if scan_once else index_cols, filter=cond)
+    # one scan when the features are small; else the index first and the features in
+    # column batches, so what is held beyond the result is one batch of source columns
+    scan_once = window.rows_upper_bound() * max(1, len(src_names)) * 8 <= ONE_SCAN_BYTES
+    index = window.read(list(dict.fromkeys(index_cols + src_names)) if scan_once else index_cols)
 
     m = len(entity_df)
     if source_keys:
         e_codes, s_codes = factorize_keys(
             [entity_df[k].to_numpy() for k in entity_keys],
-            [index.column(k).to_numpy(zero_copy_only=False) for k in source_keys],
+            [index[k].to_numpy() for k in source_keys],
         )
     else:
-        e_codes, s_codes = np.zeros(m, dtype=np.int64), np.zeros(index.num_rows, dtype=np.int64)
-    s_event = _to_us(index.column(ts_col))
-    s_created = _to_us(index.column(created_col)) if created_col else None
+        e_codes, s_codes = np.zeros(m, dtype=np.int64), np.zeros(index.height, dtype=np.int64)
+    s_event = epoch_us(index[ts_col])
+    s_created = epoch_us(index[created_col]) if created_col else None
     valid = s_event != np.iinfo(np.int64).min
+    keep = None
     if not valid.all():  # rows without an event time can never be placed
         keep = np.flatnonzero(valid)
         s_codes, s_event = s_codes[keep], s_event[keep]
         s_created = s_created[keep] if s_created is not None else None
-    else:
-        keep = None
     winner = pit_indices(e_codes, entity_us, s_codes, s_event, s_created, ttl=ttl_us, bitemporal=bitemporal, as_of=as_of_us)
     if keep is not None:
         winner = np.where(winner >= 0, keep[np.maximum(winner, 0)], -1)
     miss = winner < 0
+    any_miss = bool(miss.any())
     take = np.where(miss, 0, winner)
     prefix = f"{fv.projection.name_to_use()}__" if full_feature_names else ""
-    out: dict[str, np.ndarray | pd.Series] = {}
     if not scan_once:
         del index
     step = max(1, len(src_names)) if scan_once else batch
     for start in range(0, len(src_names), step):
         names = src_names[start : start + step]
-        table = index if scan_once else dataset.to_table(columns=names, filter=cond)
+        table = index if scan_once else window.read(names)
         for feat, name in zip(features[start : start + len(names)], names, strict=True):
-            col = table.column(name)
-            if table.num_rows == 0:
-                out[prefix + feat] = np.full(m, np.nan)
-                continue
-            if pa.types.is_floating(col.type):
-                values = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)[take]
-                values[miss] = np.nan
-                out[prefix + feat] = values
+            col = table[name]
+            if table.height == 0:
+                sink(prefix + feat, np.full(m, np.nan))
+            elif col.dtype.is_float():
+                values = col.to_numpy().astype(np.float64, copy=False)[take]
+                if any_miss:
+                    values[miss] = np.nan
+                sink(prefix + feat, values)
             else:
-                idx = pa.array(winner, mask=miss, type=pa.int64())
-                out[prefix + feat] = pc.take(col, idx).to_pandas()
+                values = col.to_pandas().to_numpy(dtype=object)[take]
+                if any_miss:
+                    values[miss] = None
+                sink(prefix + feat, pd.Series(values, dtype=col.to_pandas().dtype if col.dtype.is_numeric() and not any_miss else object))
         del table
-    return out
 
 
 class AlphaOfflineStore(OfflineStore):
@@ -306,30 +309,34 @@ class AlphaOfflineStore(OfflineStore):
         batch = max(1, int(store_cfg.column_batch))
 
         def evaluate() -> pd.DataFrame:
-            columns: dict[str, np.ndarray | pd.Series] = {}
-            if len(entity_df):
-                for fv, feats in fv_to_features.items():
-                    columns.update(_join_view(config, fv, feats, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch))
-            else:
-                for fv, feats in fv_to_features.items():
-                    prefix = f"{fv.projection.name_to_use()}__" if full_feature_names else ""
-                    columns.update({prefix + f: np.empty(0) for f in feats})
             left = entity_df.reset_index(drop=True)
-            floats = {k: v for k, v in columns.items() if isinstance(v, np.ndarray)}
-            others = {k: v for k, v in columns.items() if not isinstance(v, np.ndarray)}
+            names = _requested_columns(fv_to_features, full_feature_names)
+            float_names = [n for fv, feats in fv_to_features.items() for f, n in zip(feats, _requested_columns({fv: feats}, full_feature_names), strict=True)
+                           if _is_float(fv, f)]
+            slot = {n: i for i, n in enumerate(float_names)}
+            # float features go straight into one preallocated block: the result is built once
+            block = np.empty((len(float_names), len(left)), dtype=np.float64)
+            others: dict[str, pd.Series] = {}
+
+            def sink(name: str, values) -> None:
+                if name in slot and isinstance(values, np.ndarray) and values.dtype == np.float64:
+                    block[slot[name]] = values
+                else:
+                    if name in slot:  # declared float, source held something else
+                        block[slot.pop(name)] = np.nan
+                    others[name] = values
+
+            if len(left):
+                for fv, feats in fv_to_features.items():
+                    _join_view(config, fv, feats, left, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink)
             parts = [left]
-            if floats:
-                names = list(floats)
-                block = np.empty((len(names), len(left)), dtype=np.float64)
-                for i, name in enumerate(names):
-                    block[i] = floats.pop(name)
-                    columns.pop(name)
-                parts.append(pd.DataFrame(block.T, columns=names, copy=False))
+            if float_names:
+                parts.append(pd.DataFrame(block.T, columns=float_names, copy=False))
             if others:
-                parts.append(pd.DataFrame({k: v.to_numpy() if hasattr(v, "to_numpy") else v for k, v in others.items()}))
+                parts.append(pd.DataFrame({k: (v.to_numpy() if hasattr(v, "to_numpy") else v) for k, v in others.items()}))
             result = pd.concat(parts, axis=1, copy=False)
-            order = list(left.columns) + [c for c in _requested_columns(fv_to_features, full_feature_names)]
-            return result[order]
+            result = result.loc[:, ~result.columns.duplicated(keep="last")]
+            return result[list(left.columns) + [n for n in names if n not in left.columns]]
 
         return AlphaRetrievalJob(evaluate, full_feature_names)
 
@@ -377,6 +384,15 @@ class AlphaOfflineStore(OfflineStore):
             return _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date)
 
         return AlphaRetrievalJob(evaluate, full_feature_names=False)
+
+
+def _is_float(fv: FeatureView, feature: str) -> bool:
+    from feast.types import Float32, Float64
+
+    for field in fv.features:
+        if field.name == feature:
+            return field.dtype in (Float32, Float64)
+    return False
 
 
 def _requested_columns(fv_to_features: dict, full: bool) -> list[str]:
