@@ -206,6 +206,7 @@ def worker(engine: str, folder: Path, repeat: int, out: Path) -> None:
         t0 = time.perf_counter()
         result = query()
         times.append(time.perf_counter() - t0)
+    peak = peak_mb()  # before the checks below make copies of the result
     overhead = None
     if engine == "alpha":  # the fixed cost of a call: one entity row
         tiny = run_engine(engine, folder, features, entity.iloc[:1])
@@ -216,7 +217,7 @@ def worker(engine: str, folder: Path, repeat: int, out: Path) -> None:
     result_mb = result[features].memory_usage(index=False).sum() / 2**20
     np.save(out.with_suffix(".npy"), result[features].to_numpy(dtype=np.float64))
     out.write_text(json.dumps({
-        "engine": engine, "times": times, "median": float(np.median(times)), "peak_mb": peak_mb(),
+        "engine": engine, "times": times, "median": float(np.median(times)), "peak_mb": peak,
         "base_mb": base, "result_mb": float(result_mb), "rows": len(result), "overhead": overhead,
     }))
 
@@ -256,7 +257,8 @@ def spawn(engine: str, folder: Path, repeat: int, timeout: float, mem_gib: float
                 return {"engine": engine, "error": reason}
     if proc.returncode != 0 or not out.exists():
         tail = errlog.read_text().strip().splitlines()[-1:] or ["?"]
-        return {"engine": engine, "error": f"failed: {tail[0][:120]}"}
+        msg = tail[0].split(": ", 1)[-1] if "Error" in tail[0] else tail[0]
+        return {"engine": engine, "error": f"failed: {msg[:90]}"}
     return json.loads(out.read_text())
 
 

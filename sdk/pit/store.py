@@ -335,8 +335,13 @@ class AlphaOfflineStore(OfflineStore):
             if others:
                 parts.append(pd.DataFrame({k: (v.to_numpy() if hasattr(v, "to_numpy") else v) for k, v in others.items()}))
             result = pd.concat(parts, axis=1, copy=False)
-            result = result.loc[:, ~result.columns.duplicated(keep="last")]
-            return result[list(left.columns) + [n for n in names if n not in left.columns]]
+            # reorder or drop columns only when needed: each would copy the whole result
+            if result.columns.duplicated().any():
+                result = result.loc[:, ~result.columns.duplicated(keep="last")]
+            order = list(left.columns) + [n for n in names if n not in left.columns]
+            if list(result.columns) != order:
+                result = result[order]
+            return result
 
         return AlphaRetrievalJob(evaluate, full_feature_names)
 
