@@ -335,6 +335,8 @@ def write_report(path: Path, rows, repeat: int) -> None:
                 f"| {size} | {meta['entity_rows']:,} | {engine} | {r['median']:.3f} s | {ratio} | {r['peak_mb'] / 1024:.2f} GB | "
                 f"{(r['peak_mb'] - r['base_mb']) / 1024:.2f} GB | {r['result_mb'] / 1024:.2f} GB | {'yes' if r.get('equal') else 'NO'} |"
             )
+    lines += ["", "Sub-second timings on this shared 2-core machine vary by up to about +-50% between runs of the same grid; "
+              "compare engines within one run, and rerun before drawing conclusions from a single ratio."]
     overheads = [r["alpha"]["overhead"] for _, r in rows if r.get("alpha", {}).get("overhead") is not None]
     if overheads:
         lines += ["", f"Fixed cost of one AlphaOfflineStore call (one entity row, through FeatureStore.get_historical_features): "
