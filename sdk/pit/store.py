@@ -34,8 +34,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from feast.data_source import DataSource
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
 from feast.infra.offline_stores.file_source import FileSource
@@ -89,46 +87,23 @@ def pit_options(as_of=None, bitemporal: bool | None = None) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------- reading
-def _dataset(source: FileSource, repo_path) -> ds.Dataset:
-    path = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.path)
-    return ds.dataset(path, format="parquet", partitioning="hive", ignore_prefixes=[".tmp-", "."])
-
-
 def _reverse_map(source: DataSource) -> dict[str, str]:
     return {v: k for k, v in (source.field_mapping or {}).items()}
 
 
-def _ts_scalar(value_us: int, typ: pa.DataType) -> pa.Scalar:
-    tz = getattr(typ, "tz", None)
-    return pa.scalar(pd.Timestamp(value_us, unit="us", tz="UTC").tz_convert(tz) if tz else pd.Timestamp(value_us, unit="us"), type=typ)
+def _source_path(source: DataSource, repo_path) -> str:
+    if not isinstance(source, FileSource):
+        raise TypeError(f"AlphaOfflineStore reads Feast FileSources only, got {type(source).__name__} ({source.name})")
+    return FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.path)
 
 
-def _to_us(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Timestamps as int64 microseconds since the epoch (UTC); nulls -> int64 min."""
-    typ = column.type
-    if pa.types.is_timestamp(typ):
-        column = pc.cast(column, pa.timestamp("us", tz=typ.tz))
-        ints = pc.cast(column, pa.int64())
-    elif pa.types.is_date(typ):
-        ints = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
-    else:
-        raise TypeError(f"timestamp column has type {typ}, expected a timestamp")
-    return pc.fill_null(ints, np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
-
-
-def _scan_filter(dataset: ds.Dataset, ts_col: str, keys: list[str], key_values, lo_us: int | None, hi_us: int | None):
-    typ = dataset.schema.field(ts_col).type
-    cond = None
-    if lo_us is not None:
-        cond = ds.field(ts_col) >= _ts_scalar(lo_us, typ)
-    if hi_us is not None:
-        c = ds.field(ts_col) <= _ts_scalar(hi_us, typ)
-        cond = c if cond is None else cond & c
-    # a key filter pays off when a query asks for few keys; for many, the engine skips them cheaper
-    if len(keys) == 1 and key_values is not None and len(key_values) <= 256:
-        c = ds.field(keys[0]).isin(pa.array(key_values, type=dataset.schema.field(keys[0]).type))
-        cond = c if cond is None else cond & c
-    return cond
+def _utc_us(value: datetime | None) -> int | None:
+    """A datetime as UTC microseconds (naive: taken as UTC, as Feast does for these bounds)."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1000)
 
 
 # ----------------------------------------------------------------- the job
@@ -204,10 +179,8 @@ def _join_view(
 ) -> None:
     """Join one view and hand each output column to ``sink(name, values)``."""
     source = fv.batch_source
-    if not isinstance(source, FileSource):
-        raise TypeError(f"AlphaOfflineStore reads FileSource views only; {fv.name} has {type(source).__name__}")
+    path = _source_path(source, config.repo_path)
     rev = _reverse_map(source)
-    path = FileSource.get_uri_for_file_path(repo_path=config.repo_path, uri=source.path)
     ts_col = rev.get(source.timestamp_field, source.timestamp_field)
     created_col = rev.get(source.created_timestamp_column, source.created_timestamp_column) or None
 
@@ -357,17 +330,17 @@ class AlphaOfflineStore(OfflineStore):
         end_date: datetime | None = None,
     ) -> RetrievalJob:
         def evaluate() -> pa.Table:
-            table = _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date)
+            frame = _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date)
             if join_key_columns:
                 _, codes = factorize_keys(
                     [np.empty(0, dtype=object) for _ in join_key_columns],
-                    [table.column(k).to_numpy(zero_copy_only=False) for k in join_key_columns],
+                    [frame[k].to_numpy() for k in join_key_columns],
                 )
             else:
-                codes = np.zeros(table.num_rows, dtype=np.int64)
-            created = _to_us(table.column(created_timestamp_column)) if created_timestamp_column else None
-            idx = latest_indices(codes, _to_us(table.column(timestamp_field)), created)
-            out = table.take(pa.array(np.sort(idx)))
+                codes = np.zeros(frame.height, dtype=np.int64)
+            created = epoch_us(frame[created_timestamp_column]) if created_timestamp_column else None
+            idx = latest_indices(codes, epoch_us(frame[timestamp_field]), created)
+            out = _to_arrow(frame[np.sort(idx)])
             if not join_key_columns:
                 out = out.append_column(DUMMY_ENTITY_ID, pa.array([DUMMY_ENTITY_VAL] * out.num_rows))
             return out
@@ -386,7 +359,7 @@ class AlphaOfflineStore(OfflineStore):
         end_date: datetime | None = None,
     ) -> RetrievalJob:
         def evaluate() -> pa.Table:
-            return _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date)
+            return _to_arrow(_read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date))
 
         return AlphaRetrievalJob(evaluate, full_feature_names=False)
 
@@ -404,14 +377,13 @@ def _requested_columns(fv_to_features: dict, full: bool) -> list[str]:
     return [(f"{fv.projection.name_to_use()}__{f}" if full else f) for fv, feats in fv_to_features.items() for f in feats]
 
 
-def _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date) -> pa.Table:
-    if not isinstance(data_source, FileSource):
-        raise TypeError(f"AlphaOfflineStore reads FileSource only, got {type(data_source).__name__}")
-    dataset = _dataset(data_source, config.repo_path)
-    lo = int(pd.Timestamp(start_date).tz_convert("UTC").value // 1000) if start_date is not None and pd.Timestamp(start_date).tzinfo else (
-        int(pd.Timestamp(start_date).value // 1000) if start_date is not None else None)
-    hi = int(pd.Timestamp(end_date).tz_convert("UTC").value // 1000) if end_date is not None and pd.Timestamp(end_date).tzinfo else (
-        int(pd.Timestamp(end_date).value // 1000) if end_date is not None else None)
-    cond = _scan_filter(dataset, timestamp_field, [], None, lo, hi)
+def _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date):
+    """Rows with start_date <= event time <= end_date, only the named columns (a polars frame)."""
+    window = Window(_source_path(data_source, config.repo_path), timestamp_field, _utc_us(start_date), _utc_us(end_date))
     cols = list(dict.fromkeys(join_key_columns + feature_name_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
-    return dataset.to_table(columns=cols, filter=cond)
+    return window.read(cols)
+
+
+def _to_arrow(frame) -> pa.Table:
+    """Arrow with the plain types Feast's materialization maps (string, timestamp[us, tz])."""
+    return pa.Table.from_pandas(frame.to_pandas(), preserve_index=False)
