@@ -259,13 +259,3 @@ def read_silver_bars(settings: Settings, symbols: list[str] | None = None, versi
     if versions == "first":
         frame = frame.drop_duplicates(["symbol", "session"], keep="first")
     return frame.reset_index(drop=True)
-
-
-def ingested_symbols(settings: Settings) -> list[str]:
-    import pyarrow.dataset as ds
-
-    root = silver_bars_dir(settings)
-    if not root.exists():
-        return []
-    table = ds.dataset(root, format="parquet", partitioning="hive", ignore_prefixes=[".tmp-", "."]).to_table(columns=["symbol"])
-    return sorted(set(table.column("symbol").to_pylist()))

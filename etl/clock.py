@@ -31,6 +31,28 @@ def to_utc_us(values) -> pd.Series | pd.DatetimeIndex:
     return pd.DatetimeIndex(values).tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
+def require_utc(values: pd.Series, column: str) -> pd.Series:
+    """A time column as tz-aware UTC, or a clear error: never guess a time zone, never
+    accept a missing time. Shared by the SDK and the offline store."""
+    from etl.errors import EmptyInputError, NaiveTimestampError
+
+    ts = values
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        try:
+            ts = pd.to_datetime(ts)
+        except (ValueError, TypeError) as exc:
+            raise NaiveTimestampError(f"{column} is not a datetime column: {exc}") from None
+    if getattr(ts.dt, "tz", None) is None:
+        raise NaiveTimestampError(
+            f"{column} has no time zone; the warehouse never guesses one. Fix with "
+            f"df['{column}'] = df['{column}'].dt.tz_localize('America/New_York') "
+            "(or 'UTC'), whichever your clock meant."
+        )
+    if ts.isna().any():
+        raise EmptyInputError(f"{column} is missing in {int(ts.isna().sum())} row(s)")
+    return ts.dt.tz_convert("UTC")
+
+
 def _naive_date(value) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:

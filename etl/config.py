@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -30,7 +30,6 @@ class Settings:
     bar_delay_minutes: int = DEFAULT_BAR_DELAY_MINUTES
     redis_url: str | None = None
     calendar: str = "XNYS"
-    extra: dict = field(default_factory=dict, compare=False)
 
     # --- the layout of a home; every path of the warehouse is named here ---
     @property

@@ -18,7 +18,6 @@ from etl import clock
 from etl.config import Settings, load_settings
 from etl.errors import (
     EmptyInputError,
-    NaiveTimestampError,
     NotIngestedError,
     OnlineStoreError,
     UnknownFeatureError,
@@ -182,7 +181,7 @@ class Alpha:
             frame = _check_entity_frame(entities)
         else:
             frame = self.entity_frame(entities, start, end)
-        feast_features, refs = self._resolve(features)
+        feast_features, _ = self._resolve(features)
         self._check_symbols(frame[ENTITY].unique())
         frame[TS] = clock.to_utc_us(frame[TS])
         with pit_options(as_of=as_of, bitemporal=bitemporal):
@@ -245,22 +244,9 @@ def _check_entity_frame(entities: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in (ENTITY, TS) if c not in entities.columns]
     if missing:
         raise EmptyInputError(f"the entity frame lacks column(s) {missing}; it needs 'symbol' and 'event_timestamp'")
-    ts = entities[TS]
-    if not pd.api.types.is_datetime64_any_dtype(ts):
-        try:
-            ts = pd.to_datetime(ts)
-        except (ValueError, TypeError) as exc:
-            raise NaiveTimestampError(f"event_timestamp is not a datetime column: {exc}") from None
-    if getattr(ts.dt, "tz", None) is None:
-        raise NaiveTimestampError(
-            "event_timestamp has no time zone; the warehouse never guesses one. Fix with "
-            "df['event_timestamp'] = df['event_timestamp'].dt.tz_localize('America/New_York') "
-            "(or 'UTC'), whichever your clock meant."
-        )
-    if ts.isna().any():
-        raise EmptyInputError(f"event_timestamp is missing in {int(ts.isna().sum())} row(s)")
+    ts = clock.require_utc(entities[TS], TS)
     if entities[ENTITY].isna().any():
         raise EmptyInputError(f"symbol is missing in {int(entities[ENTITY].isna().sum())} row(s)")
     frame = entities.copy()
-    frame[TS] = ts.dt.tz_convert("UTC")
+    frame[TS] = ts
     return frame

@@ -43,6 +43,7 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _get_requested_feature_views_to_features_dict
 
+from etl.clock import require_utc
 from etl.errors import EmptyInputError, NaiveTimestampError
 from sdk.pit.engine import factorize_keys, latest_indices, pit_indices
 from sdk.pit.reader import Window, epoch_us
@@ -151,17 +152,8 @@ def _entity_timestamps(entity_df: pd.DataFrame) -> tuple[str, np.ndarray]:
         if len(dt_cols) != 1:
             raise EmptyInputError(f"the entity frame needs a column named '{ENTITY_TS}' with the time of each row")
         col = dt_cols[0]
-    ts = entity_df[col]
-    if not pd.api.types.is_datetime64_any_dtype(ts):
-        ts = pd.to_datetime(ts)
-    if ts.dt.tz is None:
-        raise NaiveTimestampError(
-            f"entity column '{col}' has no time zone; the store never guesses one. Fix with "
-            f"df['{col}'] = df['{col}'].dt.tz_localize('UTC') (or the zone your clock meant)."
-        )
-    if ts.isna().any():
-        raise EmptyInputError(f"entity column '{col}' has {int(ts.isna().sum())} missing time(s)")
-    us = pd.DatetimeIndex(ts).tz_convert("UTC").as_unit("us").asi8
+    ts = require_utc(entity_df[col], col)
+    us = pd.DatetimeIndex(ts).as_unit("us").asi8
     return col, us
 
 
@@ -228,7 +220,6 @@ def _join_view(
     miss = winner < 0
     any_miss = bool(miss.any())
     take = np.where(miss, 0, winner)
-    prefix = f"{fv.projection.name_to_use()}__" if full_feature_names else ""
     if not scan_once:
         del index
     step = max(1, len(src_names)) if scan_once else batch
@@ -238,17 +229,19 @@ def _join_view(
         for feat, name in zip(features[start : start + len(names)], names, strict=True):
             col = table[name]
             if table.height == 0:
-                sink(prefix + feat, np.full(m, np.nan))
+                sink(_out_column(fv, feat, full_feature_names), np.full(m, np.nan))
             elif col.dtype.is_float():
                 values = col.to_numpy().astype(np.float64, copy=False)[take]
                 if any_miss:
                     values[miss] = np.nan
-                sink(prefix + feat, values)
+                sink(_out_column(fv, feat, full_feature_names), values)
             else:
-                values = col.to_pandas().to_numpy(dtype=object)[take]
+                source_values = col.to_pandas()
+                values = source_values.to_numpy(dtype=object)[take]
                 if any_miss:
                     values[miss] = None
-                sink(prefix + feat, pd.Series(values, dtype=col.to_pandas().dtype if col.dtype.is_numeric() and not any_miss else object))
+                dtype = source_values.dtype if col.dtype.is_numeric() and not any_miss else object
+                sink(_out_column(fv, feat, full_feature_names), pd.Series(values, dtype=dtype))
         del table
 
 
@@ -284,8 +277,7 @@ class AlphaOfflineStore(OfflineStore):
         def evaluate() -> pd.DataFrame:
             left = entity_df.reset_index(drop=True)
             names = _requested_columns(fv_to_features, full_feature_names)
-            float_names = [n for fv, feats in fv_to_features.items() for f, n in zip(feats, _requested_columns({fv: feats}, full_feature_names), strict=True)
-                           if _is_float(fv, f)]
+            float_names = [_out_column(fv, f, full_feature_names) for fv, feats in fv_to_features.items() for f in feats if _is_float(fv, f)]
             slot = {n: i for i, n in enumerate(float_names)}
             # float features go straight into one preallocated block: the result is built once
             block = np.empty((len(float_names), len(left)), dtype=np.float64)
@@ -373,8 +365,12 @@ def _is_float(fv: FeatureView, feature: str) -> bool:
     return False
 
 
+def _out_column(fv: FeatureView, feature: str, full: bool) -> str:
+    return f"{fv.projection.name_to_use()}__{feature}" if full else feature
+
+
 def _requested_columns(fv_to_features: dict, full: bool) -> list[str]:
-    return [(f"{fv.projection.name_to_use()}__{f}" if full else f) for fv, feats in fv_to_features.items() for f in feats]
+    return [_out_column(fv, f, full) for fv, feats in fv_to_features.items() for f in feats]
 
 
 def _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date):
