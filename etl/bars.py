@@ -178,53 +178,51 @@ def raise_if_rejected(settings: Settings, validated: Validated, batch_key: str, 
 
 
 def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: pd.Timestamp | None = None) -> dict:
-    """Merge validated bars into the silver table, one Parquet file per year.
+    """Add validated bars to the silver table (``silver/bars_daily/year=YYYY/part-*.parquet``).
 
     Idempotent: a row equal to the latest stored version of its
     ``(symbol, session)`` is skipped. A row that differs is a *revision* and is
     appended as a new version, known from when we received it (never earlier
-    than the session's availability): history is never overwritten. Each
-    year file is replaced atomically.
+    than the session's availability): history is never overwritten. New rows
+    of a year go into one new part file, written atomically.
     """
+    from etl import silver
+    from etl.tables import BARS_DAILY
+
     now = clock.to_utc_us(pd.DatetimeIndex([now or pd.Timestamp.now(tz="UTC")]))[0]
     if good.empty:
         return {"new": 0, "revised": 0, "unchanged": 0}
     frame = good.copy()
-    frame["ticker"] = frame.get("ticker", frame["symbol"])
+    frame["ticker"] = frame["ticker"] if "ticker" in frame else frame["symbol"]
     frame["source"] = source
     frame["event_timestamp"] = clock.availability_times(frame["session"], settings.bar_delay_minutes, settings.calendar)
     frame["known_timestamp"] = frame["event_timestamp"]  # archive first prints: known at availability
     frame["created_timestamp"] = now
-    frame["year"] = frame["session"].dt.year
+    frame = _silver_types(frame)
     stats = {"new": 0, "revised": 0, "unchanged": 0}
-    root = silver_bars_dir(settings)
-    for year, chunk in frame.groupby("year", sort=True):
-        path = root / f"year={year}" / "data.parquet"
-        existing = pd.read_parquet(path) if path.exists() else None
-        chunk = chunk[SILVER_COLUMNS]
-        if existing is not None and len(existing):
-            latest = existing.sort_values("created_timestamp", kind="stable").drop_duplicates(["symbol", "session"], keep="last")
-            merged = chunk.merge(latest[["symbol", "session", "ticker", *VALUE_COLUMNS]], on=["symbol", "session"], how="left", suffixes=("", "_old"), indicator=True)
-            known = (merged["_merge"] == "both").to_numpy()
-            same = known.copy()
-            for col in ["ticker", *VALUE_COLUMNS]:
-                same &= (merged[col] == merged[f"{col}_old"]).to_numpy()
-            revised = known & ~same
-            chunk = chunk.loc[~same].copy()
-            rev_mask = revised[~same]
-            chunk.loc[rev_mask, "known_timestamp"] = chunk.loc[rev_mask, "event_timestamp"].clip(lower=now)
-            stats["unchanged"] += int(same.sum())
-            stats["revised"] += int(revised.sum())
-            stats["new"] += int((~known).sum())
-            if chunk.empty:
-                continue
-            out = pd.concat([existing[SILVER_COLUMNS], chunk], ignore_index=True)
-        else:
-            stats["new"] += len(chunk)
-            out = chunk
-        out = out.sort_values(["symbol", "session", "created_timestamp"], kind="stable").reset_index(drop=True)
-        atomic_write_frame(_silver_types(out), path)
+    existing = read_parquet_dir(silver_bars_dir(settings), filters=_symbols_filter(frame["symbol"].unique().tolist()))
+    if existing is not None and len(existing):
+        latest = existing.sort_values(["known_timestamp", "created_timestamp"], kind="stable").drop_duplicates(["symbol", "session"], keep="last")
+        merged = frame.merge(latest[["symbol", "session", "ticker", *VALUE_COLUMNS]], on=["symbol", "session"], how="left", suffixes=("", "_old"), indicator=True)
+        known = (merged["_merge"] == "both").to_numpy()
+        same = known.copy()
+        for col in ["ticker", *VALUE_COLUMNS]:
+            same &= (merged[col] == merged[f"{col}_old"]).to_numpy()
+        revised = known & ~same
+        frame = frame.loc[~same].copy()
+        rev_mask = revised[~same]
+        frame.loc[rev_mask, "known_timestamp"] = frame.loc[rev_mask, "event_timestamp"].clip(lower=now)
+        stats.update(unchanged=int(same.sum()), revised=int(revised.sum()), new=int((~known).sum()))
+    else:
+        stats["new"] = len(frame)
+    silver.append(settings, BARS_DAILY, frame, now)
     return stats
+
+
+def _symbols_filter(symbols: list[str]):
+    import pyarrow.dataset as ds
+
+    return ds.field("symbol").isin(symbols)
 
 
 def _silver_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -246,10 +244,7 @@ def read_silver_bars(settings: Settings, symbols: list[str] | None = None, versi
     was knowable at the session's availability time); ``"all"`` returns every
     version.
     """
-    import pyarrow.dataset as ds
-
-    filt = ds.field("symbol").isin(symbols) if symbols else None
-    frame = read_parquet_dir(silver_bars_dir(settings), filters=filt)
+    frame = read_parquet_dir(silver_bars_dir(settings), filters=_symbols_filter(symbols) if symbols else None)
     if frame is None or frame.empty:
         raise NotIngestedError(
             f"no daily bars in {silver_bars_dir(settings)}; run `alpha ingest lean` or `alpha ingest csv PATH` first"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -30,6 +30,19 @@ class Settings:
     bar_delay_minutes: int = DEFAULT_BAR_DELAY_MINUTES
     redis_url: str | None = None
     calendar: str = "XNYS"
+    state_url: str | None = None                     # watermarks: SQLite in the home unless set (PostgreSQL)
+    vendors: dict = field(default_factory=dict, compare=False, hash=False)  # [vendors.<name>] tables
+
+    def vendor(self, name: str) -> dict:
+        """Settings of one vendor: ``[vendors.<name>]`` in config.toml, overridden by
+        ``ALPHA_<NAME>_BASE_URL`` / ``ALPHA_<NAME>_RATE`` (requests per second)."""
+        out = dict(self.vendors.get(name, {}))
+        env = name.upper().replace("-", "_")
+        if os.environ.get(f"ALPHA_{env}_BASE_URL"):
+            out["base_url"] = os.environ[f"ALPHA_{env}_BASE_URL"]
+        if os.environ.get(f"ALPHA_{env}_RATE"):
+            out["rate"] = float(os.environ[f"ALPHA_{env}_RATE"])
+        return out
 
     # --- the layout of a home; every path of the warehouse is named here ---
     @property
@@ -89,7 +102,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             file_cfg = tomllib.loads(cfg_path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
-        allowed = {"bar_delay_minutes", "redis_url", "calendar"}
+        allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "vendors"}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -102,11 +115,16 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
     redis_url = os.environ.get("ALPHA_REDIS_URL") or file_cfg.get("redis_url") or None
     if redis_url:
         parse_redis_url(redis_url)  # fail early on a malformed URL
+    vendors = file_cfg.get("vendors", {})
+    if not isinstance(vendors, dict) or not all(isinstance(v, dict) for v in vendors.values()):
+        raise ConfigError(f"{cfg_path}: [vendors.<name>] must be tables, e.g. [vendors.polygon] base_url = \"...\"")
     return Settings(
         home=root,
         bar_delay_minutes=delay,
         redis_url=redis_url,
         calendar=str(file_cfg.get("calendar", "XNYS")),
+        state_url=os.environ.get("ALPHA_STATE_URL") or file_cfg.get("state_url") or None,
+        vendors=vendors,
     )
 
 

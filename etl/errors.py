@@ -58,3 +58,29 @@ class EmptyInputError(AlphaError):
 
 class OnlineStoreError(AlphaError):
     """The online store (SQLite or Redis) could not be read or written."""
+
+
+class VendorError(AlphaError):
+    """A market-data vendor request failed. Messages never contain API keys."""
+
+
+class VendorAuthError(VendorError):
+    """The vendor refused the credentials (HTTP 401/403). Not retried: fix the key."""
+
+
+class VendorNotFoundError(VendorError):
+    """The vendor has no such resource (HTTP 404). Not retried."""
+
+
+class VendorUnavailableError(VendorError):
+    """Retries on 429/5xx/timeouts were exhausted."""
+
+
+class VendorPayloadError(VendorError):
+    """The vendor answered, but the body is not what its documented format says
+    (truncated JSON, an HTML error page with status 200, a missing envelope).
+    The body is kept in bronze; nothing from it reached silver."""
+
+
+class BadSymbolError(AlphaError):
+    """A symbol that cannot be a ticker (empty, path characters, too long)."""

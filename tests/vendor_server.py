@@ -1,0 +1,127 @@
+"""A local HTTP server that replays recorded vendor responses.
+
+Vendor adapters are real HTTP code; the tests point their base URL at this
+server. Routes come from ``tests/fixtures/vendors/<vendor>/routes.json``::
+
+    [{"path": "/v2/aggs/ticker/AAPL/range/1/day/2014-01-01/2014-12-31",
+      "query": {"adjusted": "false"},          # optional: must match exactly (key param ignored)
+      "file": "aggs_AAPL_2014.json",           # body, relative to the routes file
+      "status": 200, "content_type": "application/json"}]
+
+or are added in a test with :meth:`ReplayServer.add` (a list of responses is
+served in order, the last one repeating: e.g. 429, 429, 200). Requests
+without the expected API key get 401, as the vendors do. Every request is
+logged in :attr:`ReplayServer.requests`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "vendors"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class _Route:
+    path: str
+    query: dict | None
+    replies: list[Reply]
+    served: int = 0
+
+
+class ReplayServer:
+    def __init__(self, api_key: str | None = None, key_params: tuple[str, ...] = ("apiKey", "api_key")):
+        self.api_key = api_key
+        self.key_params = key_params
+        self.routes: list[_Route] = []
+        self.requests: list[tuple[str, dict]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query, keep_blank_values=True))
+                reply = server._match(parts.path, query, dict(self.headers))
+                if reply.delay:
+                    import time
+
+                    time.sleep(reply.delay)
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(reply.body)))
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(reply.body)
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ReplayServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> ReplayServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def add(self, path: str, replies: Reply | list[Reply], query: dict | None = None) -> None:
+        replies = replies if isinstance(replies, list) else [replies]
+        with self._lock:
+            self.routes.insert(0, _Route(path, query, replies))  # later routes win
+
+    def add_fixtures(self, vendor: str, root: Path = FIXTURES) -> None:
+        folder = root / vendor
+        for spec in json.loads((folder / "routes.json").read_text()):
+            body = (folder / spec["file"]).read_bytes() if spec.get("file") else spec.get("body", "").encode()
+            self.add(
+                spec["path"],
+                Reply(spec.get("status", 200), body, spec.get("content_type", "application/json"), spec.get("headers", {})),
+                spec.get("query"),
+            )
+
+    def _match(self, path: str, query: dict, headers: dict) -> Reply:
+        key = next((query.get(k) for k in self.key_params if k in query), None)
+        clean = {k: v for k, v in query.items() if k not in self.key_params}
+        with self._lock:
+            self.requests.append((path, clean))
+            if self.api_key is not None and key != self.api_key:
+                return Reply(401, json.dumps({"status": "ERROR", "error": "Unknown API Key"}).encode())
+            for route in self.routes:
+                if route.path == path and (route.query is None or route.query == clean):
+                    reply = route.replies[min(route.served, len(route.replies) - 1)]
+                    route.served += 1
+                    return reply
+        return Reply(404, json.dumps({"status": "NOT_FOUND", "message": f"no recorded response for {path} {clean}"}).encode())
