@@ -51,7 +51,7 @@ def check_symbols(symbols: list[str]) -> list[str]:
             out.append(t)
     if bad:
         raise BadSymbolError(
-            f"not valid symbol(s): {bad!r}; a symbol is 1-20 of A-Z 0-9 . - = ^ _ and starts with a letter or digit"
+            f"not valid symbol(s): {bad!r}; a symbol is 1-20 of A-Z 0-9 . - = ^ _, starts with a letter or digit"
         )
     return list(dict.fromkeys(out))
 
@@ -93,8 +93,9 @@ class Source:
     datasets: tuple[str, ...] = ()
     needs_symbols: bool = True
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, path: str | None = None):
         self.settings = settings
+        self.path = path   # file sources: the folder to read (the CLI's --path)
 
     def land(self, fetched) -> None:
         from etl.bronze import land_payload
@@ -143,11 +144,11 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def get_source(name: str, settings: Settings) -> Source:
+def get_source(name: str, settings: Settings, path: str | None = None) -> Source:
     if name not in REGISTRY:
         raise ConfigError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(settings)
+    return getattr(importlib.import_module(module), cls)(settings, path=path)
 
 
 @dataclass
@@ -233,12 +234,13 @@ def run_ingest(
     end,
     incremental: bool = False,
     parallel: int = 1,
-    progress: Callable[[JobResult], None] | None = None,
+    progress: Callable[[JobResult, int], None] | None = None,
     now: pd.Timestamp | None = None,
+    path: str | None = None,
 ) -> IngestSummary:
     """Run every job of one source and dataset; see the module docstring."""
     t0 = time.perf_counter()
-    source = get_source(source_name, settings)
+    source = get_source(source_name, settings, path=path)
     if dataset not in source.datasets:
         raise ConfigError(f"{source_name} has no dataset {dataset!r}; it has: {', '.join(source.datasets)}")
     if source.needs_symbols and not symbols:
@@ -251,9 +253,10 @@ def run_ingest(
     write_lock = threading.Lock()
     try:
         todo, results = plan(source, dataset, symbols, start, end, incremental, marks)
+        total = len(todo) + len(results)
         for r in results:
             if progress:
-                progress(r)
+                progress(r, total)
 
         def run(job: Job) -> JobResult:
             t = time.perf_counter()
@@ -287,7 +290,7 @@ def run_ingest(
                 r = run(job)
                 results.append(r)
                 if progress:
-                    progress(r)
+                    progress(r, total)
         else:
             with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"ingest-{source_name}") as pool:
                 futures = [pool.submit(run, job) for job in todo]
@@ -295,7 +298,7 @@ def run_ingest(
                     r = fut.result()
                     results.append(r)
                     if progress:
-                        progress(r)
+                        progress(r, total)
     finally:
         source.close()
         marks.dispose()

@@ -25,8 +25,6 @@ from etl.config import PROJECT_ROOT, load_settings
 from etl.errors import AlphaError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Alpha Warehouse: a point-in-time feature store on Feast.")
-ingest_app = typer.Typer(no_args_is_help=True, help="Land, validate and store raw data.")
-app.add_typer(ingest_app, name="ingest")
 
 HomeOpt = typer.Option(None, "--home", help="Warehouse folder (default: $ALPHA_HOME or .alpha/ in the project).")
 
@@ -62,32 +60,143 @@ def _done(t0: float, msg: str = "") -> None:
     typer.echo(f"    {msg}{' ' if msg else ''}({time.perf_counter() - t0:.1f} s)")
 
 
-@ingest_app.command("lean")
+INGEST_HELP = """Land, validate and store raw data from one SOURCE.
+
+\b
+SOURCE and --dataset (default first):
+  lean     daily, minute, coarse_universe, option_chains, fine_fundamentals
+  csv      daily: a folder of <SYMBOL>.csv (--path)
+  fx       bars: a folder of <PAIR>.csv, 24x5 sessions to 17:00 New York
+  polygon  daily, minute, option_contracts, option_chain, news
+  edgar    companyfacts, submissions (SEC wants EDGAR_USER_AGENT)
+  fred     observations (SYMBOLS are series ids, e.g. PAYEMS)
+Keys (POLYGON_API_KEY, FRED_API_KEY) come from the environment or .env.
+
+Prints a progress bar and a summary (rows fetched, written, quarantined);
+exits 1 if any job failed. --incremental starts each symbol after its
+watermark; rerunning the same range changes nothing.
+"""
+
+DEFAULT_DATASET = {"lean": "daily", "csv": "daily", "fx": "bars", "polygon": "daily", "edgar": "companyfacts", "fred": "observations"}
+
+
+@app.command("ingest", help=INGEST_HELP)
 @friendly
-def ingest_lean_cmd(
-    path: Path | None = typer.Argument(None, help="Lean data folder (default: ../shared/data/quantconnect-lean or $ALPHA_LEAN_DATA)."),
-    symbols: str | None = typer.Option(None, help="Comma-separated symbols, e.g. AAPL,SPY (default: all)."),
+def ingest_cmd(
+    source: str = typer.Argument(..., help="lean, csv, fx, polygon, edgar or fred."),
+    symbols: str | None = typer.Argument(None, help="Comma-separated symbols (or series ids), e.g. AAPL,SPY. Files: default all."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset of the source (see above)."),
+    start: str | None = typer.Option(None, help="First date (YYYY-MM-DD). Default: 2000-01-01."),
+    end: str | None = typer.Option(None, help="Last date (YYYY-MM-DD). Default: today."),
+    incremental: bool = typer.Option(False, "--incremental", help="Fetch only what is after each symbol's watermark."),
+    parallel: int = typer.Option(1, "--parallel", "-p", min=1, max=64, help="Worker threads (the vendor's rate limit is shared by all)."),
+    path: Path | None = typer.Option(None, "--path", help="File sources: the folder to read (lean default: ../shared/data/quantconnect-lean)."),
     home: Path | None = HomeOpt,
 ):
-    """Ingest Lean daily bars with their factor and map files."""
-    from etl.ingest import ingest_lean
+    import pandas as pd
 
     settings = _settings(home)
-    t0 = _step(f"ingest lean -> {settings.home}")
-    report = ingest_lean(settings, path or default_lean_path(), symbols.split(",") if symbols else None)
-    _done(t0, report.summary())
+    source = source.lower()
+    if source not in DEFAULT_DATASET:
+        raise typer.BadParameter(f"unknown source {source!r}; choose from {', '.join(DEFAULT_DATASET)}", param_hint="SOURCE")
+    dataset = dataset or DEFAULT_DATASET[source]
+    symbol_list = [s for s in (symbols or "").split(",") if s.strip()] or None
+    if source == "csv" and symbol_list and path is None and Path(symbol_list[0]).is_dir():
+        path, symbol_list = Path(symbol_list[0]), None   # `alpha ingest csv FOLDER` still works
+    if source in ("lean", "csv") and dataset == "daily":
+        from etl.ingest import ingest_csv_folder, ingest_lean
+        from etl.pipeline import check_symbols
+
+        t0 = _step(f"ingest {source} daily -> {settings.home}")
+        if source == "lean":
+            report = ingest_lean(settings, path or default_lean_path(), check_symbols(symbol_list) if symbol_list else None)
+        else:
+            if path is None:
+                raise typer.BadParameter("give the folder: alpha ingest csv --path FOLDER", param_hint="--path")
+            report = ingest_csv_folder(settings, path)
+        _done(t0, report.summary())
+        return
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from etl.pipeline import run_ingest
+
+    start = start or "2000-01-01"
+    end = end or pd.Timestamp.now(tz="America/New_York").strftime("%Y-%m-%d")
+    if source == "lean" and path is None:
+        path = default_lean_path()
+    t0 = _step(f"ingest {source}.{dataset} {start}..{end}{' (incremental)' if incremental else ''} -> {settings.home}")
+    columns = (TextColumn("    {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[last]}"))
+    with Progress(*columns, transient=False, disable=not sys.stdout.isatty() and not os.environ.get("ALPHA_PROGRESS")) as bar:
+        task = bar.add_task(f"{source}.{dataset}", total=None, last="")
+
+        def progress(result, total):
+            state = "FAILED" if result.error else ("up to date" if result.skipped else f"{sum(result.written.values())} new")
+            bar.update(task, total=total, advance=1, last=f"{result.job.symbol}: {state}")
+
+        summary = run_ingest(settings, source, dataset, symbol_list, start, end, incremental=incremental, parallel=parallel,
+                             progress=progress, path=str(path) if path else None)
+    typer.echo(summary.text())
+    if summary.failed:
+        typer.secho(f"error: {len(summary.failed)} of {len(summary.results)} job(s) failed (see above); the rest were stored",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    _done(t0)
 
 
-@ingest_app.command("csv")
+@app.command()
 @friendly
-def ingest_csv_cmd(path: Path = typer.Argument(..., help="Folder of <SYMBOL>.csv files."), home: Path | None = HomeOpt):
-    """Ingest a folder of <SYMBOL>.csv with columns date,open,high,low,close,volume (raw, session dates)."""
-    from etl.ingest import ingest_csv_folder
+def compact(
+    table: str | None = typer.Argument(None, help="One silver table (default: all)."),
+    home: Path | None = HomeOpt,
+):
+    """Merge each silver partition's part files into one; query results do not change."""
+    from etl import silver
+    from etl.tables import ALL
 
     settings = _settings(home)
-    t0 = _step(f"ingest csv {path} -> {settings.home}")
-    report = ingest_csv_folder(settings, path)
-    _done(t0, report.summary())
+    names = [table] if table else sorted(ALL)
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise typer.BadParameter(f"unknown table(s) {unknown}; known: {', '.join(sorted(ALL))}", param_hint="TABLE")
+    t0 = _step(f"compact silver in {settings.home}")
+    for name in names:
+        out = silver.compact(settings, ALL[name])
+        if out["partitions"]:
+            typer.echo(f"    {name}: {out['partitions']} partition(s) merged, {out['files_removed']} file(s) removed")
+    _done(t0)
+
+
+@app.command()
+@friendly
+def watermarks(home: Path | None = HomeOpt):
+    """Show how far each source, dataset and symbol has been ingested."""
+    from etl.watermarks import open_watermarks
+
+    settings = _settings(home)
+    store = open_watermarks(settings)
+    try:
+        frame = store.all()
+    finally:
+        store.dispose()
+    typer.echo(f"watermarks in {store.display_url}")
+    typer.echo(frame.to_string(index=False) if len(frame) else "    (none yet)")
+
+
+@app.command()
+@friendly
+def health(
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when a threshold is breached."),
+    home: Path | None = HomeOpt,
+):
+    """Write the data health report (HTML and JSON): coverage, gaps, NaN rates, staleness, outliers, duplicates."""
+    from etl.health import run_health
+
+    settings = _settings(home)
+    t0 = _step(f"data health of {settings.home}")
+    report = run_health(settings, strict=strict)
+    typer.echo(report.text())
+    _done(t0, f"report: {report.paths['html']}")
 
 
 def run_nightly(settings) -> dict:
