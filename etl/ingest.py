@@ -19,6 +19,7 @@ from etl.bronze import land_files
 from etl.config import Settings
 from etl.csv_folder import list_csv_files, read_csv_folder
 from etl.errors import BadInputError
+from etl.silver import recover
 from etl.store import atomic_write_frame
 
 
@@ -46,6 +47,7 @@ def _now() -> pd.Timestamp:
 def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None) -> IngestReport:
     """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume)."""
     now = now or _now()
+    recover(settings)
     folder = Path(folder).resolve()
     raw, problems = read_csv_folder(folder)
     validated = validate_bars(raw, settings.calendar)
@@ -66,8 +68,10 @@ def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp 
 
 
 def ingest_lean(settings: Settings, root: str | Path, symbols: list[str] | None = None, now: pd.Timestamp | None = None) -> IngestReport:
-    """Ingest Lean daily bars with their factor and map files."""
+    """Ingest Lean daily bars with their factor and map files (all-or-nothing:
+    one rejected row stops the whole ingest before anything is written)."""
     now = now or _now()
+    recover(settings)
     root = Path(root).resolve()
     files = lean.daily_files(root, symbols)
     if not files:
