@@ -181,8 +181,10 @@ class HttpClient:
     def get(self, path_or_url: str, params: dict | None = None) -> Fetched:
         """GET with retries; returns the response as received (status 2xx only)."""
         url = self._url(path_or_url)
-        query = dict(params or {})
-        if self.api_key and self.key_param and self.key_param not in parse_qsl(urlsplit(url).query):
+        # httpx replaces a URL's own query when given params: keep it (a next_url's cursor) by merging
+        url, _, inline = url.partition("?")
+        query = {**dict(parse_qsl(inline, keep_blank_values=True)), **(params or {})}
+        if self.api_key and self.key_param and self.key_param not in query:
             query[self.key_param] = self.api_key
         secrets = (self.api_key,) if self.api_key else ()
         shown_params = {k: (_REDACTED if k == self.key_param or k in SECRET_PARAMS else v) for k, v in query.items()}
