@@ -48,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -266,16 +265,13 @@ class PolygonSource(Source):
 
     def __init__(self, settings, path: str | None = None):
         super().__init__(settings, path)
-        self._client: HttpClient | None = None
-        self._client_lock = threading.Lock()
+        # built up front so a missing key fails the command before any job runs
+        self._client: HttpClient | None = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey", default_rate=5.0)
 
     @property
     def client(self) -> HttpClient:
-        """The HTTP client, built on first use (shared by the run's threads)."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey", default_rate=5.0)
-            return self._client
+        """The HTTP client (shared by the run's threads)."""
+        return self._client
 
     def close(self) -> None:
         if self._client is not None:
