@@ -21,7 +21,13 @@ def get_calendar(name: str = "XNYS"):
     import exchange_calendars as xcals
 
     end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)).strftime("%Y-%m-%d")
-    return xcals.get_calendar(name, start=CALENDAR_START, end=end)
+    try:
+        return xcals.get_calendar(name, start=CALENDAR_START, end=end)
+    except ValueError:  # a calendar that cannot reach back to CALENDAR_START (XTKS: 1997) starts at its earliest date
+        earliest = type(xcals.get_calendar(name)).bound_min()
+        if earliest is None:
+            raise
+        return xcals.get_calendar(name, start=max(pd.Timestamp(CALENDAR_START), earliest), end=end)
 
 
 def to_utc_us(values) -> pd.Series | pd.DatetimeIndex:
