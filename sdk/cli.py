@@ -305,17 +305,21 @@ def demo(
     from strategy.live import live_once
 
     settings = _settings(home)
-    t0 = _step(f"1/4 ingest Lean daily bars, factor and map files -> {settings.home}")
+    t0 = _step(f"1/5 ingest Lean daily bars, factor and map files -> {settings.home}")
     _done(t0, ingest_lean(settings, lean or default_lean_path()).summary())
-    t0 = _step("2/4 nightly Prefect flow (no server): factors -> write -> feast apply -> materialize")
+    from etl.health import run_health
+
+    t0 = _step("2/5 data health report (coverage, gaps, NaN rates, staleness, outliers, duplicates)")
+    _done(t0, run_health(settings).text())
+    t0 = _step("3/5 nightly Prefect flow (no server): factors -> write -> feast apply -> materialize")
     result = run_nightly(settings)
     _done(t0, f"{result['gold']['symbols']} symbols, {result['gold']['rows']} rows, {result['gold']['features']} features -> {result['online']['online_store']}")
     client = Alpha(settings=settings)
-    t0 = _step("3/4 vectorbt backtest on alpha.history (2005-01-01..2021-03-31, fees 5 bp, slippage 5 bp)")
+    t0 = _step("4/5 vectorbt backtest on alpha.history (2005-01-01..2021-03-31, fees 5 bp, slippage 5 bp)")
     bt = run_backtest(client, start="2005-01-01", end="2021-03-31")
     typer.echo(bt.summary())
     _done(t0)
-    t0 = _step("4/4 live tick on alpha.latest")
+    t0 = _step("5/5 live tick on alpha.latest")
     _print_targets(live_once(client))
     _done(t0)
     typer.secho(f"\nreport: {bt.files['html']}\nplot:   {bt.files['png']}", fg=typer.colors.GREEN, bold=True)
