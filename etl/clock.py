@@ -59,7 +59,7 @@ def require_utc(values: pd.Series, column: str) -> pd.Series:
     return ts.dt.tz_convert("UTC")
 
 
-def _naive_date(value) -> pd.Timestamp:
+def naive_date(value) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:
         ts = ts.tz_convert(None)
@@ -69,7 +69,7 @@ def _naive_date(value) -> pd.Timestamp:
 def sessions_in_range(start, end, calendar: str = "XNYS") -> pd.DatetimeIndex:
     """Session dates (naive, midnight) from ``start`` to ``end`` inclusive."""
     cal = get_calendar(calendar)
-    start, end = _naive_date(start), _naive_date(end)
+    start, end = naive_date(start), naive_date(end)
     start = max(start, cal.first_session)
     end = min(end, cal.last_session)
     if start > end:

@@ -38,7 +38,7 @@ BARS_DAILY = Table(
 )
 BARS_MINUTE = Table(
     "bars_minute", key=("symbol", "bar_start"), partition=("symbol", "year"), partition_values=_symbol_year("symbol", "bar_start"),
-    description="minute OHLCV (UTC bar start/end); event = bar end + delay", timestamp_columns=("bar_start", "bar_end"),
+    description="minute OHLCV (UTC bar start/end); event = bar end (Polygon: + minute_delay_seconds)", timestamp_columns=("bar_start", "bar_end"),
 )
 FX_BARS_DAILY = Table(
     "fx_bars_daily", key=("pair", "session"), partition=("year",), partition_values=by_year("session"),

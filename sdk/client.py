@@ -17,6 +17,7 @@ import pandas as pd
 from etl import clock
 from etl.config import Settings, load_settings
 from etl.errors import (
+    AlphaError,
     EmptyInputError,
     NotIngestedError,
     OnlineStoreError,
@@ -150,9 +151,10 @@ class Alpha:
 
     def history(
         self,
-        entities: pd.DataFrame | Sequence[str] | str,
-        features: str | Sequence[str],
+        entities: pd.DataFrame | Sequence[str] | str | None = None,
+        features: str | Sequence[str] | None = None,
         *,
+        universe: str | None = None,
         start=None,
         end=None,
         as_of=None,
@@ -169,6 +171,13 @@ class Alpha:
         one with event time <= the row's time within its view's TTL, else
         missing (NaN/None).
 
+        ``universe=`` a name (e.g. ``"us_equity_coarse"``) instead of
+        ``entities``: survivorship-free, every security that was a member on
+        each session in [start, end] (names delisted or renamed later
+        included, under their warehouse symbol), at the time its membership
+        became known; the rows also carry ``ticker`` (as traded that day) and
+        ``sid``. Members without features get missing values.
+
         Bitemporal by default: a value is seen only if it was knowable at the
         row's time (a revision only from when it was received). ``as_of=`` a
         tz-aware time uses that knowledge time for every row instead (what did
@@ -177,18 +186,71 @@ class Alpha:
         """
         from sdk.pit.store import pit_options
 
-        if isinstance(entities, pd.DataFrame):
+        if universe is not None:
+            if entities is not None:
+                raise AlphaError("pass either entities (a frame or symbols) or universe=, not both")
+            frame = self.universe_entity_frame(universe, start, end)
+        elif entities is None:
+            raise EmptyInputError("no entities: pass an entity frame, a list of symbols with start=/end=, or universe=")
+        elif isinstance(entities, pd.DataFrame):
             frame = _check_entity_frame(entities)
         else:
             frame = self.entity_frame(entities, start, end)
         feast_features, _ = self._resolve(features)
-        self._check_symbols(frame[ENTITY].unique())
+        if universe is None:
+            self._check_symbols(frame[ENTITY].unique())
         frame[TS] = clock.to_utc_us(frame[TS])
         with pit_options(as_of=as_of, bitemporal=bitemporal):
             job = self.store.get_historical_features(entity_df=frame, features=feast_features, full_feature_names=full_feature_names)
             out = job.to_df()
         out.index = frame.index
         return out
+
+    # ------------------------------------------------------------ universes
+    def universe(self, name: str, start, end, *, as_of=None) -> pd.DataFrame:
+        """Members of universe ``name`` on each date in [start, end] (dates).
+
+        One row per member per date: ``date``, ``symbol`` (the warehouse
+        symbol), ``ticker`` (as traded that day), ``sid`` (the security id) and
+        ``event_timestamp``, when the membership became known (that session's
+        close + the bar delay). Delisted and later-renamed securities are
+        included: no survivorship bias. ``as_of=`` a tz-aware time keeps only
+        what was known by then. A membership restated later keeps its first
+        version.
+        """
+        from etl import silver
+        from etl.tables import UNIVERSE
+
+        if start is None or end is None:
+            raise EmptyInputError("pass start= and end= (dates) with a universe")
+        first, last = clock.naive_date(start), clock.naive_date(end)
+        known = _known_universes(self.settings)
+        if name not in known:
+            raise NotIngestedError(
+                f"no universe {name!r} in {self.home} (it has: {', '.join(known) or 'none'}); "
+                "run `alpha ingest lean --dataset coarse_universe` (universe 'us_equity_coarse') first"
+            )
+        columns = ["date", "sid", "ticker", "symbol", "event_timestamp", "created_timestamp"]
+        frame = silver.read(self.settings, UNIVERSE, filters=_universe_filter(name, first, last), columns=columns)
+        if frame.empty:
+            frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).astype(
+                {"date": "datetime64[us]", "event_timestamp": "datetime64[us, UTC]", "created_timestamp": "datetime64[us, UTC]"})
+        frame = frame.sort_values(["date", "sid", "created_timestamp"], kind="stable").drop_duplicates(["date", "sid"], keep="first")
+        if as_of is not None:
+            cutoff = clock.require_utc(pd.Series([as_of]), "as_of").iloc[0]
+            frame = frame[frame[TS] <= cutoff]
+        out = frame[["date", ENTITY, "ticker", "sid", TS]].sort_values(["date", ENTITY, "sid"], kind="stable").reset_index(drop=True)
+        out[TS] = clock.to_utc_us(out[TS])
+        return out
+
+    def universe_entity_frame(self, name: str, start, end) -> pd.DataFrame:
+        """The entity frame of a universe: ``symbol``, ``event_timestamp`` (when each
+        membership became known), ``ticker`` and ``sid``, one row per member per session."""
+        members = self.universe(name, start, end)
+        if members.empty:
+            raise EmptyInputError(f"universe {name!r} has no members between {start} and {end}")
+        frame = members[[ENTITY, TS, "ticker", "sid"]]
+        return frame.sort_values([TS, ENTITY, "sid"], kind="stable").reset_index(drop=True)
 
     # ------------------------------------------------------------ latest
     def latest(self, symbols: Sequence[str] | str, features: str | Sequence[str], *, full_feature_names: bool = False) -> pd.DataFrame:
@@ -236,6 +298,22 @@ def _symbol_list(symbols) -> list[str]:
     if len(set(symbols)) != len(symbols):
         raise UnknownSymbolError(f"a symbol is listed twice: {symbols}")
     return symbols
+
+
+def _universe_filter(name: str, first: pd.Timestamp, last: pd.Timestamp):
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    day = pa.timestamp("us")
+    return ((ds.field("universe") == str(name)) & (ds.field("date") >= pa.scalar(first.to_pydatetime(), day))
+            & (ds.field("date") <= pa.scalar(last.to_pydatetime(), day)))
+
+
+def _known_universes(settings: Settings) -> list[str]:
+    from etl.tables import UNIVERSE
+
+    root = UNIVERSE.path(settings)
+    return sorted(p.name.split("=", 1)[1] for p in root.glob("universe=*") if p.is_dir()) if root.exists() else []
 
 
 def _check_entity_frame(entities: pd.DataFrame) -> pd.DataFrame:
