@@ -37,9 +37,7 @@ def _replay():
 
 @pytest.fixture
 def server(_replay):
-    with _replay._lock:
-        _replay.routes.clear()
-        _replay.requests = Stamped()
+    _replay.reset(Stamped())
     return _replay
 
 

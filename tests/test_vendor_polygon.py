@@ -53,9 +53,7 @@ def _replay():
 def server(_replay):
     """The module's server with only the recorded routes and an empty request log
     (one server per module: each shutdown waits for its polling interval)."""
-    with _replay._lock:
-        _replay.routes.clear()
-        _replay.requests.clear()
+    _replay.reset()
     _replay.add_fixtures("polygon")
     return _replay
 

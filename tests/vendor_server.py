@@ -97,6 +97,12 @@ class ReplayServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def reset(self, requests: list | None = None) -> None:
+        """Forget every route and start a new request log (``requests``: a list to log into)."""
+        with self._lock:
+            self.routes.clear()
+            self.requests = requests if requests is not None else []
+
     def add(self, path: str, replies: Reply | list[Reply], query: dict | None = None) -> None:
         replies = replies if isinstance(replies, list) else [replies]
         with self._lock:
