@@ -140,6 +140,7 @@ REGISTRY: dict[str, str] = {
     "edgar": "etl.vendors.edgar:EdgarSource",
     "fred": "etl.vendors.fred:FredSource",
     "lean": "etl.files:LeanSource",
+    "stocknet": "etl.news_files:StocknetSource",
     "fx": "etl.files:FxCsvSource",
 }
 
