@@ -1,95 +1,90 @@
-"""Feast objects for one warehouse, generated from the factor specs.
+"""Feast objects for one warehouse, generated from the factor declarations.
 
-Pure constructors: no I/O, no clients. ``repo.py`` binds them at module level
-for the ``feast`` CLI; the SDK and the nightly flow call
-:func:`build_definitions` with the home they serve.
+Pure constructors: no I/O, no clients. Every view of
+:func:`etl.factors.registry.views` becomes one ``FileSource`` over
+``gold/<view>.parquet`` and one ``FeatureView``; every entry of
+:data:`etl.factors.registry.SERVICES` a ``FeatureService``. A new factor is
+therefore one declaration in its family module plus ``alpha apply`` /
+``feast apply``; nothing here changes.
+
+``repo.py`` binds the objects at module level for the ``feast`` CLI; the SDK
+and the nightly flow call :func:`build_definitions` with the home they serve.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, String
+from feast.types import Bool, Float32, Float64, Int64, String
 
-from etl.factors import FACTORS
-from etl.gold import BARS_VIEW, TECH_VIEW
+from etl.factors import registry
 
-#: How long a daily value stays valid for a point-in-time join. Covers the
-#: longest NYSE closure since 1990 (2001-09-11..14: 7 calendar days).
-DAILY_TTL = timedelta(days=10)
+DAILY_TTL = registry.DAILY_TTL
 DEFAULT_SERVICE = "daily_v1"
+
+FEAST_TYPES = {"float64": Float64, "float32": Float32, "int64": Int64, "string": String, "bool": Bool}
+
+ENTITY_DESCRIPTIONS = {
+    "symbol": "A listed security, named by its current ticker (Lean's permanent file name).",
+    "market": "A whole market (macro series and market-wide regimes); 'US' for US equities.",
+}
 
 
 @dataclass(frozen=True)
 class Definitions:
-    symbol: Entity
-    bars_source: FileSource
-    technicals_source: FileSource
-    bars_daily: FeatureView
-    technicals: FeatureView
-    daily_v1: FeatureService
+    entities: dict[str, Entity]
+    sources: dict[str, FileSource]
+    views: dict[str, FeatureView]
+    services: dict[str, FeatureService] = field(default_factory=dict)
 
     def objects(self) -> list:
-        return [self.symbol, self.bars_source, self.technicals_source, self.bars_daily, self.technicals, self.daily_v1]
+        return [*self.entities.values(), *self.sources.values(), *self.views.values(), *self.services.values()]
+
+    def __getitem__(self, name: str):
+        for group in (self.views, self.services, self.sources, self.entities):
+            if name in group:
+                return group[name]
+        raise KeyError(name)
 
 
-def _gold_source(gold: Path, view: str, description: str) -> FileSource:
+def _source(gold: Path, view: registry.View) -> FileSource:
     return FileSource(
-        name=f"{view}_source",
-        path=str(gold / f"{view}.parquet"),
+        name=f"{view.name}_source",
+        path=str(gold / f"{view.name}.parquet"),
         timestamp_field="event_timestamp",
         created_timestamp_column="known_timestamp",  # when each value became knowable (bitemporal)
-        description=description,
+        description=f"gold/{view.name}.parquet: {view.description}",
     )
 
 
 def build_definitions(home: Path) -> Definitions:
     gold = Path(home) / "gold"
-    symbol = Entity(
-        name="symbol",
-        join_keys=["symbol"],
-        value_type=ValueType.STRING,
-        description="A listed security, named by its current ticker (Lean's permanent file name).",
-    )
-    bars_source = _gold_source(gold, BARS_VIEW, "Daily bars as traded; event_timestamp = session close + delay (UTC).")
-    technicals_source = _gold_source(gold, TECH_VIEW, "Technical factors computed from silver bars, point-in-time adjusted.")
-    bars_daily = FeatureView(
-        name=BARS_VIEW,
-        entities=[symbol],
-        ttl=DAILY_TTL,
-        schema=[
-            Field(name="open", dtype=Float64, description="open, as traded (dollars)"),
-            Field(name="high", dtype=Float64, description="high, as traded"),
-            Field(name="low", dtype=Float64, description="low, as traded"),
-            Field(name="close", dtype=Float64, description="close, as traded"),
-            Field(name="volume", dtype=Float64, description="shares traded, as reported"),
-            Field(name="ticker", dtype=String, description="ticker the symbol traded under that session"),
-            Field(name="session_date", dtype=String, description="exchange session date YYYY-MM-DD"),
-        ],
-        source=bars_source,
-        online=True,
-        description="Raw daily bars as a trader saw them.",
-    )
-    technicals = FeatureView(
-        name=TECH_VIEW,
-        entities=[symbol],
-        ttl=DAILY_TTL,
-        schema=[
-            Field(name=out, dtype=Float64, description=spec.description)
-            for spec in FACTORS
-            if spec.view == TECH_VIEW
-            for out in spec.outputs
-        ],
-        source=technicals_source,
-        online=True,
-        description="TA-Lib technicals, returns and realised volatility (etl/factors.py).",
-    )
-    daily_v1 = FeatureService(
-        name=DEFAULT_SERVICE,
-        features=[bars_daily, technicals],
-        description="Every daily bar field and technical factor, version 1.",
-    )
-    return Definitions(symbol, bars_source, technicals_source, bars_daily, technicals, daily_v1)
+    all_views = registry.views()
+    entities = {
+        name: Entity(name=name, join_keys=[name], value_type=ValueType.STRING, description=ENTITY_DESCRIPTIONS[name])
+        for name in sorted({v.entity for v in all_views.values()}, key=list(ENTITY_DESCRIPTIONS).index)
+    }
+    sources, views = {}, {}
+    for name, view in all_views.items():
+        sources[name] = _source(gold, view)
+        views[name] = FeatureView(
+            name=name,
+            entities=[entities[view.entity]],
+            ttl=view.ttl,
+            schema=[Field(name=o.name, dtype=FEAST_TYPES[o.dtype], description=o.description) for o in view.outputs],
+            source=sources[name],
+            online=True,
+            description=view.description,
+            tags={"family": view.family, **({"lag_of": view.lag_of} if view.lag_of else {})},
+        )
+    services = {
+        name: FeatureService(
+            name=name,
+            features=[views[v] for v in registry.service_views(name)],
+            description=spec["description"],
+        )
+        for name, spec in registry.SERVICES.items()
+    }
+    return Definitions(entities, sources, views, services)

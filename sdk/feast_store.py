@@ -48,10 +48,15 @@ def _quiet_feast() -> None:
 
 def apply(settings: Settings) -> list[str]:
     """Register the definitions generated from the factor specs (``feast apply``)."""
+    from etl.factors import registry
     from etl.gold import gold_path
 
-    if not gold_path(settings, "technicals").exists():
-        raise NotIngestedError(f"no gold tables in {settings.gold}; run `alpha nightly` after ingesting")
+    missing = [v for v in registry.views() if not gold_path(settings, v).exists()]
+    if missing:
+        raise NotIngestedError(
+            f"no gold table for {len(missing)} view(s) ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}) "
+            f"in {settings.gold}; run `alpha nightly` after ingesting"
+        )
     from feature_repo.definitions import build_definitions
 
     store = feature_store(settings)
