@@ -1,4 +1,4 @@
-"""The nightly flow: factors -> gold write -> feast apply -> materialize.
+"""The nightly flow: core factors -> factor families -> gold write -> feast apply -> materialize.
 
 Each step is one Prefect task over everything ingested (work is batched: one
 task per step, not per symbol, since a task costs ~0.1 s of overhead).
@@ -22,6 +22,20 @@ def compute_factors_task(home: str) -> dict:
     t0 = time.perf_counter()
     report = build_gold(settings)
     return {"symbols": report.symbols, "rows": report.rows, "features": report.features, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+@task(name="compute-factor-families")
+def compute_families_task(home: str) -> dict:
+    """Every family's views (TA-Lib grid, options, news, fundamentals, macro, regime) and their _lag1 twins."""
+    from etl.family_gold import build_families
+
+    settings = load_settings(home)
+    t0 = time.perf_counter()
+    reports = build_families(settings)
+    return {
+        "views": {r.view: {"rows": r.rows, "entities": r.entities} for r in reports},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 @task(name="feast-apply")
@@ -52,8 +66,13 @@ def nightly(home: str) -> dict:
     logger = get_run_logger()
     gold = compute_factors_task(home)
     logger.info("factors: %s", gold)
+    families = compute_families_task(home)
+    logger.info("families: %d views in %.1f s", len(families["views"]), families["seconds"])
+    from etl.factors import registry
+
+    gold["features"] = sum(1 for f in registry.features().values() if not registry.views()[f.view].lag_of)
     objects = apply_task(home)
     logger.info("applied: %s", objects)
     online = materialize_task(home)
     logger.info("materialized: %s", online)
-    return {"gold": gold, "applied": objects, "online": online}
+    return {"gold": gold, "families": families, "applied": objects, "online": online}

@@ -26,6 +26,8 @@ from etl.errors import (
 )
 
 ENTITY = "symbol"
+#: the market-wide entity of macro and regime views, and its one value for US equities
+MARKET_KEY, MARKET = "market", "US"
 TS = "event_timestamp"
 TS_SUFFIX = "__ts"
 
@@ -41,6 +43,7 @@ class Alpha:
         self._home = home
         self._settings = settings
         self._store = None
+        self._catalog_cache: tuple[float, dict] | None = None
 
     # ------------------------------------------------------------ plumbing
     def connect(self, home: str | Path | None = None) -> Alpha:
@@ -88,14 +91,37 @@ class Alpha:
         """Registered feature views and services: ``{"view:feature": ..., service: [refs]}``."""
         return {**self._view_features(), **self._services()}
 
+    #: seconds the client keeps the registry's catalog (Feast's own registry cache is 60 s);
+    #: decoding 46 views with ~3,000 fields takes ~0.5 s, too slow to repeat per call
+    CATALOG_TTL = 60.0
+
+    def _catalog(self) -> dict:
+        import time
+
+        now = time.monotonic()
+        if self._catalog_cache is None or now - self._catalog_cache[0] > self.CATALOG_TTL:
+            views = self.store.list_feature_views()
+            catalog = {
+                "features": {fv.name: [f.name for f in fv.features] for fv in views},
+                "entities": {fv.name: list(fv.entities) for fv in views},
+                "services": {
+                    svc.name: [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
+                    for svc in self.store.list_feature_services()
+                },
+            }
+            self._catalog_cache = (now, catalog)
+        return self._catalog_cache[1]
+
     def _view_features(self) -> dict[str, list[str]]:
-        return {fv.name: [f.name for f in fv.features] for fv in self.store.list_feature_views()}
+        return self._catalog()["features"]
+
+    def _needs_market(self, refs: list[str]) -> bool:
+        """Whether any ref lives in a market-wide view (macro, regime): those join on ``market``."""
+        entities = self._catalog()["entities"]
+        return any(MARKET_KEY in entities.get(r.partition(":")[0], ()) for r in refs)
 
     def _services(self) -> dict[str, list[str]]:
-        out = {}
-        for svc in self.store.list_feature_services():
-            out[svc.name] = [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
-        return out
+        return self._catalog()["services"]
 
     def _resolve(self, features: str | Sequence[str]) -> tuple[object, list[str]]:
         """Feast's ``features`` argument and the flat list of refs it stands for."""
@@ -196,13 +222,18 @@ class Alpha:
             frame = _check_entity_frame(entities)
         else:
             frame = self.entity_frame(entities, start, end)
-        feast_features, _ = self._resolve(features)
+        feast_features, refs = self._resolve(features)
         if universe is None:
             self._check_symbols(frame[ENTITY].unique())
         frame[TS] = clock.to_utc_us(frame[TS])
+        add_market = MARKET_KEY not in frame.columns and self._needs_market(refs)
+        if add_market:  # macro and regime values are the same for every symbol: join them on the market
+            frame = frame.assign(**{MARKET_KEY: MARKET})
         with pit_options(as_of=as_of, bitemporal=bitemporal):
             job = self.store.get_historical_features(entity_df=frame, features=feast_features, full_feature_names=full_feature_names)
             out = job.to_df()
+        if add_market:
+            out = out.drop(columns=[MARKET_KEY])
         out.index = frame.index
         return out
 
@@ -262,9 +293,10 @@ class Alpha:
         symbols = _symbol_list(symbols)
         feast_features, refs = self._resolve(features)
         self._check_symbols(symbols)
+        extra = {MARKET_KEY: MARKET} if self._needs_market(refs) else {}
         try:
             response = self.store.get_online_features(
-                features=feast_features, entity_rows=[{ENTITY: s} for s in symbols], full_feature_names=full_feature_names
+                features=feast_features, entity_rows=[{ENTITY: s, **extra} for s in symbols], full_feature_names=full_feature_names
             )
             raw = response.to_dict(include_event_timestamps=True)
         except Exception as exc:

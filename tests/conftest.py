@@ -117,6 +117,7 @@ def client(warehouse):
 def redis_warehouse(tmp_path_factory, lean_root, redis_url):
     """A warehouse whose online store is the test's own redis-server."""
     from etl.config import load_settings
+    from etl.family_gold import build_families
     from etl.gold import build_gold
     from etl.ingest import ingest_lean
     from sdk import feast_store
@@ -127,6 +128,7 @@ def redis_warehouse(tmp_path_factory, lean_root, redis_url):
     assert settings.online_store_kind == "redis"
     ingest_lean(settings, lean_root, ["AAPL", "SPY", "IBM"])
     build_gold(settings)
+    build_families(settings)  # every family view must exist before feast apply
     feast_store.apply(settings)
     feast_store.materialize(settings)
     return settings

@@ -11,8 +11,12 @@ def test_nightly_chains_factors_apply_and_materialize(warehouse):
     result = warehouse["nightly"]
     assert result["gold"]["symbols"] == 5
     assert result["gold"]["rows"] == warehouse["ingest"].rows_read
-    assert result["gold"]["features"] == 18
-    assert set(result["applied"]) >= {"symbol", "bars_daily", "technicals", "daily_v1"}
+    from etl.factors import registry
+
+    views = registry.views()
+    declared = [f for f in registry.features().values() if views[f.view].lag_of is None]
+    assert result["gold"]["features"] == len(declared) > 1000
+    assert set(result["applied"]) >= {"symbol", "market", "daily_v1", "daily_v2", "leakage_v2", *views}
     assert result["online"]["online_store"] == "sqlite"
     settings = warehouse["settings"]
     assert settings.registry_path.exists() and settings.online_sqlite_path.exists()

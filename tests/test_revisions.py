@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from etl.config import load_settings
+from etl.family_gold import build_families
 from etl.gold import build_gold
 from etl.ingest import ingest_csv_folder
 from sdk import NaiveTimestampError, connect, feast_store
@@ -43,6 +44,7 @@ def revised(tmp_path_factory):
     report = ingest_csv_folder(settings, folder, now=T2)
     assert report.revised == 1
     gold = build_gold(settings)
+    build_families(settings)  # every family view must exist before feast apply
     feast_store.apply(settings)
     return connect(settings.home), gold
 

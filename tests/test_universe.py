@@ -142,6 +142,7 @@ def featured(coarse, lean_root):
     """The same warehouse with Lean daily bars, gold features and the Feast registry
     of a few symbols (real ingest, build_gold and feast apply; like conftest's
     redis_warehouse, without an online store)."""
+    from etl.family_gold import build_families
     from etl.gold import build_gold
     from etl.ingest import ingest_lean
     from sdk import feast_store
@@ -149,6 +150,7 @@ def featured(coarse, lean_root):
     settings, _ = coarse
     ingest_lean(settings, lean_root, ["AAPL", "IBM", "GOOGL"])
     build_gold(settings)
+    build_families(settings)  # every family view must exist before feast apply
     feast_store.apply(settings)
     return connect(settings.home)
 
