@@ -70,6 +70,7 @@ SOURCE and --dataset (default first):
   polygon  daily, minute, option_contracts, option_chain, news
   edgar    companyfacts, submissions (SEC wants EDGAR_USER_AGENT)
   fred     observations (SYMBOLS are series ids, e.g. PAYEMS)
+  stocknet tweets: the shared stocknet tweets as news items (--path)
 Keys (POLYGON_API_KEY, FRED_API_KEY) come from the environment or .env.
 
 Prints a progress bar and a summary (rows fetched, written, quarantined);
@@ -77,13 +78,13 @@ exits 1 if any job failed. --incremental starts each symbol after its
 watermark; rerunning the same range changes nothing.
 """
 
-DEFAULT_DATASET = {"lean": "daily", "csv": "daily", "fx": "bars", "polygon": "daily", "edgar": "companyfacts", "fred": "observations"}
+DEFAULT_DATASET = {"lean": "daily", "csv": "daily", "fx": "bars", "polygon": "daily", "edgar": "companyfacts", "fred": "observations", "stocknet": "tweets"}
 
 
 @app.command("ingest", help=INGEST_HELP)
 @friendly
 def ingest_cmd(
-    source: str = typer.Argument(..., help="lean, csv, fx, polygon, edgar or fred."),
+    source: str = typer.Argument(..., help="lean, csv, fx, polygon, edgar, fred or stocknet."),
     symbols: str | None = typer.Argument(None, help="Comma-separated symbols (or series ids), e.g. AAPL,SPY. Files: default all."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset of the source (see above)."),
     start: str | None = typer.Option(None, help="First date (YYYY-MM-DD). Default: 2000-01-01."),
@@ -199,6 +200,74 @@ def health(
     _done(t0, f"report: {report.paths['html']}")
 
 
+features_app = typer.Typer(no_args_is_help=True, help="What features exist: list and describe.")
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("list")
+@friendly
+def features_list(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array (name, view, family, dtype, description, ...)."),
+    family: str | None = typer.Option(None, help="Only this family: technical, options, news, fundamentals, macro, regime."),
+    view: str | None = typer.Option(None, help="Only this feature view."),
+    lagged: bool = typer.Option(False, "--lagged", help="Include the _lag1 twins."),
+):
+    """Every declared feature (from the factor declarations; no warehouse needed)."""
+    import json
+
+    from etl.factors import registry
+
+    rows = [
+        {"name": f.name, "view": f.view, "family": f.family, "dtype": f.dtype, "entity": f.entity, "factor": f.factor, "description": f.description}
+        for f in registry.features().values()
+        if (lagged or not registry.views()[f.view].lag_of) and (family is None or f.family == family) and (view is None or f.view == view)
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "view", "family", "dtype", "description", box=None, pad_edge=False)
+    for r in rows:
+        table.add_row(r["name"], r["view"], r["family"], r["dtype"], r["description"])
+    Console(width=200).print(table)
+    by_family: dict[str, int] = {}
+    for r in rows:
+        by_family[r["family"]] = by_family.get(r["family"], 0) + 1
+    typer.echo(f"{len(rows)} features: " + ", ".join(f"{k} {v}" for k, v in sorted(by_family.items())))
+
+
+@features_app.command("describe")
+@friendly
+def features_describe(
+    name: str = typer.Argument(..., help="A feature name, e.g. rsi_14 or ta_rsi_14 (or view:feature)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    home: Path | None = HomeOpt,
+):
+    """One feature: its declaration, lineage (silver inputs -> factor -> view -> services) and coverage in this warehouse."""
+    import json
+
+    from etl.errors import UnknownFeatureError
+    from etl.feature_info import describe_feature
+
+    settings = _settings(home)
+    try:
+        info = describe_feature(settings, name.partition(":")[2] or name)
+    except KeyError:
+        raise UnknownFeatureError(f"unknown feature {name!r}; `alpha features list` shows them all") from None
+    if as_json:
+        typer.echo(json.dumps(info, indent=1, default=str))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            typer.echo(f"{key}:")
+            for k, v in value.items():
+                typer.echo(f"  {k}: {v}")
+        else:
+            typer.echo(f"{key}: {value}")
+
+
 def run_nightly(settings) -> dict:
     from flows.prefect_env import configure_prefect
 
@@ -292,6 +361,10 @@ def materialize(home: Path | None = HomeOpt):
     _done(t0)
 
 
+#: symbols of the demo with tweets in the shared stocknet data (2014-2016)
+DEMO_NEWS_SYMBOLS = ["AAPL", "BAC", "FB", "GOOG"]
+
+
 @app.command()
 @friendly
 def demo(
@@ -299,19 +372,29 @@ def demo(
     home: Path | None = HomeOpt,
 ):
     """End to end on the shared Lean bars: ingest, nightly flow, backtest, one live tick."""
+    import pandas as pd
+
     from etl.ingest import ingest_lean
+    from etl.pipeline import run_ingest
     from sdk.client import Alpha
     from strategy.backtest import run_backtest
     from strategy.live import live_once
 
     settings = _settings(home)
-    t0 = _step(f"1/5 ingest Lean daily bars, factor and map files -> {settings.home}")
-    _done(t0, ingest_lean(settings, lean or default_lean_path()).summary())
+    lean_path = lean or default_lean_path()
+    t0 = _step(f"1/5 ingest Lean daily bars, factor and map files, Lean option chains, stocknet tweets -> {settings.home}")
+    typer.echo("    " + ingest_lean(settings, lean_path).summary())
+    today = pd.Timestamp.now(tz="America/New_York").strftime("%Y-%m-%d")
+    chains = run_ingest(settings, "lean", "option_chains", None, "2000-01-01", today, path=str(lean_path))
+    tweets = run_ingest(settings, "stocknet", "tweets", DEMO_NEWS_SYMBOLS, "2000-01-01", today)
+    for summary in (chains, tweets):
+        typer.echo("    " + summary.text().replace("\n", "\n    "))
+    _done(t0)
     from etl.health import run_health
 
     t0 = _step("2/5 data health report (coverage, gaps, NaN rates, staleness, outliers, duplicates)")
     _done(t0, run_health(settings).text())
-    t0 = _step("3/5 nightly Prefect flow (no server): factors -> write -> feast apply -> materialize")
+    t0 = _step("3/5 nightly Prefect flow (no server): core factors -> factor families -> write -> feast apply -> materialize")
     result = run_nightly(settings)
     _done(t0, f"{result['gold']['symbols']} symbols, {result['gold']['rows']} rows, {result['gold']['features']} features -> {result['online']['online_store']}")
     client = Alpha(settings=settings)
