@@ -25,10 +25,15 @@ class BacktestResult:
     files: dict[str, Path]
     targets: pd.DataFrame        # decision_time x symbol target weights
     features: pd.DataFrame       # the long frame the strategy saw
+    by_regime: dict[str, pd.DataFrame]  # metrics sliced by the market regime known at each session's start
 
     def summary(self) -> str:
         keys = ["Start", "End", "Total Return [%]", "Annualized Return [%]", "Sharpe Ratio", "Max Drawdown [%]", "Total Trades", "Total Fees Paid"]
         lines = [f"{k:>24}: {self.stats[k]}" for k in keys if k in self.stats]
+        for column, table in self.by_regime.items():
+            lines.append(f"{'by ' + column:>24}: " + "; ".join(
+                f"{name} {int(r.sessions)} sessions, ann. return {r.ann_return:+.1%}, Sharpe {r.sharpe:.2f}, max DD {r.max_drawdown:.1%}"
+                for name, r in table.iterrows()))
         return "\n".join(lines)
 
 
@@ -82,10 +87,50 @@ def run_backtest(
         freq="1D",
     )
     stats = {k: _plain(v) for k, v in pf.stats().items()}
+    by_regime = regime_slices(client, pf.returns(), symbols[0], start, end)
     out_dir = Path(out_dir or client.settings.reports / "backtest" / strategy.NAME)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = _write_report(pf, stats, targets, out_dir, dict(strategy=strategy.NAME, symbols=list(index.columns), start=str(start), end=str(end), fees=fees, slippage=slippage))
-    return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame)
+    params = dict(strategy=strategy.NAME, symbols=list(index.columns), start=str(start), end=str(end), fees=fees, slippage=slippage)
+    files = _write_report(pf, stats, targets, out_dir, params, by_regime)
+    return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame, by_regime=by_regime)
+
+
+#: regime columns of ``regime_daily`` and the names of their values
+REGIMES = {
+    "regime_vol": {0: "low vol", 1: "normal vol", 2: "high vol"},
+    "regime_trend": {-1: "down trend", 0: "flat", 1: "up trend"},
+}
+
+
+def regime_slices(client, returns: pd.Series, symbol: str, start, end) -> dict[str, pd.DataFrame]:
+    """The strategy's daily returns sliced by the market regimes (``regime_daily``) as
+    known at the start of each session (the previous session's regime; see
+    :func:`etl.factors.regime.slice_metrics`). Empty when the warehouse has no
+    regime view or no regime values in the range."""
+    from etl.errors import UnknownFeatureError
+    from etl.factors.regime import slice_metrics
+
+    try:
+        regimes = client.history([symbol], [f"regime_daily:{c}" for c in REGIMES], start=start, end=end)
+    except UnknownFeatureError:
+        return {}
+    from etl import clock
+
+    tz = clock.get_calendar(client.settings.calendar).tz
+    sessions = pd.DatetimeIndex(regimes["event_timestamp"]).tz_convert(tz).normalize().tz_localize(None)
+    regimes = regimes.set_index(sessions)[list(REGIMES)]
+    days = pd.DatetimeIndex(returns.index).tz_convert(tz).normalize().tz_localize(None)
+    returns = pd.Series(returns.to_numpy(), index=days)
+    out = {}
+    for column, names in REGIMES.items():
+        known = regimes[column].dropna()
+        if known.empty:
+            continue
+        table = slice_metrics(returns, known.astype("int64").to_frame(), column)
+        table.index = [names.get(int(v), str(v)) for v in table.index]
+        table.index.name = column
+        out[column] = table
+    return out
 
 
 def _plain(v):
@@ -98,7 +143,7 @@ def _plain(v):
     return v if isinstance(v, (int, str, type(None))) else str(v)
 
 
-def _write_report(pf, stats: dict, targets: pd.DataFrame, out_dir: Path, params: dict) -> dict[str, Path]:
+def _write_report(pf, stats: dict, targets: pd.DataFrame, out_dir: Path, params: dict, by_regime: dict[str, pd.DataFrame]) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,13 +169,19 @@ def _write_report(pf, stats: dict, targets: pd.DataFrame, out_dir: Path, params:
     plt.close(fig)
 
     stats_path = out_dir / "stats.json"
-    stats_path.write_text(json.dumps({"params": params, "stats": stats}, indent=1, default=str))
+    regimes_json = {c: json.loads(t.to_json(orient="index")) for c, t in by_regime.items()}
+    stats_path.write_text(json.dumps({"params": params, "stats": stats, "by_regime": regimes_json}, indent=1, default=str))
     rows = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in stats.items())
+    regime_html = "".join(
+        f"<h2>By {column.replace('_', ' ')} (known at the session's start)</h2>"
+        + table.to_html(float_format=lambda x: f"{x:.4f}", border=0)
+        for column, table in by_regime.items()
+    ) or "<p>No market regime view in this warehouse: no regime slices.</p>"
     html = out_dir / "report.html"
     html.write_text(
         "<!doctype html><meta charset='utf-8'><title>Backtest report</title>"
         "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:2em}</style>"
         f"<h1>Backtest: {params['strategy']}</h1><p>{json.dumps(params)}</p>"
-        f"<img src='{png.name}' style='max-width:100%'><table>{rows}</table>"
+        f"<img src='{png.name}' style='max-width:100%'><table>{rows}</table>{regime_html}"
     )
     return {"png": png, "html": html, "stats": stats_path}
