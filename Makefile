@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/skeleton.py
 	$(PY) benchmarks/pit_join.py
+	$(PY) benchmarks/factors.py
 
 clean:
 	rm -rf .alpha
