@@ -25,6 +25,7 @@ class BacktestResult:
     files: dict[str, Path]
     targets: pd.DataFrame        # decision_time x symbol target weights
     features: pd.DataFrame       # the long frame the strategy saw
+    returns: pd.Series           # the portfolio's daily returns, by decision time
     by_regime: dict[str, pd.DataFrame]  # metrics sliced by the market regime known at each session's start
 
     def summary(self) -> str:
@@ -87,12 +88,13 @@ def run_backtest(
         freq="1D",
     )
     stats = {k: _plain(v) for k, v in pf.stats().items()}
-    by_regime = regime_slices(client, pf.returns(), symbols[0], start, end)
+    returns = pf.returns()
+    by_regime = regime_slices(client, returns, symbols[0], start, end)
     out_dir = Path(out_dir or client.settings.reports / "backtest" / strategy.NAME)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = dict(strategy=strategy.NAME, symbols=list(index.columns), start=str(start), end=str(end), fees=fees, slippage=slippage)
     files = _write_report(pf, stats, targets, out_dir, params, by_regime)
-    return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame, by_regime=by_regime)
+    return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame, returns=returns, by_regime=by_regime)
 
 
 #: regime columns of ``regime_daily`` and the names of their values
@@ -111,7 +113,9 @@ def regime_slices(client, returns: pd.Series, symbol: str, start, end) -> dict[s
     from etl.factors.regime import slice_metrics
 
     try:
-        regimes = client.history([symbol], [f"regime_daily:{c}" for c in REGIMES], start=start, end=end)
+        # from a little before the start: the first session's return falls under the regime of the session before it
+        before = pd.Timestamp(start) - pd.Timedelta(days=14)
+        regimes = client.history([symbol], [f"regime_daily:{c}" for c in REGIMES], start=before, end=end)
     except UnknownFeatureError:
         return {}
     from etl import clock

@@ -46,6 +46,27 @@ def test_backtest_writes_a_report_with_metrics_and_plot(backtest):
     assert "equity_drawdown.png" in backtest.files["html"].read_text()
 
 
+def test_backtest_metrics_by_the_regime_known_at_the_start_of_each_session(backtest, warehouse):
+    """Each session's return is counted under the previous session's regime (from the
+    gold regime table, joined here by hand), never the regime its own close reveals."""
+    gold = pd.read_parquet(warehouse["settings"].gold / "regime_daily.parquet")
+    day = lambda ts: pd.DatetimeIndex(ts).tz_convert("America/New_York").normalize().tz_localize(None)  # noqa: E731
+    regime = pd.Series(gold["regime_vol"].to_numpy(), index=day(gold["event_timestamp"])).dropna().sort_index()
+    returns = pd.Series(backtest.returns.to_numpy(), index=day(backtest.returns.index))
+    table = backtest.by_regime["regime_vol"]
+    names = {0: "low vol", 1: "normal vol", 2: "high vol"}
+    prev = regime.reindex(returns.index).index.map(lambda d: regime[regime.index < d].iloc[-1] if (regime.index < d).any() else None)
+    for value, name in names.items():
+        mine = returns[[p == value for p in prev]]
+        assert table.loc[name, "sessions"] == len(mine) > 50
+        assert table.loc[name, "total_return"] == pytest.approx(np.prod(1 + mine.to_numpy()) - 1, rel=1e-9)
+    assert table["sessions"].sum() == sum(p is not None for p in prev)
+    stats = json.loads(backtest.files["stats"].read_text())
+    assert set(stats["by_regime"]) == {"regime_vol", "regime_trend"}
+    assert "By regime vol" in backtest.files["html"].read_text()
+    assert "by regime_vol: low vol" in backtest.summary()
+
+
 def test_backtest_trades_after_the_decision(backtest):
     # targets decided at session t are executed at t+1: the first decision row never trades
     assert backtest.targets.index.is_monotonic_increasing
