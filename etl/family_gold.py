@@ -24,6 +24,7 @@ from etl import clock, silver
 from etl.config import Settings
 from etl.factors import registry
 from etl.factors.spec import Output
+from etl.gold import as_known_at
 from etl.store import atomic_write_frame
 
 TIME_COLS = ["event_timestamp", "known_timestamp", "created_timestamp"]
@@ -102,14 +103,6 @@ def _bars_first(settings: Settings) -> pd.DataFrame | None:
         return None
 
 
-def _as_known_at(versions: pd.DataFrame, when: pd.Timestamp | None) -> pd.DataFrame:
-    if when is None:
-        picked = versions.drop_duplicates("session", keep="first")
-    else:
-        picked = versions[versions["known_timestamp"] <= when].drop_duplicates("session", keep="last")
-    return picked.sort_values("session").reset_index(drop=True)
-
-
 def with_revisions(versions: pd.DataFrame, compute: Callable[[pd.DataFrame], pd.DataFrame], outputs: list[str]) -> pd.DataFrame:
     """Compute from each bar's first version, then again as known at every later
     revision time R; rows whose values changed are added, known from max(R, event).
@@ -122,11 +115,11 @@ def with_revisions(versions: pd.DataFrame, compute: Callable[[pd.DataFrame], pd.
         out["known_timestamp"] = np.maximum(series["known_timestamp"].cummax().to_numpy(), series["event_timestamp"].to_numpy())
         return out
 
-    base = run(_as_known_at(versions, None))
+    base = run(as_known_at(versions, None))
     parts, prev = [base], base.set_index("event_timestamp")
     later = versions["known_timestamp"][versions.duplicated("session", keep="first")]
     for when in sorted(later.unique()):
-        again = run(_as_known_at(versions, when))
+        again = run(as_known_at(versions, when))
         cur = again.set_index("event_timestamp")
         old = prev.reindex(cur.index)[outputs]
         same = ((cur[outputs] == old) | (cur[outputs].isna() & old.isna())).all(axis=1).to_numpy()
@@ -178,7 +171,7 @@ def _per_symbol_bars(versions: pd.DataFrame | None, symbol: str) -> pd.DataFrame
     if versions is None:
         return pd.DataFrame(columns=cols)
     g = versions[versions["symbol"] == symbol]
-    return _as_known_at(g, None)[cols] if len(g) else pd.DataFrame(columns=cols)
+    return as_known_at(g, None)[cols] if len(g) else pd.DataFrame(columns=cols)
 
 
 def options(settings: Settings) -> dict[str, pd.DataFrame]:

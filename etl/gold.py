@@ -57,7 +57,7 @@ def symbols_manifest_path(settings: Settings) -> Path:
     return settings.gold / "symbols.json"
 
 
-def _as_known_at(versions: pd.DataFrame, when: pd.Timestamp | None) -> pd.DataFrame:
+def as_known_at(versions: pd.DataFrame, when: pd.Timestamp | None) -> pd.DataFrame:
     """One row per session: the latest version known at ``when`` (None: the first version)."""
     if when is None:
         picked = versions.drop_duplicates("session", keep="first")
@@ -68,7 +68,7 @@ def _as_known_at(versions: pd.DataFrame, when: pd.Timestamp | None) -> pd.DataFr
 
 def _symbol_rows(versions: pd.DataFrame, actions: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Gold bar and technical rows for one symbol, first computation plus revisions."""
-    first = _as_known_at(versions, None)
+    first = as_known_at(versions, None)
     action_created = actions["created_timestamp"].max() if actions is not None and len(actions) else None
 
     def rows(series: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -86,7 +86,7 @@ def _symbol_rows(versions: pd.DataFrame, actions: pd.DataFrame | None) -> tuple[
     prev_bars, prev_tech = bars0.set_index("event_timestamp"), tech0.set_index("event_timestamp")
     later = versions["known_timestamp"][versions.duplicated("session", keep="first")]
     for when in sorted(later.unique()):
-        bars_r, tech_r = rows(_as_known_at(versions, when))
+        bars_r, tech_r = rows(as_known_at(versions, when))
         b, t = bars_r.set_index("event_timestamp"), tech_r.set_index("event_timestamp")
         value_cols = VALUE_COLUMNS + ["ticker"]
         b_changed = ~_equal(b[value_cols], prev_bars.reindex(b.index)[value_cols])

@@ -86,3 +86,21 @@ def test_plain_semantics_opt_out_sees_the_latest_version(revised):
     client, _ = revised
     got = client.history(q(AVAIL_0606), ["bars_daily:close"], bitemporal=False)
     assert got["close"].iloc[0] == 12.0
+
+
+def test_revision_reaches_the_ta_grid_and_the_lag_twin_only_from_when_it_was_known(revised):
+    """The family path (etl.family_gold.with_revisions) and the _lag1 twins carry the
+    restatement as new rows too: the grid's 5-session SMA of 06-06 and 06-09 (whose
+    windows hold the restated close) and the next session's lagged close."""
+    client, _ = revised
+    f = ["ta_overlap:ta_sma_5", "bars_daily_lag1:close_lag1"]
+    before = client.history(q(AVAIL_0606, AVAIL_0609), f, as_of=T2 - pd.Timedelta(seconds=1))
+    after = client.history(q(AVAIL_0606, AVAIL_0609), f, as_of=T2)
+    closes = dict(ROWS)
+    window = ["2014-06-02", "2014-06-03", "2014-06-04", "2014-06-05", "2014-06-06"]
+    sma = sum(closes[d] for d in window) / 5
+    assert before["ta_sma_5"].iloc[0] == pytest.approx(sma, rel=1e-6)   # float32 storage
+    assert after["ta_sma_5"].iloc[0] == pytest.approx(sma + (12.0 - 11.0) / 5, rel=1e-6)
+    assert after["ta_sma_5"].iloc[1] - before["ta_sma_5"].iloc[1] == pytest.approx((12.0 - 11.0) / 5, rel=1e-5)
+    assert before["close_lag1"].tolist() == [10.7, 11.0]
+    assert after["close_lag1"].tolist() == [10.7, 12.0]
