@@ -159,6 +159,7 @@ class HttpClient:
     timeout: float = 20.0
     sleep: Callable[[float], None] = time.sleep
     on_response: Callable[[Fetched], None] | None = None   # e.g. land in bronze
+    redact_values: tuple[str, ...] = ()   # more secrets to mask (keys sent in headers)
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -180,13 +181,28 @@ class HttpClient:
 
     def get(self, path_or_url: str, params: dict | None = None) -> Fetched:
         """GET with retries; returns the response as received (status 2xx only)."""
+        return self.request("GET", path_or_url, params)
+
+    def post_json(self, path_or_url: str, body: object, params: dict | None = None,
+                  accept: tuple[int, ...] = ()) -> tuple[Fetched, object]:
+        """POST ``body`` as JSON, with the same retries as :meth:`get`; the answer parsed.
+        Retrying a POST can repeat it: use it where the vendor deduplicates
+        (Alpaca's ``client_order_id``)."""
+        fetched = self.request("POST", path_or_url, params, json_body=body, accept=accept)
+        return fetched, fetched.json()
+
+    def request(self, method: str, path_or_url: str, params: dict | None = None, *, json_body: object = None,
+                accept: tuple[int, ...] = ()) -> Fetched:
+        """One request with retries on 429/5xx/timeouts. A 2xx, or a status in
+        ``accept`` (e.g. 404 or 422 the caller interprets), is returned as
+        received; any other status raises."""
         url = self._url(path_or_url)
         # httpx replaces a URL's own query when given params: keep it (a next_url's cursor) by merging
         url, _, inline = url.partition("?")
         query = {**dict(parse_qsl(inline, keep_blank_values=True)), **(params or {})}
         if self.api_key and self.key_param and self.key_param not in query:
             query[self.key_param] = self.api_key
-        secrets = (self.api_key,) if self.api_key else ()
+        secrets = tuple(v for v in (self.api_key, *self.redact_values) if v)
         shown_params = {k: (_REDACTED if k == self.key_param or k in SECRET_PARAMS else v) for k, v in query.items()}
         attempt = 0
         while True:
@@ -195,7 +211,7 @@ class HttpClient:
                 self.limiter.acquire()
             retry_after: float | None = None
             try:
-                resp = self._http().get(url, params=query)
+                resp = self._http().request(method, url, params=query, json=json_body)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 problem = f"{type(exc).__name__}: {redact(str(exc), secrets)}"
                 shown = redact(str(httpx.URL(url, params=query)), secrets)
@@ -216,6 +232,9 @@ class HttpClient:
                     if self.on_response is not None:
                         self.on_response(fetched)
                     return fetched
+                if status in accept:
+                    return Fetched(self.source, shown, shown_params, status, resp.headers.get("content-type", ""), resp.content,
+                                   pd.Timestamp.now(tz="UTC").floor("us"), attempt)
                 snippet = redact(resp.text[:200], secrets).replace("\n", " ")
                 if status in (401, 403):
                     raise VendorAuthError(f"{self.source}: {shown} was refused (HTTP {status}): {snippet}. Check the API key; not retried.")

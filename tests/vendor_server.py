@@ -9,9 +9,14 @@ server. Routes come from ``tests/fixtures/vendors/<vendor>/routes.json``::
       "status": 200, "content_type": "application/json"}]
 
 or are added in a test with :meth:`ReplayServer.add` (a list of responses is
-served in order, the last one repeating: e.g. 429, 429, 200). Requests
-without the expected API key get 401, as the vendors do. Every request is
-logged in :attr:`ReplayServer.requests`.
+served in order, the last one repeating: e.g. 429, 429, 200). A route may
+name its ``method`` ("GET", "POST"); without one it answers any method.
+Requests without the expected API key get 401, as the vendors do: the key is
+looked for in the query (``key_params``) or, with ``key_header``, in a header
+(Alpaca's ``APCA-API-KEY-ID``; ``required_headers`` must match too, e.g. the
+secret). Every request is logged in :attr:`ReplayServer.requests` as
+``(path, query)`` and in :attr:`ReplayServer.calls` with its method, headers
+and body.
 """
 
 from __future__ import annotations
@@ -42,22 +47,47 @@ class _Route:
     query: dict | None
     replies: list[Reply]
     served: int = 0
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the server received it (the key header/param included)."""
+
+    method: str
+    path: str
+    query: dict
+    headers: dict   # lower-cased names
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
 
 
 class ReplayServer:
-    def __init__(self, api_key: str | None = None, key_params: tuple[str, ...] = ("apiKey", "api_key")):
+    def __init__(self, api_key: str | None = None, key_params: tuple[str, ...] = ("apiKey", "api_key"),
+                 key_header: str | None = None, required_headers: dict | None = None):
         self.api_key = api_key
         self.key_params = key_params
+        self.key_header = key_header.lower() if key_header else None
+        self.required_headers = {k.lower(): v for k, v in (required_headers or {}).items()}
         self.routes: list[_Route] = []
         self.requests: list[tuple[str, dict]] = []
+        self.calls: list[Call] = []
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.do_GET()
+
             def do_GET(self):  # noqa: N802
                 parts = urlsplit(self.path)
                 query = dict(parse_qsl(parts.query, keep_blank_values=True))
-                reply = server._match(parts.path, query, dict(self.headers))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                reply = server._match(parts.path, query, headers, self.command, body)
                 if reply.delay:
                     import time
 
@@ -102,11 +132,12 @@ class ReplayServer:
         with self._lock:
             self.routes.clear()
             self.requests = requests if requests is not None else []
+            self.calls = []
 
-    def add(self, path: str, replies: Reply | list[Reply], query: dict | None = None) -> None:
+    def add(self, path: str, replies: Reply | list[Reply], query: dict | None = None, method: str | None = None) -> None:
         replies = replies if isinstance(replies, list) else [replies]
         with self._lock:
-            self.routes.insert(0, _Route(path, query, replies))  # later routes win
+            self.routes.insert(0, _Route(path, query, replies, method=method.upper() if method else None))  # later routes win
 
     def add_fixtures(self, vendor: str, root: Path = FIXTURES) -> None:
         folder = root / vendor
@@ -116,17 +147,25 @@ class ReplayServer:
                 spec["path"],
                 Reply(spec.get("status", 200), body, spec.get("content_type", "application/json"), spec.get("headers", {})),
                 spec.get("query"),
+                spec.get("method"),
             )
 
-    def _match(self, path: str, query: dict, headers: dict) -> Reply:
-        key = next((query.get(k) for k in self.key_params if k in query), None)
-        clean = {k: v for k, v in query.items() if k not in self.key_params}
+    def _match(self, path: str, query: dict, headers: dict, method: str = "GET", body: bytes = b"") -> Reply:
+        if self.key_header:
+            key = headers.get(self.key_header)
+            clean = dict(query)
+        else:
+            key = next((query.get(k) for k in self.key_params if k in query), None)
+            clean = {k: v for k, v in query.items() if k not in self.key_params}
         with self._lock:
             self.requests.append((path, clean))
+            self.calls.append(Call(method, path, clean, headers, body))
+            if self.key_header and ((self.api_key is not None and key != self.api_key) or any(headers.get(k) != v for k, v in self.required_headers.items())):
+                return Reply(401, json.dumps({"code": 40110000, "message": "request is not authorized"}).encode())
             if self.api_key is not None and key != self.api_key:
                 return Reply(401, json.dumps({"status": "ERROR", "error": "Unknown API Key"}).encode())
             for route in self.routes:
-                if route.path == path and (route.query is None or route.query == clean):
+                if route.path == path and (route.query is None or route.query == clean) and route.method in (None, method):
                     reply = route.replies[min(route.served, len(route.replies) - 1)]
                     route.served += 1
                     return reply
