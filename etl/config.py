@@ -19,6 +19,7 @@ from etl.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = PROJECT_ROOT / ".alpha"
 DEFAULT_BAR_DELAY_MINUTES = 15
+DEFAULT_REDIS_TIMEOUT_SECONDS = 2.0
 FEAST_PROJECT = "alpha_warehouse"
 
 
@@ -32,6 +33,27 @@ class Settings:
     calendar: str = "XNYS"
     state_url: str | None = None                     # watermarks: SQLite in the home unless set (PostgreSQL)
     vendors: dict = field(default_factory=dict, compare=False, hash=False)  # [vendors.<name>] tables
+    # Redis online store: a password from ALPHA_REDIS_PASSWORD wins over one in the URL; TLS files for rediss://
+    redis_password: str | None = field(default=None, repr=False)
+    redis_ssl_ca_certs: str | None = None
+    redis_ssl_certfile: str | None = None
+    redis_ssl_keyfile: str | None = None
+    redis_timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS
+
+    @property
+    def feast_redis_connection(self) -> str:
+        """Feast's ``connection_string`` for :attr:`redis_url`, with the same password, TLS files
+        and timeouts as our own client (``sdk.online``)."""
+        if not self.redis_url:
+            raise ConfigError("no redis_url configured (config.toml redis_url or ALPHA_REDIS_URL)")
+        return parse_redis_url(
+            self.redis_url,
+            password=self.redis_password,
+            ssl_ca_certs=self.redis_ssl_ca_certs,
+            ssl_certfile=self.redis_ssl_certfile,
+            ssl_keyfile=self.redis_ssl_keyfile,
+            timeout=self.redis_timeout_seconds,
+        )
 
     def vendor(self, name: str) -> dict:
         """Settings of one vendor: ``[vendors.<name>]`` in config.toml, overridden by
@@ -102,7 +124,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             file_cfg = tomllib.loads(cfg_path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
-        allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "vendors"}
+        allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "vendors", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -115,6 +137,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
     redis_url = os.environ.get("ALPHA_REDIS_URL") or file_cfg.get("redis_url") or None
     if redis_url:
         parse_redis_url(redis_url)  # fail early on a malformed URL
+    redis_opts = _redis_options(file_cfg, cfg_path)
     vendors = file_cfg.get("vendors", {})
     if not isinstance(vendors, dict) or not all(isinstance(v, dict) for v in vendors.values()):
         raise ConfigError(f"{cfg_path}: [vendors.<name>] must be tables, e.g. [vendors.polygon] base_url = \"...\"")
@@ -125,19 +148,62 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         calendar=str(file_cfg.get("calendar", "XNYS")),
         state_url=os.environ.get("ALPHA_STATE_URL") or file_cfg.get("state_url") or None,
         vendors=vendors,
+        **redis_opts,
     )
 
 
-def parse_redis_url(url: str) -> str:
-    """Turn ``redis://[:password@]host:port[/db]`` into Feast's connection string."""
+#: Redis settings in config.toml, each overridable by ``ALPHA_<KEY upper>``; the password only
+#: from ``ALPHA_REDIS_PASSWORD`` or the URL, so it need not sit in a file
+REDIS_OPTIONS = ("redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile", "redis_timeout_seconds")
+
+
+def _redis_options(file_cfg: dict, cfg_path: Path) -> dict:
+    out: dict = {}
+    for key in REDIS_OPTIONS:
+        value = os.environ.get(f"ALPHA_{key.upper()}") or file_cfg.get(key)
+        if value in (None, ""):
+            continue
+        if key == "redis_timeout_seconds":
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key} (ALPHA_{key.upper()}) must be a number of seconds, got {value!r}") from None
+            if not value > 0:
+                raise ConfigError(f"{key} (ALPHA_{key.upper()}) must be > 0 seconds, got {value}")
+        else:
+            value = str(Path(str(value)).expanduser())
+            if not Path(value).is_file():
+                raise ConfigError(f"{key} (ALPHA_{key.upper()}): no such file {value!r} (in {cfg_path} or the environment)")
+        out[key] = value
+    if os.environ.get("ALPHA_REDIS_PASSWORD"):
+        out["redis_password"] = os.environ["ALPHA_REDIS_PASSWORD"]
+    return out
+
+
+def parse_redis_url(
+    url: str,
+    *,
+    password: str | None = None,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Turn ``redis://[:password@]host:port[/db]`` (``rediss://`` for TLS) into Feast's
+    connection string; ``password`` (e.g. from ALPHA_REDIS_PASSWORD) replaces the URL's."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
         raise ConfigError(
             f"redis_url must look like redis://[:password@]host:port[/db], got {url!r}"
         )
     parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
-    if parsed.password:
-        parts.append(f"password={unquote(parsed.password)}")
+    if parsed.username and parsed.password:
+        parts.append(f"username={unquote(parsed.username)}")
+    secret = password or (unquote(parsed.password) if parsed.password else None)
+    if secret:
+        if "," in secret:
+            raise ConfigError("the Redis password cannot contain ',' (Feast's connection string cannot carry it)")
+        parts.append(f"password={secret}")
     db = (parsed.path or "/").lstrip("/")
     if db:
         if not db.isdigit():
@@ -145,4 +211,14 @@ def parse_redis_url(url: str) -> str:
         parts.append(f"db={db}")
     if parsed.scheme == "rediss":
         parts.append("ssl=true")
+        for name, value in (("ssl_ca_certs", ssl_ca_certs), ("ssl_certfile", ssl_certfile), ("ssl_keyfile", ssl_keyfile)):
+            if value:
+                if "," in value:
+                    raise ConfigError(f"{name} path cannot contain ',': {value!r}")
+                parts.append(f"{name}={value}")
+    elif any((ssl_ca_certs, ssl_certfile, ssl_keyfile)):
+        raise ConfigError(f"TLS files are set (redis_ssl_*) but redis_url {url!r} is not rediss://; use rediss://host:port")
+    if timeout is not None:
+        parts.append(f"socket_timeout={float(timeout)}")
+        parts.append(f"socket_connect_timeout={float(timeout)}")
     return ",".join(parts)

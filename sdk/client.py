@@ -30,6 +30,7 @@ ENTITY = "symbol"
 MARKET_KEY, MARKET = "market", "US"
 TS = "event_timestamp"
 TS_SUFFIX = "__ts"
+STALE_SUFFIX = "__stale"
 
 
 class Alpha:
@@ -44,6 +45,8 @@ class Alpha:
         self._settings = settings
         self._store = None
         self._catalog_cache: tuple[float, dict] | None = None
+        self._manifest_cache: tuple[int, dict] | None = None
+        self._redis = None
 
     # ------------------------------------------------------------ plumbing
     def connect(self, home: str | Path | None = None) -> Alpha:
@@ -80,12 +83,21 @@ class Alpha:
     # ------------------------------------------------------------ catalog
     def symbols(self) -> list[str]:
         """Every symbol with gold features in this warehouse."""
-        from etl.gold import read_symbols_manifest
+        return list(self._symbol_set())
 
-        manifest = read_symbols_manifest(self.settings)
-        if manifest is None:
-            raise NotIngestedError(f"no features built in {self.home}; run `alpha ingest ...` then `alpha nightly`")
-        return list(manifest["symbols"])
+    def _symbol_set(self) -> dict:
+        """The gold manifest's symbols (read directly, cached per file version: ``etl.gold``
+        imports every factor family, too slow for ``latest``)."""
+        import json
+
+        path = self.settings.gold / "symbols.json"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            raise NotIngestedError(f"no features built in {self.home}; run `alpha ingest ...` then `alpha nightly`") from None
+        if self._manifest_cache is None or self._manifest_cache[0] != mtime:
+            self._manifest_cache = (mtime, dict.fromkeys(json.loads(path.read_text())["symbols"]))
+        return self._manifest_cache[1]
 
     def features(self) -> dict[str, list[str]]:
         """Registered feature views and services: ``{"view:feature": ..., service: [refs]}``."""
@@ -149,8 +161,8 @@ class Alpha:
         return refs, refs
 
     def _check_symbols(self, symbols: Iterable[str]) -> None:
-        known = set(self.symbols())
-        unknown = sorted(set(symbols) - known)
+        known = self._symbol_set()
+        unknown = sorted(s for s in set(symbols) if s not in known)
         if unknown:
             raise UnknownSymbolError(
                 f"unknown symbol(s) {unknown[:20]}; this warehouse ({self.home}) has {len(known)}: {sorted(known)[:30]}"
@@ -284,13 +296,50 @@ class Alpha:
         return frame.sort_values([TS, ENTITY, "sid"], kind="stable").reset_index(drop=True)
 
     # ------------------------------------------------------------ latest
-    def latest(self, symbols: Sequence[str] | str, features: str | Sequence[str], *, full_feature_names: bool = False) -> pd.DataFrame:
+    def latest(
+        self,
+        symbols: Sequence[str] | str,
+        features: str | Sequence[str],
+        *,
+        max_age=None,
+        allow_stale: bool = False,
+        now=None,
+        full_feature_names: bool = False,
+    ) -> pd.DataFrame:
         """The newest value of each feature per symbol, from the online store.
 
         One row per symbol (in the order given); for each feature ``f`` a
         column ``f`` and ``f__ts``, the event timestamp of that value (UTC).
+        A value older than its view's TTL (10 days), or than ``max_age``
+        (``"2D"``, a ``pd.Timedelta``) when tighter, at ``now`` is missing
+        (NaN/None; ``f__ts`` still says when it was). ``now`` defaults to the
+        wall clock, so a pipeline that stopped shows as missing values, never
+        as silently old ones; ``now="warehouse"`` uses the newest bar's
+        availability time (``latest`` then equals ``history`` at that time:
+        research on a warehouse of past data), or pass a tz-aware time.
+        ``allow_stale=True`` returns old values with a boolean ``f__stale``
+        column instead.
+
+        On Redis this reads Feast's layout directly (``sdk.online``, no
+        ``import feast``); on SQLite through Feast's ``get_online_features``.
         """
         symbols = _symbol_list(symbols)
+        if self.settings.redis_url:
+            from sdk import online
+
+            catalog = online.load_catalog(self.settings)
+            refs = online.resolve_refs(catalog, features)
+            self._check_symbols(symbols)
+            if self._redis is None:
+                self._redis = online.redis_client(self.settings)
+            return online.read_latest(self.settings, symbols, refs, max_age=max_age, allow_stale=allow_stale, now=now,
+                                      client=self._redis, catalog=catalog, full_feature_names=full_feature_names)
+        return self._latest_feast(symbols, features, max_age=max_age, allow_stale=allow_stale, now=now,
+                                  full_feature_names=full_feature_names)
+
+    def _latest_feast(self, symbols, features, *, max_age, allow_stale, now, full_feature_names) -> pd.DataFrame:
+        from sdk import online
+
         feast_features, refs = self._resolve(features)
         self._check_symbols(symbols)
         extra = {MARKET_KEY: MARKET} if self._needs_market(refs) else {}
@@ -311,7 +360,33 @@ class Alpha:
             ts = pd.to_datetime(seconds, unit="s", utc=True)
             ts[seconds <= 0] = pd.NaT  # Feast reports 0 for a value it does not have
             out[name + TS_SUFFIX] = ts.astype("datetime64[us, UTC]")
-        return out
+        return _mask_stale(out, refs, online, self.settings, max_age=max_age, allow_stale=allow_stale, now=now,
+                           full_feature_names=full_feature_names)
+
+
+def _mask_stale(out: pd.DataFrame, refs: list[str], online, settings: Settings, *, max_age, allow_stale, now,
+                full_feature_names) -> pd.DataFrame:
+    """The TTL / max_age rule of ``sdk.online.read_latest`` on a frame read through Feast."""
+    import numpy as np
+
+    views = online.load_catalog(settings)["views"]
+    now_us = int(online.resolve_now(settings, now).value // 1000)
+    age = online.parse_max_age(max_age)
+    for ref in refs:
+        view = ref.partition(":")[0]
+        name = _out_name(ref, full_feature_names)
+        limit = int(views[view]["ttl_seconds"] * 1_000_000)
+        if age is not None:
+            limit = min(limit, int(age.value // 1000))
+        ts = out[name + TS_SUFFIX].to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT")).view("int64")
+        stale, unknown = online.freshness(ts, limit, now_us)
+        hide = unknown | (np.zeros(len(ts), dtype=bool) if allow_stale else stale)
+        if hide.any():
+            col = out[name].astype(object) if out[name].dtype.kind not in "fc" else out[name]
+            out[name] = col.where(~hide, np.nan if col.dtype.kind in "fc" else None)
+        if allow_stale:
+            out.insert(out.columns.get_loc(name + TS_SUFFIX) + 1, name + STALE_SUFFIX, stale)
+    return out
 
 
 def _out_name(ref: str, full: bool) -> str:

@@ -9,7 +9,7 @@ import logging
 import warnings
 from datetime import UTC, datetime
 
-from etl.config import FEAST_PROJECT, Settings, parse_redis_url
+from etl.config import FEAST_PROJECT, Settings
 from etl.errors import NotIngestedError, OnlineStoreError
 
 
@@ -18,7 +18,8 @@ def repo_config(settings: Settings):
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     if settings.redis_url:
-        online = {"type": "redis", "connection_string": parse_redis_url(settings.redis_url)}
+        # the same password (URL or ALPHA_REDIS_PASSWORD), TLS files and timeouts as sdk.online
+        online = {"type": "redis", "connection_string": settings.feast_redis_connection}
     else:
         online = {"type": "sqlite", "path": str(settings.online_sqlite_path)}
     return RepoConfig(
@@ -65,8 +66,18 @@ def apply(settings: Settings) -> list[str]:
     return [o.name for o in defs.objects()]
 
 
-def materialize(settings: Settings, start: datetime | None = None, end: datetime | None = None) -> dict:
-    """Push the latest value of every view, per symbol, to the online store."""
+def materialize(settings: Settings, start: datetime | None = None, end: datetime | None = None, *, full: bool = False) -> dict:
+    """Push the latest value of every view, per symbol, to the online store.
+
+    On Redis this is :func:`sdk.online.materialize` (only changed winners, corrections with the
+    same event time and late rows included; ``full=True`` rewrites everything; ``end`` is the
+    knowledge time, default now); on SQLite Feast's own ``materialize``.
+    """
+    if settings.redis_url:
+        from sdk import online
+
+        report = online.materialize(settings, full=full, now=end)
+        return {"start": start, "end": report.now.to_pydatetime(), "online_store": settings.online_store_kind, "report": report.as_dict()}
     from etl.gold import read_symbols_manifest
 
     manifest = read_symbols_manifest(settings)

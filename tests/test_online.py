@@ -17,7 +17,7 @@ def _last_available(settings, symbols):
 
 
 def _check_latest_equals_history(client, symbols):
-    latest = client.latest(symbols, FEATURES)
+    latest = client.latest(symbols, FEATURES, now="warehouse")
     assert latest["symbol"].tolist() == symbols
     last = _last_available(client.settings, symbols)
     entity = pd.DataFrame({"symbol": symbols, "event_timestamp": last.loc[symbols, "event_timestamp"].to_numpy()})
@@ -37,9 +37,15 @@ def test_latest_from_sqlite(client):
 
 
 def test_latest_of_a_delisted_symbol_carries_its_old_time(client):
-    latest = client.latest(["UW"], ["bars_daily:session_date", "bars_daily:close"])
+    # older than the TTL (even at the warehouse clock): missing by default (issue 6), its time kept ...
+    latest = client.latest(["UW"], ["bars_daily:session_date", "bars_daily:close"], now="warehouse")
+    assert latest["session_date"].iloc[0] is None and pd.isna(latest["close"].iloc[0])
+    assert latest["close__ts"].iloc[0] == pd.Timestamp("1998-07-16 20:15", tz="UTC")
+    # ... and returned, flagged, with allow_stale
+    latest = client.latest(["UW"], ["bars_daily:session_date", "bars_daily:close"], allow_stale=True, now="warehouse")
     assert latest["session_date"].iloc[0] == "1998-07-16"
     assert latest["close__ts"].iloc[0] == pd.Timestamp("1998-07-16 20:15", tz="UTC")
+    assert latest["close__stale"].tolist() == [True]
 
 
 @pytest.mark.redis
