@@ -6,6 +6,8 @@
     alpha nightly                   Prefect flow: factors -> write -> feast apply -> materialize
     alpha backtest                  vectorbt backtest of the strategy on alpha.history
     alpha live --once               the same strategy on alpha.latest; prints target positions
+    alpha live --strategy NAME      the live loop: orders to a paper (or Alpaca) broker, a ledger
+    alpha replay --strategy NAME    shadow replay of the live loop on alpha.history == the backtest
 
 Every command honours ``--home`` / ``ALPHA_HOME``. Errors print one clear
 message and exit with status 1.
@@ -311,13 +313,22 @@ def backtest(
 @app.command()
 @friendly
 def live(
-    once: bool = typer.Option(False, "--once", help="Run one tick and exit (the only mode so far)."),
+    once: bool = typer.Option(False, "--once", help="Run one decision and exit."),
+    strategy: str | None = typer.Option(None, "--strategy", help="Run the live loop with this strategy (e.g. trend_rsi): orders, broker, ledger."),
+    broker: str = typer.Option("paper", "--broker", help="paper (fills at the next open like the backtest) or alpaca."),
     symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    fees: float = typer.Option(0.0005, help="Paper broker fees, fraction of value."),
+    slippage: float = typer.Option(0.0005, help="Paper broker slippage, fraction of price."),
+    anchor: str = typer.Option("2020-01-02", help="Paper broker: first session of its total-return price scale."),
     home: Path | None = HomeOpt,
 ):
-    """Run the strategy on alpha.latest and print target positions."""
+    """Without --strategy: one tick on alpha.latest, printing target positions. With
+    --strategy NAME: the live loop on the exchange calendar (docs/live.md)."""
+    if strategy is not None:
+        _live_loop(strategy, broker, once, symbols, fees, slippage, anchor, home)
+        return
     if not once:
-        typer.secho("only `alpha live --once` exists so far (the scheduled loop is issue 6)", fg=typer.colors.YELLOW, err=True)
+        typer.secho("pass --once (one tick) or --strategy NAME (the live loop)", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(2)
     from sdk.client import Alpha
     from strategy.live import live_once
@@ -327,6 +338,90 @@ def live(
     frame = live_once(Alpha(settings=settings), symbols.split(",") if symbols else None)
     _print_targets(frame)
     _done(t0)
+
+
+def _make_broker(kind: str, client, symbols, fees: float, slippage: float, anchor: str):
+    if kind == "paper":
+        from strategy.paper import HistoryPrices, PaperBroker
+
+        path = client.settings.home / "state" / "paper_broker.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return PaperBroker(HistoryPrices(client, symbols, anchor), fees=fees, slippage=slippage, url=f"sqlite:///{path}",
+                           calendar=client.settings.calendar)
+    if kind == "alpaca":
+        try:
+            from strategy.alpaca import AlpacaBroker
+        except ImportError as exc:
+            raise AlphaError(f"the Alpaca broker is not available ({exc}); use --broker paper") from None
+        return AlpacaBroker(client.settings)
+    raise typer.BadParameter(f"unknown broker {kind!r}; choose paper or alpaca", param_hint="--broker")
+
+
+def _live_loop(name: str, broker_kind: str, once: bool, symbols: str | None, fees: float, slippage: float, anchor: str, home) -> None:
+    from sdk.client import Alpha
+    from strategy import get_strategy
+    from strategy.ledger import open_ledger
+    from strategy.live_loop import run_live
+
+    strategy = get_strategy(name)
+    settings = _settings(home)
+    client = Alpha(settings=settings)
+    symbol_list = symbols.split(",") if symbols else client.symbols()
+    broker = _make_broker(broker_kind, client, symbol_list, fees, slippage, anchor)
+    ledger = open_ledger(settings)
+    t0 = _step(f"live loop: {name} on the {settings.online_store_kind} online store, broker {broker.name}, ledger {ledger.display_url}"
+               + (" (one decision)" if once else " (Ctrl-C to stop)"))
+    try:
+        run_live(client, broker, ledger, strategy, symbols=symbol_list, once=once, on_session=lambda r: typer.echo("    " + r.line()))
+    except KeyboardInterrupt:
+        typer.echo("    stopped")
+    finally:
+        ledger.dispose()
+    _done(t0)
+
+
+@app.command()
+@friendly
+def replay(
+    strategy: str = typer.Option("trend_rsi", "--strategy", help="A registered strategy (strategy/__init__.py)."),
+    start: str = typer.Option(..., help="First session (YYYY-MM-DD)."),
+    end: str = typer.Option(..., help="Last session (YYYY-MM-DD)."),
+    fees: float = typer.Option(0.0005, help="Fees per trade, fraction of value."),
+    slippage: float = typer.Option(0.0005, help="Slippage per trade, fraction of price."),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    home: Path | None = HomeOpt,
+):
+    """Shadow replay: the live loop over past sessions on alpha.history with the paper broker,
+    compared session by session with the vectorbt backtest. Exits 1 if they differ."""
+    from sdk.client import Alpha
+    from strategy import get_strategy
+    from strategy.backtest import run_backtest
+    from strategy.live_loop import compare_fills
+    from strategy.live_loop import replay as do_replay
+
+    strat = get_strategy(strategy)
+    settings = _settings(home)
+    client = Alpha(settings=settings)
+    symbol_list = symbols.split(",") if symbols else None
+    t0 = _step(f"shadow replay of {strategy} {start}..{end} (fees {fees}, slippage {slippage}) against the vectorbt backtest")
+    result = do_replay(client, strat, start, end, fees, slippage, symbols=symbol_list)
+    bt = run_backtest(client, symbol_list, start, end, fees, slippage, strategy=strat,
+                      out_dir=settings.reports / "replay" / strat.NAME)
+    table = compare_fills(result.fills, bt.orders)
+    for session, rows in table.groupby("session"):
+        mark = "==" if rows["equal"].all() else "!="
+        typer.echo(f"    {session:%Y-%m-%d} {mark} " + ", ".join(
+            f"{r.symbol} {r.qty_replay:+.4f}@{r.price_replay:.4f}" if r.equal else
+            f"{r.symbol} replay {r.qty_replay:+.4f}@{r.price_replay:.4f} vs backtest {r.qty_backtest:+.4f}@{r.price_backtest:.4f}"
+            for r in rows.itertuples()))
+    n_bad = int((~table["equal"]).sum())
+    blocked = int((result.orders["status"] == "blocked").sum())
+    summary = (f"{len(result.reports)} sessions, {len(result.fills)} replay fills, {len(bt.orders)} backtest fills, "
+               f"{blocked} order(s) blocked as stale")
+    if n_bad:
+        typer.secho(f"    replay != backtest: {n_bad} fill(s) differ; {summary}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    _done(t0, f"replay == backtest: every fill equal session by session; {summary}")
 
 
 def _print_targets(frame) -> None:
@@ -351,14 +446,45 @@ def apply(home: Path | None = HomeOpt):
 
 @app.command()
 @friendly
-def materialize(home: Path | None = HomeOpt):
-    """Push the latest feature values to the online store."""
+def materialize(
+    home: Path | None = HomeOpt,
+    full: bool = typer.Option(False, "--full", help="Rewrite every entity, not only changed winners (Redis)."),
+):
+    """Push the latest feature values to the online store (Redis: only changed winners)."""
     from sdk.feast_store import materialize as do_materialize
 
     settings = _settings(home)
     t0 = _step(f"materialize to {settings.online_store_kind}")
-    do_materialize(settings)
+    out = do_materialize(settings, full=full)
+    report = out.get("report")
+    if report:
+        typer.echo(f"    {report['views']} views as known at {report['now']}: {report['entities_written']:,} entity rows written "
+                   f"({report['values_written']:,} values), {report['entities_skipped']:,} unchanged "
+                   f"({'full' if report['full'] else 'incremental'})")
     _done(t0)
+
+
+@app.command()
+@friendly
+def latest(
+    symbols: str = typer.Argument(..., help="Comma-separated symbols, e.g. AAPL,SPY."),
+    features: str = typer.Argument(..., help="Comma-separated refs view:feature, or a feature service name."),
+    max_age: str | None = typer.Option(None, "--max-age", help="Treat values older than this as missing, e.g. 2D, 36h."),
+    allow_stale: bool = typer.Option(False, "--allow-stale", help="Return old values with a <feature>__stale flag."),
+    now: str | None = typer.Option(None, "--now", help="Reference time of the freshness check: 'wall' (default), 'warehouse' (the newest bar's availability), or an ISO time with zone."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per symbol."),
+    home: Path | None = HomeOpt,
+):
+    """The newest feature values from the online store (no Feast import on Redis)."""
+    from sdk.client import Alpha
+
+    client = Alpha(settings=_settings(home))
+    refs = features if ":" not in features and "," not in features else [f.strip() for f in features.split(",") if f.strip()]
+    frame = client.latest([s.strip() for s in symbols.split(",") if s.strip()], refs, max_age=max_age, allow_stale=allow_stale, now=now)
+    if as_json:
+        typer.echo(frame.to_json(orient="records", date_format="iso", date_unit="us"))
+    else:
+        typer.echo(frame.to_string(index=False))
 
 
 #: symbols of the demo with tweets in the shared stocknet data (2014-2016)

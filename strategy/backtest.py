@@ -1,9 +1,22 @@
 """Backtest a strategy with vectorbt on ``alpha.history``.
 
 Decisions are taken at each session's availability time (close + delay) from
-point-in-time features; orders execute at the NEXT session's close. Prices for
+point-in-time features; orders execute at the NEXT session's OPEN. Prices for
 P&L are a total-return index built from the point-in-time ``ret_1d`` (splits
-and dividends applied as they happened), so a split is not a loss.
+and dividends applied as they happened), so a split is not a loss; the open
+is put in the same scale (``open_tr = close_tr * open / close``) and the book
+is valued at closes.
+
+Orders are sized with what was known at the decision: vectorbt's
+``targetpercent`` with ``val_price=-inf``, i.e. target weight x (cash + the
+positions valued at the decision session's close) / that close, then filled
+at the next open with slippage and fees (partially, when the open gapped up
+and the cash does not cover every buy). The paper broker
+(:mod:`strategy.paper`) runs the same kernel on the same prices, so the
+shadow replay (:func:`strategy.live_loop.replay`) equals this backtest order
+by order. A symbol is traded at t+1 only when its target changed at t and all
+its features were present (fresh, within the view's TTL) at t -- the live
+loop's staleness block.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ class BacktestResult:
     features: pd.DataFrame       # the long frame the strategy saw
     returns: pd.Series           # the portfolio's daily returns, by decision time
     by_regime: dict[str, pd.DataFrame]  # metrics sliced by the market regime known at each session's start
+    orders: pd.DataFrame | None = None  # one row per fill: decision_time, session, fill_time (its open), symbol, qty (signed), price, fee
 
     def summary(self) -> str:
         keys = ["Start", "End", "Total Return [%]", "Annualized Return [%]", "Sharpe Ratio", "Max Drawdown [%]", "Total Trades", "Total Fees Paid"]
@@ -43,6 +57,44 @@ def decision_frame(history: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: the bar field the fills execute at (fetched through alpha.history beside the strategy's features)
+OPEN = "bars_daily:open"
+
+
+def history_features(strategy) -> list[str]:
+    """The strategy's features plus what the execution model needs (the open, close and ret_1d)."""
+    need = ["bars_daily:close", "technicals:ret_1d", OPEN]
+    return list(strategy.FEATURES) + [f for f in need if f not in strategy.FEATURES]
+
+
+def feature_names(strategy) -> list[str]:
+    return [f.split(":", 1)[1] for f in strategy.FEATURES]
+
+
+def total_return_prices(frame: pd.DataFrame, time_col: str = "decision_time") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Total-return close and open per decision time (rows) and symbol (columns, sorted).
+
+    The close index compounds the point-in-time ``ret_1d`` from 100 at the
+    first row; ``open_tr = close_tr * open / close`` (same scale). NaN where a
+    symbol has no bar. Symbols without any bar are dropped.
+    """
+    wide = frame.pivot(index=time_col, columns="symbol", values=["close", "open", "ret_1d"]).sort_index()
+    close, opn, rets = wide["close"], wide["open"], wide["ret_1d"].reindex_like(wide["close"])
+    listed = close.notna()
+    growth = (1.0 + rets.where(listed)).where(listed)
+    index = growth.fillna(1.0).cumprod().where(listed) * 100.0
+    open_tr = index * opn / close
+    keep = index.notna().any()
+    return index.loc[:, keep], open_tr.loc[:, keep]
+
+
+def fresh_mask(frame: pd.DataFrame, strategy, time_col: str = "decision_time") -> pd.DataFrame:
+    """True where every feature of the strategy has a value (else stale or missing: blocked)."""
+    names = feature_names(strategy)
+    fresh = frame[names].notna().all(axis=1)
+    return frame.assign(_fresh=fresh).pivot(index=time_col, columns="symbol", values="_fresh").sort_index()
+
+
 def run_backtest(
     client,
     symbols: list[str] | None = None,
@@ -55,30 +107,33 @@ def run_backtest(
     strategy=trend_rsi,
 ) -> BacktestResult:
     import vectorbt as vbt
+    from vectorbt.portfolio.enums import SizeType
 
     symbols = symbols or client.symbols()
-    hist = client.history(symbols, strategy.FEATURES, start=start, end=end)
+    hist = client.history(symbols, history_features(strategy), start=start, end=end)
     frame = decision_frame(hist)
     frame["target_weight"] = strategy.target_positions(frame)
     targets = frame.pivot(index="decision_time", columns="symbol", values="target_weight").sort_index()
-    rets = frame.pivot(index="decision_time", columns="symbol", values="ret_1d").reindex_like(targets)
-    listed = frame.pivot(index="decision_time", columns="symbol", values="close").reindex_like(targets).notna()
 
-    # total-return price index per symbol; NaN where the symbol has no bar
-    growth = (1.0 + rets.where(listed)).where(listed)
-    index = growth.fillna(1.0).cumprod().where(listed) * 100.0
-    keep = index.notna().any()
-    index, targets = index.loc[:, keep], targets.loc[:, keep]
-    # decided at t, executed at t+1's close; an order only when the target changes
-    # (positions drift in between) and never where the symbol has no price
+    # total-return close and open per symbol; NaN where the symbol has no bar
+    index, open_tr = total_return_prices(frame)
+    targets = targets.loc[:, index.columns]
+    fresh = fresh_mask(frame, strategy).reindex_like(targets).fillna(False).astype(bool)
+    # decided at t, executed at t+1's open; an order only when the target changed at t
+    # (positions drift in between), all the symbol's features were fresh at t, and
+    # t+1 has an open. Elsewhere a no-op order of 0 shares.
     decided = targets.shift(1)
-    size = decided.where(decided.ne(decided.shift(1)) & index.notna())
-    size.iloc[0] = np.nan
+    trade = decided.ne(decided.shift(1)) & fresh.shift(1, fill_value=False) & open_tr.notna()
+    trade.iloc[0] = False
+    size = decided.where(trade, 0.0)
+    size_type = pd.DataFrame(np.where(trade, SizeType.TargetPercent, SizeType.Amount), index=size.index, columns=size.columns)
 
     pf = vbt.Portfolio.from_orders(
         close=index.ffill(),
+        price=open_tr,
         size=size,
-        size_type="targetpercent",
+        size_type=size_type,
+        val_price=-np.inf,   # size with the decision session's close: known at the decision
         fees=fees,
         slippage=slippage,
         init_cash=init_cash,
@@ -94,7 +149,32 @@ def run_backtest(
     out_dir.mkdir(parents=True, exist_ok=True)
     params = dict(strategy=strategy.NAME, symbols=list(index.columns), start=str(start), end=str(end), fees=fees, slippage=slippage)
     files = _write_report(pf, stats, targets, out_dir, params, by_regime)
-    return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame, returns=returns, by_regime=by_regime)
+    return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame, returns=returns,
+                          by_regime=by_regime, orders=orders_frame(pf, client.settings.calendar))
+
+
+def orders_frame(pf, calendar: str = "XNYS") -> pd.DataFrame:
+    """The fills of a vectorbt portfolio: decided at the row before, filled at the row's session open."""
+    from etl import clock
+
+    rec = pf.orders.records
+    times = pf.wrapper.index
+    columns = pf.wrapper.columns
+    sign = np.where(rec["side"] == 0, 1.0, -1.0)
+    tz = clock.get_calendar(calendar).tz
+    session = pd.DatetimeIndex(times[rec["idx"]]).tz_convert(tz).normalize().tz_localize(None)
+    out = pd.DataFrame(
+        {
+            "decision_time": pd.DatetimeIndex(times[np.maximum(rec["idx"] - 1, 0)]),
+            "session": session,
+            "fill_time": clock.session_opens(session, calendar),
+            "symbol": np.asarray(columns)[rec["col"]],
+            "qty": rec["size"] * sign,
+            "price": rec["price"],
+            "fee": rec["fees"],
+        }
+    )
+    return out.sort_values(["session", "symbol"], kind="stable").reset_index(drop=True)
 
 
 #: regime columns of ``regime_daily`` and the names of their values

@@ -51,7 +51,7 @@ def test_csv_folder_to_history_and_latest(csv_folder, tmp_path):
     client = connect(home)
     assert client.symbols() == ["JNJ", "MSFT", "XOM"]
     last_close = pd.read_csv(csv_folder / "MSFT.csv").iloc[-1]
-    latest = client.latest(["MSFT"], ["bars_daily:close", "bars_daily:session_date", "technicals:rsi_14"])
+    latest = client.latest(["MSFT"], ["bars_daily:close", "bars_daily:session_date", "technicals:rsi_14"], now="warehouse")
     assert latest["session_date"].iloc[0] == last_close["date"]
     assert latest["close"].iloc[0] == pytest.approx(last_close["close"])
     hist = client.history(["MSFT", "XOM"], ["bars_daily:close", "technicals:sma_20"], start="2017-08-01", end="2017-08-31")

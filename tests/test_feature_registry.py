@@ -240,7 +240,7 @@ def test_nightly_built_every_view_and_latest_serves_market_features(warehouse, c
     assert all((gold / f"{v}.parquet").exists() for v in views)  # the _lag1 twins too
     assert built["ta_momentum"]["rows"] == len(pd.read_parquet(warehouse["settings"].home / "gold" / "technicals.parquet", columns=["symbol"]))
     assert built["regime_daily"]["entities"] == 1
-    latest = client.latest(["AAPL", "IBM"], ["regime_daily:regime_vol_pct", "ta_momentum:ta_rsi_14"])
+    latest = client.latest(["AAPL", "IBM"], ["regime_daily:regime_vol_pct", "ta_momentum:ta_rsi_14"], now="warehouse")
     assert latest["regime_vol_pct"].nunique() == 1 and latest["regime_vol_pct"].notna().all()
     gold = pd.read_parquet(warehouse["settings"].home / "gold" / "regime_daily.parquet")
     assert latest["regime_vol_pct"].iloc[0] == pytest.approx(gold.sort_values("event_timestamp")["regime_vol_pct"].iloc[-1])
