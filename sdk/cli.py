@@ -395,33 +395,40 @@ def replay(
     compared session by session with the vectorbt backtest. Exits 1 if they differ."""
     from sdk.client import Alpha
     from strategy import get_strategy
-    from strategy.backtest import run_backtest
-    from strategy.live_loop import compare_fills
-    from strategy.live_loop import replay as do_replay
 
     strat = get_strategy(strategy)
     settings = _settings(home)
     client = Alpha(settings=settings)
     symbol_list = symbols.split(",") if symbols else None
     t0 = _step(f"shadow replay of {strategy} {start}..{end} (fees {fees}, slippage {slippage}) against the vectorbt backtest")
-    result = do_replay(client, strat, start, end, fees, slippage, symbols=symbol_list)
-    bt = run_backtest(client, symbol_list, start, end, fees, slippage, strategy=strat,
-                      out_dir=settings.reports / "replay" / strat.NAME)
-    table = compare_fills(result.fills, bt.orders)
+    table, n_bad, summary = _replay_against_backtest(client, strat, start, end, fees, slippage, symbol_list)
     for session, rows in table.groupby("session"):
         mark = "==" if rows["equal"].all() else "!="
         typer.echo(f"    {session:%Y-%m-%d} {mark} " + ", ".join(
             f"{r.symbol} {r.qty_replay:+.4f}@{r.price_replay:.4f}" if r.equal else
             f"{r.symbol} replay {r.qty_replay:+.4f}@{r.price_replay:.4f} vs backtest {r.qty_backtest:+.4f}@{r.price_backtest:.4f}"
             for r in rows.itertuples()))
-    n_bad = int((~table["equal"]).sum())
-    blocked = int((result.orders["status"] == "blocked").sum())
-    summary = (f"{len(result.reports)} sessions, {len(result.fills)} replay fills, {len(bt.orders)} backtest fills, "
-               f"{blocked} order(s) blocked as stale")
     if n_bad:
         typer.secho(f"    replay != backtest: {n_bad} fill(s) differ; {summary}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     _done(t0, f"replay == backtest: every fill equal session by session; {summary}")
+
+
+def _replay_against_backtest(client, strat, start, end, fees, slippage, symbols=None):
+    """The shadow replay and the backtest over the same sessions: (fill table, fills that differ, summary)."""
+    from strategy.backtest import run_backtest
+    from strategy.live_loop import compare_fills
+    from strategy.live_loop import replay as do_replay
+
+    result = do_replay(client, strat, start, end, fees, slippage, symbols=symbols)
+    bt = run_backtest(client, symbols, start, end, fees, slippage, strategy=strat,
+                      out_dir=client.settings.reports / "replay" / strat.NAME)
+    table = compare_fills(result.fills, bt.orders)
+    n_bad = int((~table["equal"]).sum())
+    blocked = int((result.orders["status"] == "blocked").sum())
+    summary = (f"{len(result.reports)} sessions, {len(result.fills)} replay fills, {len(bt.orders)} backtest fills, "
+               f"{blocked} order(s) blocked as stale")
+    return table, n_bad, summary
 
 
 def _print_targets(frame) -> None:
@@ -497,7 +504,7 @@ def demo(
     lean: Path | None = typer.Option(None, help="Lean data folder (default: ../shared/data/quantconnect-lean)."),
     home: Path | None = HomeOpt,
 ):
-    """End to end on the shared Lean bars: ingest, nightly flow, backtest, one live tick."""
+    """End to end on the shared data: ingest, health, nightly flow, backtest, one live tick, shadow replay."""
     import pandas as pd
 
     from etl.ingest import ingest_lean
@@ -508,7 +515,7 @@ def demo(
 
     settings = _settings(home)
     lean_path = lean or default_lean_path()
-    t0 = _step(f"1/5 ingest Lean daily bars, factor and map files, Lean option chains, stocknet tweets -> {settings.home}")
+    t0 = _step(f"1/6 ingest Lean daily bars, factor and map files, Lean option chains, stocknet tweets -> {settings.home}")
     typer.echo("    " + ingest_lean(settings, lean_path).summary())
     today = pd.Timestamp.now(tz="America/New_York").strftime("%Y-%m-%d")
     chains = run_ingest(settings, "lean", "option_chains", None, "2000-01-01", today, path=str(lean_path))
@@ -518,19 +525,27 @@ def demo(
     _done(t0)
     from etl.health import run_health
 
-    t0 = _step("2/5 data health report (coverage, gaps, NaN rates, staleness, outliers, duplicates)")
+    t0 = _step("2/6 data health report (coverage, gaps, NaN rates, staleness, outliers, duplicates)")
     _done(t0, run_health(settings).text())
-    t0 = _step("3/5 nightly Prefect flow (no server): core factors -> factor families -> write -> feast apply -> materialize")
+    t0 = _step("3/6 nightly Prefect flow (no server): core factors -> factor families -> write -> feast apply -> materialize")
     result = run_nightly(settings)
     _done(t0, f"{result['gold']['symbols']} symbols, {result['gold']['rows']} rows, {result['gold']['features']} features -> {result['online']['online_store']}")
     client = Alpha(settings=settings)
-    t0 = _step("4/5 vectorbt backtest on alpha.history (2005-01-01..2021-03-31, fees 5 bp, slippage 5 bp)")
+    t0 = _step("4/6 vectorbt backtest on alpha.history (2005-01-01..2021-03-31, fees 5 bp, slippage 5 bp)")
     bt = run_backtest(client, start="2005-01-01", end="2021-03-31")
     typer.echo(bt.summary())
     _done(t0)
-    t0 = _step("5/5 live tick on alpha.latest")
+    t0 = _step("5/6 live tick on alpha.latest")
     _print_targets(live_once(client))
     _done(t0)
+    from strategy import trend_rsi
+
+    t0 = _step("6/6 shadow replay: the live loop with the paper broker over 2021-01-01..2021-03-31, against the backtest")
+    _, n_bad, summary = _replay_against_backtest(client, trend_rsi, "2021-01-01", "2021-03-31", 0.0005, 0.0005)
+    if n_bad:
+        typer.secho(f"    replay != backtest: {n_bad} fill(s) differ; {summary}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    _done(t0, f"replay == backtest, fill by fill: {summary}")
     typer.secho(f"\nreport: {bt.files['html']}\nplot:   {bt.files['png']}", fg=typer.colors.GREEN, bold=True)
 
 

@@ -81,3 +81,41 @@ def test_feast_apply_works_from_feature_repo(warehouse):
     out = run([FEAST, "feature-views", "list"], home, cwd=REPO / "feature_repo")
     assert out.returncode == 0, out.stderr
     assert "bars_daily" in out.stdout and "technicals" in out.stdout
+
+
+def test_latest_replay_and_live_loop_commands(warehouse, tmp_path):
+    """`alpha latest`, `alpha replay` and `alpha live --strategy --once` as a user runs them."""
+    import json
+
+    from sdk import connect
+
+    home = warehouse["settings"].home
+    refs = ["bars_daily:close", "technicals:rsi_14", "regime_daily:regime_vol"]
+    out = run([ALPHA, "latest", "AAPL,SPY", ",".join(refs), "--now", "warehouse", "--json"], home)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    mine = connect(home).latest(["AAPL", "SPY"], refs, now="warehouse")
+    assert [r["symbol"] for r in rows] == ["AAPL", "SPY"]
+    assert [r["close"] for r in rows] == mine["close"].tolist()
+    assert [r["rsi_14"] for r in rows] == pytest.approx(mine["rsi_14"].tolist(), rel=1e-12)
+    assert rows[0]["close__ts"].startswith("2021-03-31T20:15:00")
+    # at the wall clock the 2021 values are far older than the 10-day TTL: missing, flagged with --allow-stale
+    wall = json.loads(run([ALPHA, "latest", "AAPL", "bars_daily:close", "--allow-stale", "--json"], home).stdout)
+    assert wall[0]["close__stale"] is True and wall[0]["close"] == mine["close"].iloc[0]
+    assert json.loads(run([ALPHA, "latest", "AAPL", "bars_daily:close", "--json"], home).stdout)[0]["close"] is None
+
+    replay = run([ALPHA, "replay", "--strategy", "trend_rsi", "--start", "2021-01-04", "--end", "2021-03-31"], home)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "replay == backtest" in replay.stdout and " != " not in replay.stdout
+
+    # the live loop now, on 2021 data: every symbol's features are stale, so nothing is sent
+    live = run([ALPHA, "live", "--strategy", "trend_rsi", "--once"], home)
+    assert live.returncode == 0, live.stdout + live.stderr
+    from strategy.ledger import open_ledger
+
+    ledger = open_ledger(warehouse["settings"])
+    try:
+        orders = ledger.orders("trend_rsi")
+    finally:
+        ledger.dispose()
+    assert len(orders) and set(orders["status"]) <= {"blocked"}
