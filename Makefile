@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/skeleton.py
 	$(PY) benchmarks/pit_join.py
 	$(PY) benchmarks/factors.py
+	$(PY) benchmarks/online.py
 
 clean:
 	rm -rf .alpha
