@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, no_redis
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -38,19 +39,6 @@ def lean_root() -> Path:
     return LEAN
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _no_redis(reason: str):
-    msg = f"REDIS TESTS NOT RUN: {reason}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg + " (CI=true: Redis tests must run)")
-    pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A real Redis: our own redis-server on a free port, else $REDIS_URL."""
@@ -58,10 +46,10 @@ def redis_url(tmp_path_factory):
     if binary is None:
         url = os.environ.get("REDIS_URL")
         if not url:
-            _no_redis("no redis-server binary on PATH and no REDIS_URL set")
+            no_redis("no redis-server binary on PATH and no REDIS_URL set")
         yield url
         return
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
@@ -139,3 +127,30 @@ def tmp_home(tmp_path):
     from etl.config import load_settings
 
     return load_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the machine's PostgreSQL (trust auth), dropped afterwards;
+    skipped loudly when unreachable, failed under CI=true."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = os.environ.get("ALPHA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    try:
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except Exception as exc:  # noqa: BLE001
+        msg = f"POSTGRESQL TESTS NOT RUN: cannot reach {base}: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg + " (CI=true: PostgreSQL tests must run)")
+        pytest.skip(msg)
+    name = f"alpha_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+    admin.dispose()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 
 import pandas as pd
 import pytest
@@ -206,29 +205,6 @@ def test_run_live_sleeps_until_each_calendar_decision_time(client, book, tmp_pat
     assert sum(slept) >= (times[-1] - pd.Timestamp("2020-05-29 23:00", tz="UTC")).total_seconds()
     assert len(ledger.fills("trend_rsi")) >= 1
 
-
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the machine's PostgreSQL, dropped afterwards (as tests/test_silver_store.py)."""
-    import sqlalchemy as sa
-
-    base = os.environ.get("ALPHA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    try:
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001
-        msg = f"POSTGRESQL TESTS NOT RUN: cannot reach {base}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " (CI=true: PostgreSQL tests must run)")
-        pytest.skip(msg)
-    name = f"alpha_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-    admin.dispose()
 
 
 def test_ledger_on_postgresql_survives_a_restart(client, book, tmp_path, postgres_url):

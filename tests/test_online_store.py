@@ -18,21 +18,9 @@ import pandas as pd
 import pytest
 
 from etl.errors import OnlineStoreError
+from tests.servers import free_port, no_redis
 
 SYMBOLS = ["AAPL", "SPY", "IBM"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _no_redis(reason: str):
-    msg = f"REDIS TESTS NOT RUN: {reason}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg + " (CI=true: Redis tests must run)")
-    pytest.skip(msg)
 
 
 class RedisServer:
@@ -41,10 +29,10 @@ class RedisServer:
     def __init__(self, workdir: Path, *extra: str, port: int | None = None):
         self.binary = shutil.which("redis-server")
         if self.binary is None:
-            _no_redis("no redis-server binary on PATH")
+            no_redis("no redis-server binary on PATH")
         self.workdir, self.extra = workdir, list(extra)
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.proc = None
 
     def start(self, ping_kwargs: dict | None = None) -> RedisServer:
@@ -402,10 +390,10 @@ def test_password_url_env_and_wrong_password(home, tmp_path, monkeypatch):
 def test_tls(home, tmp_path):
     binary = shutil.which("redis-server")
     if binary is None:
-        _no_redis("no redis-server binary on PATH")
+        no_redis("no redis-server binary on PATH")
     if shutil.which("openssl") is None:
         pytest.skip("TLS test not run: no openssl binary to make certificates")
-    probe = subprocess.run([binary, "--port", "0", "--tls-port", str(_free_port()), "--tls-cert-file", "/nonexistent"],
+    probe = subprocess.run([binary, "--port", "0", "--tls-port", str(free_port()), "--tls-cert-file", "/nonexistent"],
                            capture_output=True, text=True, timeout=10)
     if "Bad directive" in probe.stdout + probe.stderr or "not compiled" in probe.stdout + probe.stderr:
         pytest.skip(f"TLS test not run: this redis-server build has no TLS support ({(probe.stdout + probe.stderr).strip()[:120]})")
@@ -414,7 +402,7 @@ def test_tls(home, tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem")],
                    check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([binary, "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port), "--dir", str(tmp_path),
                              "--tls-cert-file", str(certs / "cert.pem"), "--tls-key-file", str(certs / "key.pem"),
                              "--tls-ca-cert-file", str(certs / "cert.pem"), "--tls-auth-clients", "no", "--save", ""],
@@ -453,7 +441,7 @@ def test_tls(home, tmp_path):
 def test_redis_down_is_a_clear_error_within_the_timeout(home, tmp_path):
     from sdk import connect, online
 
-    dead = _settings(_copy_home(home, tmp_path / "d", f"redis://127.0.0.1:{_free_port()}/0"))
+    dead = _settings(_copy_home(home, tmp_path / "d", f"redis://127.0.0.1:{free_port()}/0"))
     with pytest.raises(OnlineStoreError, match="is redis-server running"):
         online.read_latest(dead, ["AAPL"], ["bars_daily:close"])
     with pytest.raises(OnlineStoreError, match="cannot connect"):

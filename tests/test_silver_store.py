@@ -5,9 +5,7 @@ watermarks. Real files, a real PostgreSQL server."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import uuid
 
 import pandas as pd
 import pytest
@@ -145,29 +143,6 @@ def test_watermarks_sqlite_default(tmp_path):
     finally:
         store.dispose()
 
-
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the machine's PostgreSQL (trust auth), dropped afterwards."""
-    import sqlalchemy as sa
-
-    base = os.environ.get("ALPHA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    try:
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001
-        msg = f"POSTGRESQL TESTS NOT RUN: cannot reach {base}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " (CI=true: PostgreSQL tests must run)")
-        pytest.skip(msg)
-    name = f"alpha_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-    admin.dispose()
 
 
 def test_watermarks_postgresql(tmp_path, postgres_url):
