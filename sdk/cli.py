@@ -369,6 +369,12 @@ def _live_loop(name: str, broker_kind: str, once: bool, symbols: str | None, fee
     symbol_list = symbols.split(",") if symbols else client.symbols()
     broker = _make_broker(broker_kind, client, symbol_list, fees, slippage, anchor)
     ledger = open_ledger(settings)
+    # everything imported so far lives as long as the process: keep it out of the collector's
+    # scans, which otherwise put the long tail of alpha.latest's latency (BENCHMARKS.md, online)
+    import gc
+
+    gc.collect()
+    gc.freeze()
     t0 = _step(f"live loop: {name} on the {settings.online_store_kind} online store, broker {broker.name}, ledger {ledger.display_url}"
                + (" (one decision)" if once else " (Ctrl-C to stop)"))
     try:
