@@ -32,6 +32,7 @@ class Settings:
     redis_url: str | None = None
     calendar: str = "XNYS"
     state_url: str | None = None                     # watermarks: SQLite in the home unless set (PostgreSQL)
+    registry_url: str | None = None                  # Feast SQL registry (PostgreSQL) shared by several homes; else a file in the home
     vendors: dict = field(default_factory=dict, compare=False, hash=False)  # [vendors.<name>] tables
     # Redis online store: a password from ALPHA_REDIS_PASSWORD wins over one in the URL; TLS files for rediss://
     redis_password: str | None = field(default=None, repr=False)
@@ -124,7 +125,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             file_cfg = tomllib.loads(cfg_path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
-        allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "vendors", *REDIS_OPTIONS}
+        allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -147,6 +148,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         redis_url=redis_url,
         calendar=str(file_cfg.get("calendar", "XNYS")),
         state_url=os.environ.get("ALPHA_STATE_URL") or file_cfg.get("state_url") or None,
+        registry_url=os.environ.get("ALPHA_REGISTRY_URL") or file_cfg.get("registry_url") or None,
         vendors=vendors,
         **redis_opts,
     )

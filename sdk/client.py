@@ -68,7 +68,7 @@ class Alpha:
         if self._store is None:
             from sdk.feast_store import feature_store
 
-            if not self.settings.registry_path.exists():
+            if not self.settings.registry_url and not self.settings.registry_path.exists():
                 raise NotIngestedError(
                     f"no feature registry at {self.settings.registry_path}; run `alpha nightly` "
                     f"(ALPHA_HOME={self.home}) after ingesting data"

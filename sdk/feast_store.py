@@ -25,13 +25,23 @@ def repo_config(settings: Settings):
     return RepoConfig(
         project=FEAST_PROJECT,
         provider="local",
-        registry={"registry_type": "file", "path": str(settings.registry_path), "cache_ttl_seconds": 60},
+        registry=registry_config(settings),
         offline_store={"type": "sdk.pit.store.AlphaOfflineStore"},
         coerce_tz_aware=False,  # naive entity times are rejected by our store, never relabelled
         online_store=online,
         entity_key_serialization_version=3,
         repo_path=str(settings.home),
     )
+
+
+def registry_config(settings: Settings) -> dict:
+    """Feast's registry: a file in the home, or with ``registry_url`` (config.toml or
+    ``ALPHA_REGISTRY_URL``, a SQLAlchemy URL such as ``postgresql+psycopg://user@host/db``)
+    Feast's SQL registry, which several researchers and the flow worker share."""
+    if settings.registry_url:
+        return {"registry_type": "sql", "path": settings.registry_url, "cache_ttl_seconds": 60,
+                "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
+    return {"registry_type": "file", "path": str(settings.registry_path), "cache_ttl_seconds": 60}
 
 
 def feature_store(settings: Settings):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, no_redis
+from tests.servers import free_port, no_redis, postgres_database
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -131,26 +131,6 @@ def tmp_home(tmp_path):
 
 @pytest.fixture
 def postgres_url():
-    """A fresh database on the machine's PostgreSQL (trust auth), dropped afterwards;
-    skipped loudly when unreachable, failed under CI=true."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    base = os.environ.get("ALPHA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    try:
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001
-        msg = f"POSTGRESQL TESTS NOT RUN: cannot reach {base}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " (CI=true: PostgreSQL tests must run)")
-        pytest.skip(msg)
-    name = f"alpha_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-    admin.dispose()
+    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+    with postgres_database() as url:
+        yield url
