@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from etl.config import Settings
-from etl.errors import ConfigError
+from etl.state_db import default_url, display_url, open_engine
 
 _META = sa.MetaData()
 WATERMARKS = sa.Table(
@@ -44,18 +44,11 @@ class Watermark:
 class WatermarkStore:
     def __init__(self, url: str):
         self.url = url
-        try:
-            self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-        except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
-            raise ConfigError(f"state_url {url!r} is not usable: {exc}") from None
-        try:
-            _META.create_all(self.engine)
-        except sa.exc.OperationalError as exc:
-            raise ConfigError(f"cannot open the watermark store at {self.display_url}: {exc.orig}") from None
+        self.engine = open_engine(url, _META, setting="state_url", store="watermark store")
 
     @property
     def display_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return display_url(self.url)
 
     def get(self, source: str, dataset: str, symbol: str) -> str | None:
         with self.engine.connect() as conn:
@@ -94,8 +87,4 @@ class WatermarkStore:
 
 
 def open_watermarks(settings: Settings) -> WatermarkStore:
-    if settings.state_url:
-        return WatermarkStore(settings.state_url)
-    path = settings.home / "state" / "state.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return WatermarkStore(f"sqlite:///{path}")
+    return WatermarkStore(default_url(settings, "state.db"))

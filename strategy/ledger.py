@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from etl.errors import AlphaError, ConfigError
+from etl.errors import AlphaError
+from etl.state_db import default_url, display_url, open_engine
 
 #: order states of the ledger; "pending" = written, not yet acknowledged by the broker
 PENDING, SUBMITTED, FILLED, BLOCKED, EXPIRED, REJECTED = "pending", "submitted", "filled", "blocked", "expired", "rejected"
@@ -121,31 +122,14 @@ class PlannedOrder:
     note: str | None = None
 
 
-def make_engine(url: str, what: str) -> sa.Engine:
-    """An engine on ``url`` with our tables created, or a ConfigError that says what to fix."""
-    kwargs: dict = {"future": True, "pool_pre_ping": True}
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        kwargs["poolclass"] = sa.pool.StaticPool
-        kwargs["connect_args"] = {"check_same_thread": False}
-    try:
-        engine = sa.create_engine(url, **kwargs)
-    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
-        raise ConfigError(f"{what} url {url!r} is not usable: {exc}") from None
-    return engine
-
-
 class Ledger:
     def __init__(self, url: str):
         self.url = url
-        self.engine = make_engine(url, "ledger")
-        try:
-            _META.create_all(self.engine)
-        except sa.exc.OperationalError as exc:
-            raise ConfigError(f"cannot open the ledger at {self.display_url}: {exc.orig}") from None
+        self.engine = open_engine(url, _META, setting="ledger url", store="ledger")
 
     @property
     def display_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return display_url(self.url)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -273,10 +257,4 @@ class Ledger:
 def open_ledger(settings, url: str | None = None) -> Ledger:
     """The warehouse's ledger: ``url`` if given, else ``state_url`` (PostgreSQL), else SQLite
     at ``$ALPHA_HOME/state/ledger.db`` (as :func:`etl.watermarks.open_watermarks`)."""
-    if url:
-        return Ledger(url)
-    if settings.state_url:
-        return Ledger(settings.state_url)
-    path = settings.home / "state" / "ledger.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Ledger(f"sqlite:///{path}")
+    return Ledger(url or default_url(settings, "ledger.db"))

@@ -29,8 +29,9 @@ import sqlalchemy as sa
 
 from etl import clock as xclock
 from etl.errors import AlphaError
+from etl.state_db import open_engine
 from strategy.broker import Account, BrokerError, Fill, Order, OrderStatus
-from strategy.ledger import from_key, make_engine, ts_key
+from strategy.ledger import from_key, ts_key
 
 
 class LookAheadError(AlphaError):
@@ -161,8 +162,7 @@ class PaperBroker:
         self.calendar = calendar
         self.clock = clock or _wall_clock
         self.url = url
-        self.engine = make_engine(url, "paper broker")
-        _META.create_all(self.engine)
+        self.engine = open_engine(url, _META, setting="paper broker url", store="paper broker")
         with self.engine.begin() as conn:
             if conn.execute(sa.select(P_ACCOUNT.c.id)).first() is None:
                 conn.execute(P_ACCOUNT.insert().values(id=1, cash=self.init_cash, free_cash=self.init_cash))

@@ -1,0 +1,45 @@
+"""SQL state of a warehouse (watermarks, the live ledger, the paper broker): one way to open
+an engine on a SQLAlchemy URL, and one default location.
+
+SQLite in ``$ALPHA_HOME/state/`` unless ``state_url`` (config.toml) or
+``ALPHA_STATE_URL`` names a database (PostgreSQL: ``postgresql+psycopg://...``).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from etl.config import Settings
+from etl.errors import ConfigError
+
+
+def display_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def default_url(settings: Settings, filename: str) -> str:
+    """``state_url`` if configured, else a SQLite file ``filename`` in ``$ALPHA_HOME/state/``."""
+    if settings.state_url:
+        return settings.state_url
+    path = settings.home / "state" / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def open_engine(url: str, metadata: sa.MetaData, *, setting: str, store: str) -> sa.Engine:
+    """An engine on ``url`` with ``metadata``'s tables created, or a ConfigError naming the
+    ``setting`` (bad URL) or the ``store`` (unreachable database) and what went wrong."""
+    kwargs: dict = {"future": True, "pool_pre_ping": True}
+    if url in ("sqlite://", "sqlite:///:memory:"):  # one shared in-memory database
+        kwargs["poolclass"] = sa.pool.StaticPool
+        kwargs["connect_args"] = {"check_same_thread": False}
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"{setting} {url!r} is not usable: {exc}") from None
+    try:
+        metadata.create_all(engine)
+    except sa.exc.OperationalError as exc:
+        raise ConfigError(f"cannot open the {store} at {display_url(url)}: {exc.orig}") from None
+    return engine
