@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from etl.factors.registry import DAILY_TTL
 from strategy import trend_rsi
 
-TTL = pd.Timedelta(days=10)
+TTL = pd.Timedelta(DAILY_TTL)  # the daily views' TTL: what the point-in-time join allows
 
 
 def live_once(client, symbols: list[str] | None = None, strategy=trend_rsi) -> pd.DataFrame:
