@@ -108,6 +108,8 @@ def main() -> None:
     for var in ("ALPHA_REDIS_URL", "ALPHA_HOME", "PREFECT_API_URL"):
         os.environ.pop(var, None)
     from etl.config import load_settings
+    from etl.factors import registry
+    from etl.family_gold import build_families
     from etl.gold import build_gold
     from etl.ingest import ingest_lean
     from sdk import connect, feast_store
@@ -121,11 +123,15 @@ def main() -> None:
         _, t_reingest, _ = timed(lambda: ingest_lean(settings, LEAN))
         rows.append(("re-ingest, nothing new (idempotent)", f"{t_reingest:.2f} s", ""))
         gold, t_gold, _ = timed(lambda: build_gold(settings))
-        rows.append(("factors + gold write", f"{t_gold:.2f} s", f"{gold.rows:,} rows x {gold.features} features"))
+        rows.append(("core factors + gold write", f"{t_gold:.2f} s", f"{gold.rows:,} rows x {gold.features} features"))
+        views, t_fam, _ = timed(lambda: build_families(settings))
+        n_feat = sum(len(registry.views()[v.view].outputs) for v in views)
+        rows.append(("factor families + gold write (TA-Lib grid, regime; no options/news/fundamentals/macro inputs here) and _lag1 twins",
+                     f"{t_fam:.2f} s", f"{len(views)} views, {n_feat:,} features"))
         _, t_apply, _ = timed(lambda: feast_store.apply(settings))
         rows.append(("feast apply (first, includes `import feast`)", f"{t_apply:.2f} s", ""))
         _, t_mat, _ = timed(lambda: feast_store.materialize(settings))
-        rows.append(("materialize -> SQLite", f"{t_mat:.2f} s", f"{len(gold.paths)} views"))
+        rows.append(("materialize -> SQLite (Feast)", f"{t_mat:.2f} s", f"{len(registry.views())} views"))
 
         client = connect(settings.home)
         symbols = client.symbols()
@@ -159,7 +165,7 @@ def main() -> None:
             rsettings = load_settings(rhome)
             feast_store.apply(rsettings)
             _, t_rmat, _ = timed(lambda: feast_store.materialize(rsettings))
-            rows.append(("materialize -> Redis", f"{t_rmat:.2f} s", ""))
+            rows.append(("materialize -> Redis (sdk.online, changed entities only: all, first run)", f"{t_rmat:.2f} s", f"{len(registry.views())} views"))
             rclient = connect(rhome)
             timed(lambda: rclient.latest(symbols, FEATURES, now="warehouse"), 1)
             _, t_rlat, _ = timed(lambda: rclient.latest(symbols, FEATURES, now="warehouse"), 50)
