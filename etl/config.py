@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -21,6 +22,26 @@ DEFAULT_HOME = PROJECT_ROOT / ".alpha"
 DEFAULT_BAR_DELAY_MINUTES = 15
 DEFAULT_REDIS_TIMEOUT_SECONDS = 2.0
 FEAST_PROJECT = "alpha_warehouse"
+DEFAULT_NIGHTLY_MARGIN_MINUTES = 30
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """One ``[[ingest]]`` table of config.toml: a source and dataset the nightly flow
+    pulls incrementally (from each symbol's watermark, or ``start`` for a new symbol,
+    to the session being closed). ``delay_minutes`` is how long after the close the
+    vendor has the session's data; the nightly runs after the longest delay."""
+
+    source: str
+    dataset: str
+    symbols: tuple[str, ...] = ()
+    start: str = "2000-01-01"
+    delay_minutes: int | None = None      # None: the warehouse's bar_delay_minutes
+    path: str | None = None               # file sources: the folder to read
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}.{self.dataset}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,10 @@ class Settings:
     redis_ssl_certfile: str | None = None
     redis_ssl_keyfile: str | None = None
     redis_timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS
+    # what the nightly flow pulls ([[ingest]] tables) and the default universe of backfills
+    universe: tuple[str, ...] = ()
+    ingest: tuple[IngestSpec, ...] = ()
+    nightly_margin_minutes: int = DEFAULT_NIGHTLY_MARGIN_MINUTES
 
     @property
     def feast_redis_connection(self) -> str:
@@ -125,7 +150,8 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             file_cfg = tomllib.loads(cfg_path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
-        allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors", *REDIS_OPTIONS}
+        allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors",
+                   "universe", "ingest", "nightly_margin_minutes", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -142,8 +168,12 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
     vendors = file_cfg.get("vendors", {})
     if not isinstance(vendors, dict) or not all(isinstance(v, dict) for v in vendors.values()):
         raise ConfigError(f"{cfg_path}: [vendors.<name>] must be tables, e.g. [vendors.polygon] base_url = \"...\"")
+    universe = _symbols(file_cfg.get("universe", []), f"{cfg_path}: universe")
     return Settings(
         home=root,
+        universe=universe,
+        ingest=_ingest_specs(file_cfg.get("ingest", []), universe, cfg_path),
+        nightly_margin_minutes=_int(file_cfg.get("nightly_margin_minutes", DEFAULT_NIGHTLY_MARGIN_MINUTES), "nightly_margin_minutes"),
         bar_delay_minutes=delay,
         redis_url=redis_url,
         calendar=str(file_cfg.get("calendar", "XNYS")),
@@ -152,6 +182,44 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         vendors=vendors,
         **redis_opts,
     )
+
+
+def _symbols(value: object, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} must be a list of symbols, e.g. [\"AAPL\", \"SPY\"], got {value!r}")
+    return tuple(dict.fromkeys(v.strip().upper() for v in value))
+
+
+def _ingest_specs(value: object, universe: tuple[str, ...], cfg_path: Path) -> tuple[IngestSpec, ...]:
+    """``[[ingest]]`` tables: source, dataset, optional symbols (default: universe), start,
+    delay_minutes, path."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{cfg_path}: ingest must be [[ingest]] tables with source and dataset")
+    allowed = {"source", "dataset", "symbols", "start", "delay_minutes", "path"}
+    out = []
+    for i, spec in enumerate(value):
+        where = f"{cfg_path}: [[ingest]] #{i + 1}"
+        unknown = set(spec) - allowed
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if not spec.get("source") or not spec.get("dataset"):
+            raise ConfigError(f"{where}: needs source and dataset, e.g. source = \"polygon\", dataset = \"daily\"")
+        start = str(spec.get("start", "2000-01-01"))
+        try:
+            date.fromisoformat(start)
+        except ValueError:
+            raise ConfigError(f"{where}: start must be a date YYYY-MM-DD, got {start!r}") from None
+        out.append(IngestSpec(
+            source=str(spec["source"]),
+            dataset=str(spec["dataset"]),
+            symbols=_symbols(spec["symbols"], f"{where} symbols") if "symbols" in spec else universe,
+            start=start,
+            delay_minutes=_int(spec["delay_minutes"], f"{where} delay_minutes") if "delay_minutes" in spec else None,
+            path=str(spec["path"]) if spec.get("path") else None,
+        ))
+    return tuple(out)
 
 
 #: Redis settings in config.toml, each overridable by ``ALPHA_<KEY upper>``; the password only

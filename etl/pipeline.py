@@ -24,13 +24,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from etl import silver
 from etl.config import Settings
-from etl.errors import AlphaError, BadSymbolError, ConfigError
+from etl.errors import AlphaError, BadSymbolError, ConfigError, VendorUnavailableError
+from etl.store import HomeLock
 from etl.tables import ALL as TABLES
 from etl.watermarks import WatermarkStore, open_watermarks
 
@@ -82,6 +84,19 @@ class Parsed:
 
 
 _current = threading.local()   # the job a worker thread is running (labels its bronze records)
+_shared_limiter: ContextVar = ContextVar("shared_limiter", default=None)  # see get_source
+
+
+class Limiters:
+    """Several rate limiters in turn: the vendor client's own token bucket and a
+    shared one (e.g. a Prefect rate limit that spans every worker)."""
+
+    def __init__(self, *limiters):
+        self.limiters = [x for x in limiters if x is not None]
+
+    def acquire(self) -> None:
+        for limiter in self.limiters:
+            limiter.acquire()
 
 
 class Source:
@@ -92,10 +107,12 @@ class Source:
     name: str = ""
     datasets: tuple[str, ...] = ()
     needs_symbols: bool = True
+    default_rate: float = 5.0     # requests per second unless [vendors.<name>] rate is set
 
     def __init__(self, settings: Settings, path: str | None = None):
         self.settings = settings
         self.path = path   # file sources: the folder to read (the CLI's --path)
+        self.shared_limiter = _shared_limiter.get()   # acquired before every request, with the client's own
 
     def land(self, fetched) -> None:
         from etl.bronze import land_payload
@@ -117,7 +134,7 @@ class Source:
             api_key=api_key,
             key_param=key_param,
             headers=headers or {},
-            limiter=RateLimiter(float(cfg.get("rate", default_rate)), burst=int(cfg.get("burst", burst))),
+            limiter=Limiters(RateLimiter(float(cfg.get("rate", default_rate)), burst=int(cfg.get("burst", burst))), self.shared_limiter),
             max_retries=int(cfg.get("max_retries", 4)),
             backoff=float(cfg.get("backoff", 0.5)),
             timeout=float(cfg.get("timeout", 20.0)),
@@ -145,11 +162,28 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def get_source(name: str, settings: Settings, path: str | None = None) -> Source:
+def get_source(name: str, settings: Settings, path: str | None = None, limiter=None) -> Source:
+    """The source ``name``; ``limiter`` (anything with ``acquire()``) is taken before every
+    vendor request on top of the vendor's own rate from config."""
     if name not in REGISTRY:
         raise ConfigError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(settings, path=path)
+    token = _shared_limiter.set(limiter)
+    try:
+        return getattr(importlib.import_module(module), cls)(settings, path=path)
+    finally:
+        _shared_limiter.reset(token)
+
+
+def vendor_rate(settings: Settings, name: str) -> tuple[float, int]:
+    """``(requests per second, burst)`` configured for a source (``[vendors.<name>]``), or the
+    source's default."""
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    module, cls = REGISTRY[name].split(":")
+    cfg = settings.vendor(name)
+    default = getattr(importlib.import_module(module), cls).default_rate
+    return float(cfg.get("rate", default)), int(cfg.get("burst", 1))
 
 
 @dataclass
@@ -162,6 +196,7 @@ class JobResult:
     quarantine_path: str | None = None
     skipped: str | None = None
     error: str | None = None
+    transient: bool = False      # the error may go away on a retry (vendor down, network); not a 4xx or bad payload
     seconds: float = 0.0
 
 
@@ -251,7 +286,7 @@ def run_ingest(
         raise ConfigError(f"--parallel must be >= 1, got {parallel}")
     silver.recover(settings)
     marks = open_watermarks(settings)
-    write_lock = threading.Lock()
+    write_lock = HomeLock(settings.home)
     try:
         todo, results = plan(source, dataset, symbols, start, end, incremental, marks)
         total = len(todo) + len(results)
@@ -281,6 +316,9 @@ def run_ingest(
                         marks.advance(job.source, job.dataset, job.symbol, parsed.high_water, sum(res.written.values()))
             except AlphaError as exc:
                 res.error = str(exc)
+                res.transient = isinstance(exc, VendorUnavailableError)
+            except OSError as exc:  # network or disk trouble below the vendor client
+                res.error, res.transient = f"{type(exc).__name__}: {exc}", True
             except Exception as exc:  # a bug or an unexpected library error: report it, keep going
                 res.error = f"{type(exc).__name__}: {exc}"
             res.seconds = time.perf_counter() - t

@@ -92,3 +92,44 @@ def remove_stale_temp_files(root: Path) -> int:
         p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+class HomeLock:
+    """An exclusive lock on one warehouse for writers: threads of this process
+    (a threading lock) and other processes (``flock`` on ``<home>/.<name>.lock``),
+    so a backfill's parallel tasks and a nightly run never interleave silver
+    writes. Reusable: ``with lock: ...`` as often as needed."""
+
+    _guard = __import__("threading").Lock()
+    _thread_locks: dict[str, object] = {}
+
+    def __init__(self, home: Path, name: str = "silver-write"):
+        import threading
+
+        self.path = Path(home) / f".{name}.lock"
+        with HomeLock._guard:
+            self._thread_lock = HomeLock._thread_locks.setdefault(str(self.path), threading.Lock())
+        self._fh = None
+
+    def __enter__(self) -> HomeLock:
+        import fcntl
+
+        self._thread_lock.acquire()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a")
+            fcntl.flock(self._fh, fcntl.LOCK_EX)
+        except BaseException:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            self._thread_lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._fh.close()   # closing the descriptor releases the flock
+        finally:
+            self._fh = None
+            self._thread_lock.release()

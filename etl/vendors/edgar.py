@@ -62,6 +62,7 @@ REJECT_COLUMNS = ["source", "source_file", "source_row", "symbol", "raw", "reaso
 
 class EdgarSource(Source):
     name = "edgar"
+    default_rate = DEFAULT_RATE
     datasets = ("companyfacts", "submissions")
 
     def __init__(self, settings, path: str | None = None):
@@ -85,7 +86,7 @@ class EdgarSource(Source):
             except (TypeError, ValueError):
                 raise ConfigError(f"edgar: [vendors.edgar.ciks] {ticker} = {cik!r} is not a CIK number") from None
         self.client = self.http(DEFAULT_BASE_URL, headers={"User-Agent": agent, "Accept": "application/json"},
-                                default_rate=DEFAULT_RATE)
+                                default_rate=self.default_rate)
 
     def close(self) -> None:
         self.client.close()

@@ -261,12 +261,13 @@ def _complete_through(last_day: pd.Timestamp, fetched_at: pd.Timestamp, tz: str,
 
 class PolygonSource(Source):
     name = "polygon"
+    default_rate = 5.0
     datasets = ("daily", "minute", "option_contracts", "option_chain", "news")
 
     def __init__(self, settings, path: str | None = None):
         super().__init__(settings, path)
         # built up front so a missing key fails the command before any job runs
-        self._client: HttpClient | None = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey", default_rate=5.0)
+        self._client: HttpClient | None = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey", default_rate=self.default_rate)
 
     @property
     def client(self) -> HttpClient:
