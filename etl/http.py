@@ -152,7 +152,7 @@ class HttpClient:
     api_key: str | None = None
     key_param: str | None = None
     headers: dict = field(default_factory=dict)
-    limiter: RateLimiter | None = None
+    limiter: RateLimiter | None = None   # or anything with acquire(), e.g. pipeline.Limiters
     max_retries: int = 4
     backoff: float = 0.5
     max_backoff: float = 30.0

@@ -128,13 +128,14 @@ class Source:
 
         cfg = self.settings.vendor(self.name)
         api_key = require_secret(key_env, self.name, self.settings.home) if key_env else None
+        own = RateLimiter(float(cfg.get("rate", default_rate)), burst=int(cfg.get("burst", burst)))
         return HttpClient(
             source=self.name,
             base_url=str(cfg.get("base_url", default_base_url)),
             api_key=api_key,
             key_param=key_param,
             headers=headers or {},
-            limiter=Limiters(RateLimiter(float(cfg.get("rate", default_rate)), burst=int(cfg.get("burst", burst))), self.shared_limiter),
+            limiter=own if self.shared_limiter is None else Limiters(own, self.shared_limiter),
             max_retries=int(cfg.get("max_retries", 4)),
             backoff=float(cfg.get("backoff", 0.5)),
             timeout=float(cfg.get("timeout", 20.0)),
