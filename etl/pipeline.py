@@ -166,24 +166,26 @@ REGISTRY: dict[str, str] = {
 def get_source(name: str, settings: Settings, path: str | None = None, limiter=None) -> Source:
     """The source ``name``; ``limiter`` (anything with ``acquire()``) is taken before every
     vendor request on top of the vendor's own rate from config."""
+    cls = get_source_class(name)
+    token = _shared_limiter.set(limiter)
+    try:
+        return cls(settings, path=path)
+    finally:
+        _shared_limiter.reset(token)
+
+
+def get_source_class(name: str) -> type[Source]:
     if name not in REGISTRY:
         raise ConfigError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
-    token = _shared_limiter.set(limiter)
-    try:
-        return getattr(importlib.import_module(module), cls)(settings, path=path)
-    finally:
-        _shared_limiter.reset(token)
+    return getattr(importlib.import_module(module), cls)
 
 
 def vendor_rate(settings: Settings, name: str) -> tuple[float, int]:
     """``(requests per second, burst)`` configured for a source (``[vendors.<name>]``), or the
     source's default."""
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    module, cls = REGISTRY[name].split(":")
     cfg = settings.vendor(name)
-    default = getattr(importlib.import_module(module), cls).default_rate
+    default = get_source_class(name).default_rate
     return float(cfg.get("rate", default)), int(cfg.get("burst", 1))
 
 
@@ -274,10 +276,12 @@ def run_ingest(
     progress: Callable[[JobResult, int], None] | None = None,
     now: pd.Timestamp | None = None,
     path: str | None = None,
+    limiter=None,
 ) -> IngestSummary:
-    """Run every job of one source and dataset; see the module docstring."""
+    """Run every job of one source and dataset; see the module docstring. ``limiter``
+    (with ``acquire()``) is shared by every request on top of the vendor's own rate."""
     t0 = time.perf_counter()
-    source = get_source(source_name, settings, path=path)
+    source = get_source(source_name, settings, path=path, limiter=limiter)
     if dataset not in source.datasets:
         raise ConfigError(f"{source_name} has no dataset {dataset!r}; it has: {', '.join(source.datasets)}")
     if source.needs_symbols and not symbols:

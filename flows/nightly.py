@@ -1,78 +1,142 @@
-"""The nightly flow: core factors -> factor families -> gold write -> feast apply -> materialize.
+"""The nightly flow: close one exchange session end to end.
 
-Each step is one Prefect task over everything ingested (work is batched: one
-task per step, not per symbol, since a task costs ~0.1 s of overhead).
+    ingest every [[ingest]] source up to the session (incremental, rate-limited)
+      -> health report -> factors and families into gold (skipped when nothing changed)
+      -> feast apply (only when the definitions changed) -> incremental materialize
+      -> a summary artifact in the Prefect UI and reports/nightly/<session>.json
+
+``session`` defaults to the last session whose close plus the longest source
+delay has passed (``etl.schedule``), so the scheduled run after the close
+processes that day, and a rerun, or a run on a holiday, changes nothing.
+Each step is one task over all symbols (a task costs ~0.1 s, so work is
+batched); per-symbol failures are reported, not fatal.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from etl.config import load_settings
-from etl.errors import OnlineStoreError
-from etl.gold import build_gold
-from sdk import feast_store
-
-
-@task(name="compute-and-write-factors")
-def compute_factors_task(home: str) -> dict:
-    settings = load_settings(home)
-    t0 = time.perf_counter()
-    report = build_gold(settings)
-    return {"symbols": report.symbols, "rows": report.rows, "features": report.features, "seconds": round(time.perf_counter() - t0, 2)}
-
-
-@task(name="compute-factor-families")
-def compute_families_task(home: str) -> dict:
-    """Every family's views (TA-Lib grid, options, news, fundamentals, macro, regime) and their _lag1 twins."""
-    from etl.family_gold import build_families
-
-    settings = load_settings(home)
-    t0 = time.perf_counter()
-    reports = build_families(settings)
-    return {
-        "views": {r.view: {"rows": r.rows, "entities": r.entities} for r in reports},
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-
-
-@task(name="feast-apply")
-def apply_task(home: str) -> list[str]:
-    return feast_store.apply(load_settings(home))
-
-
-def retry_only_on_io(task, task_run, state) -> bool:
-    """Retry the online-store write when the store was unreachable, never on a logic error."""
-    try:
-        state.result()
-    except OnlineStoreError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(name="materialize", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_only_on_io)
-def materialize_task(home: str) -> dict:
-    out = feast_store.materialize(load_settings(home))
-    return {k: str(v) for k, v in out.items()}
+from flows import tasks
 
 
 @flow(name="nightly", log_prints=True)
-def nightly(home: str) -> dict:
-    """Rebuild every factor from silver, register the views, push latest values online."""
-    logger = get_run_logger()
-    gold = compute_factors_task(home)
-    logger.info("factors: %s", gold)
-    families = compute_families_task(home)
-    logger.info("families: %d views in %.1f s", len(families["views"]), families["seconds"])
-    from etl.factors import registry
+def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
+    """Ingest -> health -> factors -> apply -> materialize for one session; see the module docstring."""
+    import pandas as pd
 
-    gold["features"] = sum(1 for f in registry.features().values() if not registry.views()[f.view].lag_of)
-    objects = apply_task(home)
-    logger.info("applied: %s", objects)
-    online = materialize_task(home)
-    logger.info("materialized: %s", online)
-    return {"gold": gold, "families": families, "applied": objects, "online": online}
+    from etl.config import load_settings
+    from etl.schedule import last_complete_session
+    from flows.limits import ensure_vendor_limit
+
+    logger = get_run_logger()
+    settings = load_settings(home)
+    day = pd.Timestamp(session).normalize() if session else last_complete_session(settings)
+    day_s = f"{day:%Y-%m-%d}"
+    timings: dict[str, float] = {}
+    failures: list[dict] = []
+    t_all = time.perf_counter()
+
+    t0 = time.perf_counter()
+    ingest: list[dict] = []
+    if not settings.ingest:
+        logger.info("no [[ingest]] sources in config.toml: computing from what silver holds")
+    for spec in settings.ingest:
+        state = tasks.pull_task()(
+            home, spec.source, spec.dataset, list(spec.symbols), None, day_s,
+            label=f"{spec.label} to {day_s}", limit_name=ensure_vendor_limit(settings, spec.source),
+            return_state=True,
+        )
+        run, failure = tasks.outcome(state)
+        if run:
+            ingest.append(run)
+        if failure:
+            failures.append({"step": f"ingest {spec.label}", **failure})
+            logger.warning("ingest %s: %s", spec.label, failure)
+    timings["ingest"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    health = tasks.health(home)
+    timings["health"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    gold = tasks.compute(home, day_s, force)
+    timings["factors"] = time.perf_counter() - t0
+    logger.info("factors: %s", {k: v for k, v in gold.items() if k != "views"})
+
+    t0 = time.perf_counter()
+    applied = tasks.apply(home, force)
+    timings["apply"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    online = tasks.materialize(home, gold.get("fingerprint"))
+    timings["materialize"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+
+    result = {
+        "session": day_s,
+        "ingest": ingest,
+        "health": health,
+        "gold": gold,
+        "apply": {k: v for k, v in applied.items() if k != "objects"},
+        "applied": applied.get("objects", []),
+        "online": online,
+        "failures": failures,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+    publish_summary(settings, result)
+    return result
+
+
+def summary_markdown(result: dict) -> str:
+    """The run as Markdown: what was ingested, checked, computed, applied and pushed."""
+    g, a, o, h = result["gold"], result["apply"], result["online"], result["health"]
+    lines = [f"# Nightly {result['session']}", ""]
+    if result["failures"]:
+        n = sum(max(1, len(f["symbols"])) for f in result["failures"])
+        lines += [f"**{n} failure(s)**; everything else was stored.", ""]
+    lines += ["## Ingest", "", "| source | jobs | up to date | fetched | written | quarantined | failed | s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["ingest"]:
+        if r.get("cached"):
+            lines.append(f"| {r['source']}.{r['dataset']} | cached: this pull already succeeded, no vendor call | | | | | | |")
+            continue
+        lines.append(f"| {r['source']}.{r['dataset']} | {r['jobs']} | {r['up_to_date']} | {r['rows_fetched']:,} | "
+                     f"{r['rows_written']:,} | {r['rows_quarantined']:,} | {len(r['failed'])} | {r['seconds']:.1f} |")
+    if not result["ingest"]:
+        lines.append("| (no [[ingest]] sources configured) | | | | | | | |")
+    lines += ["", "## Health", "", f"{h['errors']} error(s), {h['warnings']} warning(s) over {h['bars']:,} bars"
+              + (f"; thresholds breached: {', '.join(h['failed_thresholds'])}" if h["failed_thresholds"] else "")
+              + f" ({h['html']})", "", "## Factors", ""]
+    if "skipped" in g:
+        lines.append(f"skipped: {g['skipped']}")
+    else:
+        lines.append(f"{g['symbols']} symbols, {g['rows']:,} symbol-sessions, {g['features']:,} features, "
+                     f"{len(g['views'])} family views, {g['revised_rows']} revised rows")
+    applied = a.get("skipped") or f"{len(result['applied'])} objects registered"
+    lines += ["", "## Feast", "", f"apply: {applied}"]
+    report = o.get("report") if isinstance(o.get("report"), dict) else None
+    lines.append(f"materialize ({o.get('online_store')}): " + (o.get("skipped") or (json.dumps(report) if report else "done")))
+    if result["failures"]:
+        lines += ["", "## Failures", "", "| step | symbol | error |", "|---|---|---|"]
+        for f in result["failures"]:
+            for e in f["errors"]:
+                lines.append(f"| {f['step']} | {e.get('symbol', '')} | {str(e.get('error', '')).replace('|', '/')[:200]} |")
+    lines += ["", "## Timings (s)", "", "| " + " | ".join(result["timings"]) + " |",
+              "|" + "---:|" * len(result["timings"]), "| " + " | ".join(f"{v:.1f}" for v in result["timings"].values()) + " |"]
+    return "\n".join(lines)
+
+
+def publish_summary(settings, result: dict) -> None:
+    """The summary as a Prefect artifact (key ``nightly-summary``) and as JSON in the home."""
+    from prefect.artifacts import create_markdown_artifact
+
+    path = settings.reports / "nightly" / f"{result['session']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    tmp.replace(path)
+    create_markdown_artifact(key="nightly-summary", markdown=summary_markdown(result),
+                             description=f"Nightly {result['session']}: rows, features, failures, timings")

@@ -15,6 +15,8 @@ from etl.config import Settings
 def configure_prefect(settings: Settings) -> None:
     if "PREFECT_API_URL" not in os.environ:
         os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    # task results (the cache of vendor pulls) live in the warehouse, whichever server runs the flow
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(settings.home / "prefect" / "storage"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")

@@ -48,6 +48,7 @@ class _Route:
     replies: list[Reply]
     served: int = 0
     method: str | None = None
+    handler: object = None       # callable(path, query) -> Reply, for paths starting with ``path``
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,11 @@ class ReplayServer:
         with self._lock:
             self.routes.insert(0, _Route(path, query, replies, method=method.upper() if method else None))  # later routes win
 
+    def add_handler(self, prefix: str, handler) -> None:
+        """Answer every path starting with ``prefix`` with ``handler(path, query) -> Reply``."""
+        with self._lock:
+            self.routes.insert(0, _Route(prefix, None, [], handler=handler))
+
     def add_fixtures(self, vendor: str, root: Path = FIXTURES) -> None:
         folder = root / vendor
         for spec in json.loads((folder / "routes.json").read_text()):
@@ -165,6 +171,10 @@ class ReplayServer:
             if self.api_key is not None and key != self.api_key:
                 return Reply(401, json.dumps({"status": "ERROR", "error": "Unknown API Key"}).encode())
             for route in self.routes:
+                if route.handler is not None:
+                    if path.startswith(route.path):
+                        return route.handler(path, clean)
+                    continue
                 if route.path == path and (route.query is None or route.query == clean) and route.method in (None, method):
                     reply = route.replies[min(route.served, len(route.replies) - 1)]
                     route.served += 1
