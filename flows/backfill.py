@@ -30,7 +30,7 @@ from flows import tasks
 WORKERS = int(os.environ.get("ALPHA_BACKFILL_WORKERS", "4"))
 
 
-@flow(name="backfill", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
+@flow(name="backfill", log_prints=True, persist_result=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
 def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | None = None,
              dataset: str | None = None, chunk_size: int = 25, resume: bool = True) -> dict:
     """Pull ``source`` (``dataset``, default its configured or first one) for ``symbols``

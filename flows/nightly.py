@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger
 from flows import tasks
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", log_prints=True, persist_result=True)
 def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     """Ingest -> health -> factors -> apply -> materialize for one session; see the module docstring."""
     import pandas as pd

@@ -1,22 +1,20 @@
-"""Serve the nightly flow as a scheduled Prefect deployment.
+"""Deployments as code: serve the nightly and backfill flows on a Prefect server.
 
-    PREFECT_API_URL=http://localhost:4200/api ALPHA_HOME=/data/alpha python -m flows.serve
+    PREFECT_API_URL=http://localhost:4200/api ALPHA_HOME=/data/alpha alpha serve
 
-Registers the deployment ``nightly/nightly`` with the Prefect server named by
-``PREFECT_API_URL``, on a cron in exchange time (default: 16:45 America/New_York,
-Monday to Friday, after the close), with ``home`` set to the warehouse of
-``$ALPHA_HOME``, then polls for scheduled runs until stopped. The schedule is
-paused when the process stops and resumed when it is served again.
+Registers two deployments with the server named by ``PREFECT_API_URL`` and
+runs their flow runs in subprocesses until stopped:
 
-Environment:
-    PREFECT_API_URL      required: the server that schedules the runs and shows them
-    ALPHA_HOME           the warehouse the runs work on (see etl.config)
-    ALPHA_REDIS_URL      optional: Redis online store (checked at start-up)
-    ALPHA_NIGHTLY_CRON   optional: cron string (default "45 16 * * 1-5")
-    ALPHA_NIGHTLY_TZ     optional: IANA time zone of the cron (default "America/New_York")
+* ``nightly/nightly``: on a cron in the exchange's time zone, weekdays at the
+  regular close + the longest source delay + a margin (``etl.schedule``;
+  16:45 America/New_York with the defaults), ``home`` preset;
+* ``backfill/backfill``: no schedule, triggered with ``alpha run backfill``
+  (or from the UI with its parameters).
 
-Nothing happens at import time: everything, including importing Prefect, is in
-:func:`main`.
+It also creates each configured vendor's rate limit (``flows.limits``).
+``ALPHA_NIGHTLY_CRON`` / ``ALPHA_NIGHTLY_TZ`` override the schedule. The
+schedules are paused when the process stops and resumed when it is served
+again. Nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -24,56 +22,70 @@ from __future__ import annotations
 import os
 import sys
 
-DEPLOYMENT_NAME = "nightly"
-DEFAULT_CRON = "45 16 * * 1-5"
-DEFAULT_TIMEZONE = "America/New_York"
+NIGHTLY = "nightly/nightly"
+BACKFILL = "backfill/backfill"
 
 
-def main() -> None:
+def deployments(settings):
+    """The two deployments (Prefect ``RunnerDeployment`` objects) for a warehouse."""
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from etl.schedule import nightly_cron
+    from flows.backfill import backfill
+    from flows.nightly import nightly
+
+    cron, tz = nightly_cron(settings)
+    cron = os.environ.get("ALPHA_NIGHTLY_CRON") or cron
+    tz = os.environ.get("ALPHA_NIGHTLY_TZ") or tz
+    home = str(settings.home)
+    common = {"tags": ["alpha-warehouse"], "entrypoint_type": EntrypointType.MODULE_PATH}  # runs do not depend on the cwd
+    return [
+        nightly.to_deployment(
+            name="nightly", schedules=[Cron(cron, timezone=tz)], parameters={"home": home},
+            description=f"Close the session after the close: ingest -> health -> factors -> apply -> materialize ({cron}, {tz}).",
+            concurrency_limit=1,   # never two nightly runs of this warehouse at once
+            **common,
+        ),
+        backfill.to_deployment(
+            name="backfill", parameters={"home": home},
+            description="A source over a date range and a universe, in chunks under the vendor's rate limit.",
+            **common,
+        ),
+    ]
+
+
+def main(settings=None) -> None:
     from etl.config import load_settings
     from etl.errors import AlphaError
 
     if not os.environ.get("PREFECT_API_URL"):
         # Without a server, Prefect would schedule against a temporary one that
         # disappears with this process: nothing would ever run or be visible.
-        sys.exit("error: set PREFECT_API_URL (e.g. http://localhost:4200/api) to serve the nightly flow")
+        sys.exit("error: set PREFECT_API_URL (e.g. http://localhost:4200/api) to serve the flows")
     try:
-        settings = load_settings()  # $ALPHA_HOME; fails early on a malformed ALPHA_REDIS_URL
+        settings = settings or load_settings()  # $ALPHA_HOME; fails early on a malformed setting
     except AlphaError as exc:
         sys.exit(f"error: {exc}")
-    home = str(settings.home)
-    os.environ["ALPHA_HOME"] = home  # flow-run subprocesses and feature_repo/repo.py see the same home
-
-    # A long-running service should send the flow's INFO logs to the server's UI;
-    # configure_prefect only fills in what is still unset (it leaves PREFECT_HOME
-    # alone because PREFECT_API_URL is set).
+    os.environ["ALPHA_HOME"] = str(settings.home)  # flow-run subprocesses and feature_repo/repo.py see the same home
+    # A long-running service sends the flows' INFO logs to the server's UI.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     from flows.prefect_env import configure_prefect
 
     configure_prefect(settings)
+    from prefect import serve
 
-    from prefect.schedules import Cron
-    from prefect.types.entrypoint import EntrypointType
+    from flows.limits import ensure_vendor_limit
 
-    from flows.nightly import nightly
-
-    cron = os.environ.get("ALPHA_NIGHTLY_CRON") or DEFAULT_CRON
-    tz = os.environ.get("ALPHA_NIGHTLY_TZ") or DEFAULT_TIMEZONE
+    limits = [n for n in (ensure_vendor_limit(settings, s) for s in {spec.source for spec in settings.ingest}) if n]
+    deps = deployments(settings)
     print(
-        f"serving nightly/{DEPLOYMENT_NAME}: cron {cron!r} ({tz}), home={home}, "
-        f"online store={settings.online_store_kind}, api={os.environ['PREFECT_API_URL']}",
+        f"serving {NIGHTLY} ({deps[0].schedules[0].schedule.cron}, {deps[0].schedules[0].schedule.timezone}) and {BACKFILL}: "
+        f"home={settings.home}, online store={settings.online_store_kind}, vendor limits={limits or 'none'}, "
+        f"api={os.environ['PREFECT_API_URL']}",
         flush=True,
     )
-    nightly.serve(
-        name=DEPLOYMENT_NAME,
-        schedules=[Cron(cron, timezone=tz)],
-        parameters={"home": home},
-        description="Factors -> gold write -> feast apply -> materialize, after the close.",
-        tags=["alpha-warehouse"],
-        limit=1,  # never two nightly runs at once on this worker
-        # flows.nightly is installed with the package, so runs do not depend on the cwd
-        entrypoint_type=EntrypointType.MODULE_PATH,
-    )
+    serve(*deps, limit=2)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     alpha demo                      ingest the shared Lean bars, run the nightly flow, backtest, one live tick
     alpha ingest lean [PATH]        Lean daily bars + factor and map files
     alpha ingest csv PATH           a folder of <SYMBOL>.csv (date,open,high,low,close,volume)
-    alpha nightly                   Prefect flow: factors -> write -> feast apply -> materialize
+    alpha nightly                   Prefect flow in this process: ingest -> health -> factors -> apply -> materialize
+    alpha serve                     serve the nightly (cron) and backfill deployments on PREFECT_API_URL
+    alpha run nightly|backfill      trigger a run (through the Prefect API when PREFECT_API_URL is set)
     alpha backtest                  vectorbt backtest of the strategy on alpha.history
     alpha live --once               the same strategy on alpha.latest; prints target positions
     alpha live --strategy NAME      the live loop: orders to a paper (or Alpaca) broker, a ledger
@@ -270,23 +272,128 @@ def features_describe(
             typer.echo(f"{key}: {value}")
 
 
-def run_nightly(settings) -> dict:
+def run_nightly(settings, session: str | None = None, force: bool = False) -> dict:
     from flows.prefect_env import configure_prefect
 
     configure_prefect(settings)
     from flows.nightly import nightly
 
-    return nightly(str(settings.home))
+    return nightly(str(settings.home), session=session, force=force)
+
+
+def nightly_line(result: dict) -> str:
+    g, o = result["gold"], result["online"]
+    ingest = "; ".join(f"{r['source']}.{r['dataset']} +{r['rows_written']:,} rows" + (" (cached)" if r.get("cached") else "")
+                       for r in result["ingest"]) or "no [[ingest]] sources"
+    factors = g["skipped"] if "skipped" in g else f"{g['symbols']} symbols, {g['rows']} rows, {g['features']} features"
+    failed = sum(max(1, len(f["symbols"])) for f in result["failures"])
+    return (f"session {result['session']}: {ingest}; {factors}; apply: {result['apply'].get('skipped') or 'done'}; "
+            f"online ({o['online_store']}): {o.get('skipped') or 'materialized'}" + (f"; {failed} FAILURE(S), see the summary" if failed else ""))
+
+
+SessionOpt = typer.Option(None, "--session", help="Session to close, YYYY-MM-DD (default: the last one whose data is complete).")
+ForceOpt = typer.Option(False, "--force", help="Recompute factors and re-apply even if nothing changed.")
 
 
 @app.command()
 @friendly
-def nightly(home: Path | None = HomeOpt):
-    """Run the nightly Prefect flow: factors -> write -> feast apply -> materialize."""
+def nightly(home: Path | None = HomeOpt, session: str | None = SessionOpt, force: bool = ForceOpt):
+    """Run the nightly flow in this process: ingest -> health -> factors -> apply -> materialize."""
     settings = _settings(home)
     t0 = _step(f"nightly flow on {settings.home} (online store: {settings.online_store_kind})")
-    result = run_nightly(settings)
-    _done(t0, f"{result['gold']['symbols']} symbols, {result['gold']['rows']} rows, {result['gold']['features']} features; materialized to {result['online']['online_store']}")
+    result = run_nightly(settings, session, force)
+    _done(t0, nightly_line(result))
+
+
+run_app = typer.Typer(no_args_is_help=True, help="Trigger a flow: on the Prefect server of PREFECT_API_URL (its deployment, "
+                      "served by `alpha serve`), else in this process.")
+app.add_typer(run_app, name="run")
+
+
+def _trigger(settings, deployment: str, parameters: dict, wait: bool) -> dict | None:
+    """Run a served deployment through the Prefect API; the result when waited for."""
+    from flows.prefect_env import configure_prefect
+
+    configure_prefect(settings)
+    from prefect.deployments import run_deployment
+
+    typer.echo(f"    triggering {deployment} on {os.environ['PREFECT_API_URL']} with {parameters}")
+    run = run_deployment(deployment, parameters=parameters, timeout=None if wait else 0, as_subflow=False)
+    typer.echo(f"    flow run {run.name} ({run.id}): {run.state.name if run.state else 'scheduled'}")
+    if not wait:
+        return None
+    if not run.state.is_completed():
+        raise AlphaError(f"flow run {run.name} ended {run.state.name}: {run.state.message or ''}")
+    try:  # the flow persists its result in the home's Prefect storage (PREFECT_LOCAL_STORAGE_PATH)
+        return run.state.result(raise_on_failure=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. a worker on another machine: the state is what we have
+        typer.echo(f"    (result not readable here: {exc}; see the run's artifacts in the UI)")
+        return None
+
+
+@run_app.command("nightly")
+@friendly
+def run_nightly_cmd(home: Path | None = HomeOpt, session: str | None = SessionOpt, force: bool = ForceOpt,
+                    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the run to finish.")):
+    """Trigger the nightly flow."""
+    settings = _settings(home)
+    t0 = _step(f"nightly on {settings.home}")
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.serve import NIGHTLY
+
+        result = _trigger(settings, NIGHTLY, {"home": str(settings.home), "session": session, "force": force}, wait)
+        _done(t0, nightly_line(result) if isinstance(result, dict) else "")
+        return
+    _done(t0, nightly_line(run_nightly(settings, session, force)))
+
+
+@run_app.command("backfill")
+@friendly
+def run_backfill_cmd(
+    source: str = typer.Argument(..., help="polygon, edgar, fred, lean, stocknet, fx"),
+    start: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--end", help="Last date, YYYY-MM-DD."),
+    symbols: str | None = typer.Option(None, "--symbols", help="Comma-separated (default: the source's [[ingest]] symbols or the universe)."),
+    dataset: str | None = typer.Option(None, "--dataset"),
+    chunk_size: int = typer.Option(25, "--chunk-size", help="Symbols per task."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Start each symbol after its watermark."),
+    wait: bool = typer.Option(True, "--wait/--no-wait"),
+    home: Path | None = HomeOpt,
+):
+    """Trigger a backfill of SOURCE over a date range, fanned out in chunks under the vendor's rate limit."""
+    settings = _settings(home)
+    params = {"home": str(settings.home), "source": source, "start": start, "end": end,
+              "symbols": [s for s in symbols.split(",") if s.strip()] if symbols else None,
+              "dataset": dataset, "chunk_size": chunk_size, "resume": resume}
+    t0 = _step(f"backfill {source} {start}..{end} on {settings.home}")
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.serve import BACKFILL
+
+        result = _trigger(settings, BACKFILL, params, wait)
+    else:
+        from flows.prefect_env import configure_prefect
+
+        configure_prefect(settings)
+        from flows.backfill import backfill
+
+        result = backfill(**params)
+    if isinstance(result, dict):
+        _done(t0, f"{result['symbols']} symbols in {result['chunks']} chunks: fetched {result['rows_fetched']:,}, "
+                  f"wrote {result['rows_written']:,}, quarantined {result['rows_quarantined']:,}"
+                  + (f"; FAILED: {', '.join(result['failed_symbols'])}" if result["failures"] else ""))
+        if result["failures"]:
+            raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def serve(home: Path | None = HomeOpt):
+    """Register the nightly (cron after the close, exchange time zone) and backfill deployments
+    on PREFECT_API_URL and run them when scheduled or triggered (until stopped)."""
+    settings = _settings(home)
+    from flows.serve import main as serve_main
+
+    serve_main(settings)
 
 
 @app.command()
@@ -535,7 +642,7 @@ def demo(
     _done(t0, run_health(settings).text())
     t0 = _step("3/6 nightly Prefect flow (no server): core factors -> factor families -> write -> feast apply -> materialize")
     result = run_nightly(settings)
-    _done(t0, f"{result['gold']['symbols']} symbols, {result['gold']['rows']} rows, {result['gold']['features']} features -> {result['online']['online_store']}")
+    _done(t0, nightly_line(result))
     client = Alpha(settings=settings)
     t0 = _step("4/6 vectorbt backtest on alpha.history (2005-01-01..2021-03-31, fees 5 bp, slippage 5 bp)")
     bt = run_backtest(client, start="2005-01-01", end="2021-03-31")

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +54,47 @@ def postgres_database(prefix: str = "alpha_test"):
         with admin.connect() as conn:
             conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
         admin.dispose()
+
+
+class RedisServer:
+    """Our own redis-server on a free port with AOF persistence in ``workdir``."""
+
+    def __init__(self, workdir: Path, *extra: str, port: int | None = None):
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            no_redis("no redis-server binary on PATH")
+        self.workdir, self.extra = workdir, list(extra)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc = None
+
+    def start(self, ping_kwargs: dict | None = None) -> RedisServer:
+        import redis
+
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "", *self.extra]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        client = redis.Redis(host="127.0.0.1", **(ping_kwargs or {"port": self.port}))
+        deadline = time.time() + 10
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.RedisError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.proc.kill()
+                    pytest.fail(f"redis-server did not start on port {self.port}")
+                time.sleep(0.05)
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"

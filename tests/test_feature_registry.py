@@ -233,7 +233,7 @@ def test_lag_views_equal_the_previous_session_through_history(client):
 
 
 def test_nightly_built_every_view_and_latest_serves_market_features(warehouse, client):
-    built = warehouse["nightly"]["families"]["views"]
+    built = warehouse["nightly"]["gold"]["views"]
     views = registry.views()
     assert set(built) == {v for v, info in views.items() if info.lag_of is None} - {registry.BARS_VIEW, registry.CORE_VIEW}
     gold = warehouse["settings"].gold

@@ -4,9 +4,7 @@ stale flags, password, TLS, Redis down, and Redis killed in the middle of a mate
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -18,53 +16,9 @@ import pandas as pd
 import pytest
 
 from etl.errors import OnlineStoreError
-from tests.servers import free_port, no_redis
+from tests.servers import RedisServer, free_port, no_redis
 
 SYMBOLS = ["AAPL", "SPY", "IBM"]
-
-
-class RedisServer:
-    """Our own redis-server on a free port with AOF persistence in ``workdir``."""
-
-    def __init__(self, workdir: Path, *extra: str, port: int | None = None):
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            no_redis("no redis-server binary on PATH")
-        self.workdir, self.extra = workdir, list(extra)
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.proc = None
-
-    def start(self, ping_kwargs: dict | None = None) -> RedisServer:
-        import redis
-
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "", *self.extra]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(host="127.0.0.1", **(ping_kwargs or {"port": self.port}))
-        deadline = time.time() + 10
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.RedisError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    self.proc.kill()
-                    pytest.fail(f"redis-server did not start on port {self.port}")
-                time.sleep(0.05)
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,319 @@
+"""Orchestration: the nightly and backfill Prefect flows for real.
+
+The vendor is Polygon's daily-aggregates endpoint served over local HTTP from
+recorded responses (tests/polygon_daily.py); the online store is our own
+password-protected redis-server; the deployed test starts ``prefect server``
+on a fresh PostgreSQL database and ``alpha serve``, as docker-compose does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.polygon_daily import API_KEY, PolygonDaily, recorded_bars, session_of, write_config
+from tests.servers import RedisServer, free_port, postgres_database
+
+REPO = Path(__file__).resolve().parents[1]
+ALPHA = str(Path(sys.executable).with_name("alpha"))
+REDIS_PASSWORD = "orchestration-s3cret"
+
+
+def close_on(symbol: str, day: str) -> float:
+    return next(b["c"] for b in recorded_bars()[symbol] if session_of(b) == day)
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*.parquet"))}
+
+
+def redis_dump(url: str) -> dict:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    out = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        out[key] = client.hgetall(key) if kind == b"hash" else client.get(key) if kind == b"string" else kind
+    return out
+
+
+@pytest.fixture(scope="module")
+def redis_pw(tmp_path_factory):
+    srv = RedisServer(tmp_path_factory.mktemp("orch_redis"), "--requirepass", REDIS_PASSWORD)
+    srv.start({"port": srv.port, "password": REDIS_PASSWORD})
+    yield srv, f"redis://:{REDIS_PASSWORD}@127.0.0.1:{srv.port}/0"
+    srv.stop()
+
+
+@pytest.fixture
+def polygon(monkeypatch):
+    with PolygonDaily() as poly:
+        monkeypatch.setenv("ALPHA_POLYGON_BASE_URL", poly.url)
+        monkeypatch.setenv("POLYGON_API_KEY", API_KEY)
+        yield poly
+
+
+def _in_process(home: Path):
+    from etl.config import load_settings
+    from flows.prefect_env import configure_prefect
+
+    settings = load_settings(home)
+    configure_prefect(settings)
+    return settings
+
+
+# --------------------------------------------------------------------- schedule
+
+
+def test_nightly_schedule_follows_the_exchange_close_and_the_slowest_source(tmp_path):
+    from etl.config import load_settings
+    from etl.schedule import last_complete_session, nightly_cron
+
+    write_config(tmp_path, None, extra="delay_minutes = 40")
+    settings = load_settings(tmp_path)
+    # 16:00 close + 40 min (the slowest source) + 30 min margin, New York time
+    assert nightly_cron(settings) == ("10 17 * * 1-5", "America/New_York")
+    ts = pd.Timestamp
+    # 2026-11-27, the day after Thanksgiving, closes at 13:00 New York (18:00 UTC)
+    assert last_complete_session(settings, ts("2026-11-27 18:39Z")) == ts("2026-11-25")
+    assert last_complete_session(settings, ts("2026-11-27 18:40Z")) == ts("2026-11-27")
+    # Thanksgiving itself and the weekend close nothing new
+    assert last_complete_session(settings, ts("2026-11-26 23:00Z")) == ts("2026-11-25")
+    assert last_complete_session(settings, ts("2026-11-29 12:00Z")) == ts("2026-11-27")
+
+
+# --------------------------------------------------------------------- nightly twice, then the next session
+
+
+def test_nightly_twice_for_a_session_changes_nothing_and_the_next_session_adds_only_its_rows(tmp_path, polygon, redis_pw):
+    from etl.bars import read_silver_bars
+    from etl.gold import gold_path
+    from flows.nightly import nightly
+    from sdk import Alpha
+
+    _, url = redis_pw
+    home = tmp_path / "home"
+    write_config(home, url)
+    settings = _in_process(home)
+    days = sorted({session_of(b) for b in recorded_bars()["SPY"]})
+    first, second = "2014-07-29", "2014-07-30"
+
+    r1 = nightly(str(home), session=first)
+    assert r1["failures"] == [] and r1["session"] == first
+    n_first = sum(1 for d in days if d <= first)
+    assert r1["ingest"][0]["rows_written"] == 2 * n_first
+    assert r1["gold"]["symbols"] == 2 and "skipped" not in r1["gold"] and r1["apply"].get("applied")
+    assert (settings.reports / "nightly" / f"{first}.json").exists()
+    client = Alpha(settings=settings)
+    latest = client.latest(["AAPL", "SPY"], ["bars_daily:close"], now="warehouse").set_index("symbol")
+    assert latest.loc["AAPL", "close"] == pytest.approx(close_on("AAPL", first))
+    assert latest.loc["SPY", "close"] == pytest.approx(close_on("SPY", first))
+
+    silver_before, gold_before = file_digests(settings.silver), file_digests(settings.gold)
+    online_before = redis_dump(url)
+    requests_before = len(polygon.arrivals)
+
+    r2 = nightly(str(home), session=first)
+    assert len(polygon.arrivals) == requests_before, "the rerun called the vendor again"
+    assert r2["ingest"][0].get("cached") or r2["ingest"][0]["rows_written"] == 0
+    assert "skipped" in r2["gold"] and "skipped" in r2["apply"]
+    assert file_digests(settings.silver) == silver_before and file_digests(settings.gold) == gold_before
+    assert r2["online"]["report"]["entities_written"] == 0 if "report" in r2["online"] else True
+    assert redis_dump(url) == online_before
+
+    gold_bars_before = pd.read_parquet(gold_path(settings, "bars_daily"))
+    r3 = nightly(str(home), session=second)
+    new_requests = polygon.arrivals[requests_before:]
+    assert sorted(t for _, t in new_requests) == ["AAPL", "SPY"], "the next session pulls one request per symbol"
+    assert r3["ingest"][0]["rows_written"] == 2 and "skipped" not in r3["gold"] and "skipped" in r3["apply"]
+    silver = read_silver_bars(settings, versions="all")
+    assert len(silver) == 2 * (n_first + 1)
+    gold_after = pd.read_parquet(gold_path(settings, "bars_daily"))
+    old = gold_after[gold_after["event_timestamp"] <= gold_bars_before["event_timestamp"].max()]
+    key = ["symbol", "event_timestamp", "created_timestamp"]
+    pd.testing.assert_frame_equal(old.sort_values(key).reset_index(drop=True),
+                                  gold_bars_before.sort_values(key).reset_index(drop=True))
+    new = gold_after[gold_after["event_timestamp"] > gold_bars_before["event_timestamp"].max()]
+    assert sorted(new["symbol"]) == ["AAPL", "SPY"]
+    latest = client.latest(["AAPL", "SPY"], ["bars_daily:close"], now="warehouse").set_index("symbol")
+    assert latest.loc["AAPL", "close"] == pytest.approx(close_on("AAPL", second))
+    # available only from the close plus the bar delay, never the session's midnight
+    assert (latest["close__ts"] == pd.Timestamp(f"{second} 20:15", tz="UTC")).all()
+
+
+# --------------------------------------------------------------------- backfill
+
+
+def test_backfill_paces_every_worker_under_one_vendor_limit_reports_4xx_and_retries_only_io(tmp_path, polygon, monkeypatch):
+    from etl.bars import read_silver_bars
+    from flows.backfill import WORKERS, backfill
+
+    assert WORKERS >= 2
+    tickers = [f"T{i}" for i in range(8)]
+    polygon.aliases.update({t: "SPY" for t in tickers + ["FLAKY", "DENIED"]})
+    polygon.statuses["FLAKY"] = [503]          # down once: retried by the task (the client itself is told not to retry)
+    polygon.statuses["DENIED"] = [403] * 10    # refused: never retried
+    rate = 4.0
+    home = tmp_path / "home"
+    write_config(home, None, symbols=tickers + ["FLAKY", "DENIED"],
+                 extra=f"\n[vendors.polygon]\nrate = {rate}\nburst = 1\nmax_retries = 0\n")
+    monkeypatch.setenv("ALPHA_TASK_RETRY_BACKOFF_SECONDS", "0.2")
+    settings = _in_process(home)
+
+    result = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1)
+
+    assert result["failed_symbols"] == ["DENIED"]
+    assert "403" in json.dumps(result["failures"])
+    assert polygon.requests_for("DENIED") == 1, "a 4xx must not be retried"
+    assert polygon.requests_for("FLAKY") == 2, "a 503 past the client's retries is retried once by the task"
+    stored = read_silver_bars(settings, versions="all")
+    assert sorted(stored["symbol"].unique()) == sorted(tickers + ["FLAKY"])
+    # every worker took its slot from one Prefect rate limit: no 1-second window saw more than rate + burst requests
+    times = sorted(t for t, _ in polygon.arrivals)
+    assert len(times) == len(tickers) + 3
+    for i in range(len(times)):
+        in_window = sum(1 for t in times[i:] if t - times[i] < 1.0)
+        assert in_window <= rate + 1, f"{in_window} requests within 1 s at a rate limit of {rate}/s"
+
+
+def _silver_values(home: Path) -> pd.DataFrame:
+    from etl.bars import read_silver_bars
+    from etl.config import load_settings
+
+    frame = read_silver_bars(load_settings(home), versions="all").drop(columns=["created_timestamp"])
+    return frame.sort_values(["symbol", "session"]).reset_index(drop=True)
+
+
+def test_backfill_killed_mid_run_and_restarted_equals_an_uninterrupted_one(tmp_path, polygon):
+    from flows.backfill import backfill
+
+    clean = tmp_path / "clean"
+    write_config(clean, None)
+    _in_process(clean)
+    backfill(str(clean), "polygon", "2014-05-01", "2014-07-31", chunk_size=1)
+
+    home = tmp_path / "killed"
+    write_config(home, None)
+    env = {**os.environ, "ALPHA_HOME": str(home), "ALPHA_BACKFILL_WORKERS": "1", "PREFECT_HOME": str(home / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [ALPHA, "run", "backfill", "polygon", "--start", "2014-05-01", "--end", "2014-07-31", "--chunk-size", "1"]
+    polygon.delays["SPY"] = 120.0               # the second chunk hangs in the vendor call: kill it there
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    while polygon.requests_for("SPY") == 0:
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "the backfill never reached its second chunk"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert sorted(_silver_values(home)["symbol"].unique()) == ["AAPL"]   # the first chunk was committed, the second not
+
+    polygon.delays.clear()
+    aapl_before = polygon.requests_for("AAPL")
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert polygon.requests_for("AAPL") == aapl_before, "the finished chunk was fetched again"
+    pd.testing.assert_frame_equal(_silver_values(home), _silver_values(clean))
+
+
+# --------------------------------------------------------------------- deployed: prefect server on PostgreSQL + alpha serve
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """``prefect server start`` on a fresh PostgreSQL database, as docker-compose runs it."""
+    with postgres_database("alpha_prefect") as url:
+        port = free_port()
+        work = tmp_path_factory.mktemp("prefect_server")
+        env = {**os.environ, "PREFECT_HOME": str(work),
+               "PREFECT_API_DATABASE_CONNECTION_URL": url.replace("postgresql+psycopg", "postgresql+asyncpg"),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+        env.pop("PREFECT_API_URL", None)
+        log = open(work / "server.log", "wb")  # noqa: SIM115 - the server writes to it until the module ends
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        api = f"http://127.0.0.1:{port}/api"
+        import httpx
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).json() is True:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"prefect server did not start: {(work / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield api
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _api(api: str, path: str, body: dict | None = None):
+    import httpx
+
+    return httpx.post(f"{api}{path}", json=body or {}, timeout=30).json()
+
+
+def test_served_deployments_run_the_nightly_through_the_prefect_api(tmp_path, prefect_server, polygon, redis_pw):
+    api = prefect_server
+    _, url = redis_pw
+    home = tmp_path / "served"
+    write_config(home, url)
+    env = {**os.environ, "PREFECT_API_URL": api, "ALPHA_HOME": str(home)}
+    serve = subprocess.Popen([ALPHA, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while len(deps := _api(api, "/deployments/filter")) < 2:
+            assert serve.poll() is None, serve.stdout.read().decode()[-3000:]
+            assert time.time() < deadline, "alpha serve registered no deployments"
+            time.sleep(0.5)
+        by_name = {d["name"]: d for d in deps}
+        assert set(by_name) == {"nightly", "backfill"}
+        schedule = by_name["nightly"]["schedules"][0]["schedule"]
+        assert (schedule["cron"], schedule["timezone"]) == ("45 16 * * 1-5", "America/New_York")
+        limits = {x["name"]: x for x in _api(api, "/v2/concurrency_limits/filter")}
+        assert limits["vendor-polygon"]["slot_decay_per_second"] == 5.0
+
+        out = subprocess.run([ALPHA, "run", "nightly", "--session", "2014-07-29"], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "session 2014-07-29: polygon.daily +" in out.stdout
+
+        runs = _api(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [by_name["nightly"]["id"]]}}})
+        assert [r["state"]["type"] for r in runs] == ["COMPLETED"]
+        tasks = _api(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [runs[0]["id"]]}}})
+        names = {t["name"].split(" ")[0].rsplit("-", 1)[0] if t["name"].startswith("ingest") else t["name"].rsplit("-", 1)[0]: t["state"]["type"] for t in tasks}
+        assert names == {"ingest": "COMPLETED", "health-report": "COMPLETED", "compute-factors": "COMPLETED",
+                         "feast-apply": "COMPLETED", "materialize": "COMPLETED"}
+        arts = _api(api, "/artifacts/filter", {"artifacts": {"key": {"any_": ["nightly-summary"]}}})
+        assert len(arts) == 1 and arts[0]["flow_run_id"] == runs[0]["id"]
+        assert "# Nightly 2014-07-29" in arts[0]["data"] and "polygon.daily" in arts[0]["data"]
+
+        from etl.config import load_settings
+        from sdk import Alpha
+
+        latest = Alpha(settings=load_settings(home)).latest(["AAPL", "SPY"], ["bars_daily:close"], now="warehouse").set_index("symbol")
+        assert latest.loc["SPY", "close"] == pytest.approx(close_on("SPY", "2014-07-29"))
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
