@@ -7,6 +7,8 @@ SQLite in ``$ALPHA_HOME/state/`` unless ``state_url`` (config.toml) or
 
 from __future__ import annotations
 
+import threading
+
 import sqlalchemy as sa
 
 from etl.config import Settings
@@ -27,6 +29,22 @@ def default_url(settings: Settings, filename: str) -> str:
     return f"sqlite:///{path}"
 
 
+_create_lock = threading.Lock()   # parallel tasks of one process open the store at once
+
+
+def _create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """``create_all``, tolerating another process creating the same table in between
+    (the check and the CREATE are not atomic): the second attempt finds it."""
+    with _create_lock:
+        for attempt in range(3):
+            try:
+                metadata.create_all(engine)
+                return
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+                if "already exists" not in str(exc.orig).lower() and "duplicate" not in str(exc.orig).lower() or attempt == 2:
+                    raise
+
+
 def open_engine(url: str, metadata: sa.MetaData, *, setting: str, store: str) -> sa.Engine:
     """An engine on ``url`` with ``metadata``'s tables created, or a ConfigError naming the
     ``setting`` (bad URL) or the ``store`` (unreachable database) and what went wrong."""
@@ -39,7 +57,7 @@ def open_engine(url: str, metadata: sa.MetaData, *, setting: str, store: str) ->
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
         raise ConfigError(f"{setting} {url!r} is not usable: {exc}") from None
     try:
-        metadata.create_all(engine)
-    except sa.exc.OperationalError as exc:
+        _create_tables(engine, metadata)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
         raise ConfigError(f"cannot open the {store} at {display_url(url)}: {exc.orig}") from None
     return engine

@@ -64,12 +64,14 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
         for i, part in enumerate(parts)
     ]
     runs, failures = [], []
-    for fut in futures:
+    for part, fut in zip(parts, futures, strict=True):
         fut.wait()
         run, failure = tasks.outcome(fut.state)
         if run:
             runs.append(run)
         if failure:
+            # a task that failed as a whole (not per symbol) failed every symbol of its chunk
+            failure["symbols"] = failure["symbols"] or list(part)
             failures.append({"step": f"chunk {failure['task']}", **failure})
     result = {
         "source": spec.source, "dataset": spec.dataset, "start": start_s, "end": end_s,

@@ -206,12 +206,14 @@ def test_backfill_killed_mid_run_and_restarted_equals_an_uninterrupted_one(tmp_p
     home = tmp_path / "killed"
     write_config(home, None)
     env = {**os.environ, "ALPHA_HOME": str(home), "ALPHA_BACKFILL_WORKERS": "1", "PREFECT_HOME": str(home / "prefect")}
-    env.pop("PREFECT_API_URL", None)
+    for var in ("PREFECT_API_URL", "PREFECT_LOCAL_STORAGE_PATH"):
+        env.pop(var, None)
     cmd = [ALPHA, "run", "backfill", "polygon", "--start", "2014-05-01", "--end", "2014-07-31", "--chunk-size", "1"]
     polygon.delays["SPY"] = 120.0               # the second chunk hangs in the vendor call: kill it there
+    spy_before = polygon.requests_for("SPY")     # the uninterrupted run's
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 120
-    while polygon.requests_for("SPY") == 0:
+    while polygon.requests_for("SPY") == spy_before:
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
         assert time.time() < deadline, "the backfill never reached its second chunk"
         time.sleep(0.1)
