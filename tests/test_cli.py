@@ -44,7 +44,7 @@ def test_csv_folder_to_history_and_latest(csv_folder, tmp_path):
     assert "3 symbols" in out.stdout
     out = run([ALPHA, "nightly"], home)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "materialized to sqlite" in out.stdout
+    assert "online (sqlite): materialized" in out.stdout
 
     from sdk import connect
 

@@ -299,7 +299,15 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api(tmp_path, pr
         assert "session 2014-07-29: polygon.daily +" in out.stdout
 
         runs = _api(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [by_name["nightly"]["id"]]}}})
+        scheduled = [r for r in runs if r["state"]["type"] == "SCHEDULED"]
+        runs = [r for r in runs if r["state"]["type"] != "SCHEDULED"]
         assert [r["state"]["type"] for r in runs] == ["COMPLETED"]
+        assert runs[0]["parameters"]["session"] == "2014-07-29"
+        # the server scheduled the next nightly runs at 16:45 New York on weekdays
+        assert scheduled
+        for r in scheduled:
+            when = pd.Timestamp(r["expected_start_time"]).tz_convert("America/New_York")
+            assert (when.hour, when.minute) == (16, 45) and when.dayofweek < 5
         tasks = _api(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [runs[0]["id"]]}}})
         names = {t["name"].split(" ")[0].rsplit("-", 1)[0] if t["name"].startswith("ingest") else t["name"].rsplit("-", 1)[0]: t["state"]["type"] for t in tasks}
         assert names == {"ingest": "COMPLETED", "health-report": "COMPLETED", "compute-factors": "COMPLETED",
