@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pit_join.py
 	$(PY) benchmarks/factors.py
 	$(PY) benchmarks/online.py
+	$(PY) benchmarks/orchestration.py
 
 clean:
 	rm -rf .alpha

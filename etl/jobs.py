@@ -81,14 +81,13 @@ def ingest_spec(settings: Settings, spec: IngestSpec, end, *, symbols=None, star
     return SourceRun.of(summary)
 
 
-def ingest_configured(settings: Settings, session, limiter_for=None) -> list[SourceRun]:
-    """Every ``[[ingest]]`` source up to ``session`` (inclusive), incrementally.
-
-    ``limiter_for(source_name)`` may return a shared rate limiter for that vendor."""
+def ingest_configured(settings: Settings, session, limiter_for=None, parallel: int = 1) -> list[SourceRun]:
+    """Every ``[[ingest]]`` source up to ``session`` (inclusive), incrementally, ``parallel``
+    symbols at a time. ``limiter_for(source_name)`` may return a shared rate limiter."""
     out = []
     for spec in settings.ingest:
         limiter = limiter_for(spec.source) if limiter_for else None
-        out.append(ingest_spec(settings, spec, session, limiter=limiter))
+        out.append(ingest_spec(settings, spec, session, limiter=limiter, parallel=parallel))
     return out
 
 

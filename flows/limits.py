@@ -33,13 +33,41 @@ def ensure_vendor_limit(settings: Settings, source: str) -> str | None:
     return name
 
 
-class PrefectRateLimit:
-    """A rate limiter (``acquire()``) backed by a Prefect global rate limit."""
+LOCAL_PACE = 0.9
 
-    def __init__(self, name: str):
+
+class PrefectRateLimit:
+    """A rate limiter (``acquire()``) backed by a Prefect global rate limit.
+
+    Threads of one process first pace themselves on one shared token bucket at
+    the vendor's rate (no server call), then take the server's slot, which
+    arbitrates between processes. Without the local pacing, every thread asks
+    the server at once, the denied slots pile up and Prefect's Retry-After grows
+    with them (measured: 4.4 of 20 allowed requests/s with 4 threads). The local
+    pace is 90 % of the quota: at exactly the quota, requests that arrive a few
+    milliseconds early are refused and wait a Poisson-jittered Retry-After."""
+
+    _local: dict[str, object] = {}
+    _guard = __import__("threading").Lock()
+
+    def __init__(self, name: str, rate: float | None = None, burst: int = 1):
         self.name = name
+        self.local = None
+        if rate:
+            from etl.http import RateLimiter
+
+            with PrefectRateLimit._guard:
+                # a little under the server's rate, so HTTP jitter rarely meets a slot that has not decayed yet
+                self.local = PrefectRateLimit._local.setdefault(f"{name}:{rate}:{burst}", RateLimiter(rate * LOCAL_PACE, burst=burst))
+
+    @classmethod
+    def for_source(cls, settings: Settings, source: str, name: str) -> PrefectRateLimit:
+        rate, burst = vendor_rate(settings, source)
+        return cls(name, rate, burst)
 
     def acquire(self) -> None:
         from prefect.concurrency.sync import rate_limit
 
+        if self.local is not None:
+            self.local.acquire()
         rate_limit(self.name, occupy=1, strict=True)

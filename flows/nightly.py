@@ -21,6 +21,9 @@ from prefect import flow, get_run_logger
 
 from flows import tasks
 
+#: symbols of one source fetched at once (all under the vendor's rate limit)
+INGEST_THREADS = 4
+
 
 @flow(name="nightly", log_prints=True, persist_result=True)
 def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
@@ -46,7 +49,7 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     for spec in settings.ingest:
         state = tasks.pull_task()(
             home, spec.source, spec.dataset, list(spec.symbols), None, day_s,
-            label=f"{spec.label} to {day_s}", limit_name=ensure_vendor_limit(settings, spec.source),
+            label=f"{spec.label} to {day_s}", limit_name=ensure_vendor_limit(settings, spec.source), parallel=INGEST_THREADS,
             return_state=True,
         )
         run, failure = tasks.outcome(state)

@@ -58,7 +58,7 @@ def retry_transient(task, task_run, state) -> bool:
 
 def _pull_key(context, parameters: dict) -> str:
     """Cache key of a vendor pull: exactly its inputs (not the chunk's label)."""
-    keep = {k: v for k, v in parameters.items() if k not in ("label", "limit_name")}
+    keep = {k: v for k, v in parameters.items() if k not in ("label", "limit_name", "parallel")}
     return "pull-" + hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:32]
 
 
@@ -74,15 +74,16 @@ def _pull_key(context, parameters: dict) -> str:
     persist_result=True,
 )
 def pull(home: str, source: str, dataset: str, symbols: list[str], start: str | None, end: str,
-         resume: bool = True, label: str = "", limit_name: str | None = None) -> dict:
+         resume: bool = True, label: str = "", limit_name: str | None = None, parallel: int = 1) -> dict:
     """``etl.jobs.ingest_spec`` for some symbols of one source, under the vendor's Prefect rate limit."""
     from etl.jobs import find_spec, ingest_spec
     from flows.limits import PrefectRateLimit
 
     settings = load_settings(home)
     spec = find_spec(settings, source, dataset)
-    limiter = PrefectRateLimit(limit_name) if limit_name else None
-    run = ingest_spec(settings, spec, end, symbols=symbols, start=start, incremental=resume, limiter=limiter).as_dict()
+    limiter = PrefectRateLimit.for_source(settings, source, limit_name) if limit_name else None
+    run = ingest_spec(settings, spec, end, symbols=symbols, start=start, incremental=resume, limiter=limiter,
+                      parallel=parallel).as_dict()
     if run["failed"]:
         raise IngestFailures(run)
     return run

@@ -152,6 +152,28 @@ def test_nightly_twice_for_a_session_changes_nothing_and_the_next_session_adds_o
     assert (latest["close__ts"] == pd.Timestamp(f"{second} 20:15", tz="UTC")).all()
 
 
+def test_nightly_reports_a_refused_symbol_and_still_closes_the_session_for_the_others(tmp_path, polygon):
+    from etl.gold import gold_path
+    from flows.nightly import nightly, summary_markdown
+
+    polygon.aliases["DENIED"] = "SPY"
+    polygon.statuses["DENIED"] = [403] * 10
+    home = tmp_path / "home"
+    write_config(home, None, symbols=("AAPL", "SPY", "DENIED"))
+    settings = _in_process(home)
+
+    result = nightly(str(home), session="2014-07-29")
+
+    assert [f["symbols"] for f in result["failures"]] == [["DENIED"]]
+    assert polygon.requests_for("DENIED") == 1, "a 403 is not retried"
+    assert result["gold"]["symbols"] == 2 and "skipped" not in result["gold"]
+    assert set(pd.read_parquet(gold_path(settings, "bars_daily"))["symbol"]) == {"AAPL", "SPY"}
+    md = summary_markdown(result)
+    assert "**1 failure(s)**" in md and "| ingest polygon.daily | DENIED |" in md and "403" in md
+    saved = json.loads((settings.reports / "nightly" / "2014-07-29.json").read_text())
+    assert saved["failures"][0]["symbols"] == ["DENIED"]
+
+
 # --------------------------------------------------------------------- backfill
 
 
