@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -87,34 +86,12 @@ def main() -> None:
 
 @contextlib.contextmanager
 def _prefect_server(tmp: Path):
-    import httpx
-
-    from tests.servers import free_port, postgres_database
+    from tests.servers import postgres_database, prefect_server
 
     with postgres_database("bench_prefect") as url:
-        port = free_port()
-        env = {**os.environ, "PREFECT_HOME": str(tmp / "server"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_API_DATABASE_CONNECTION_URL": url.replace("postgresql+psycopg", "postgresql+asyncpg"),
-               "PREFECT_UI_ENABLED": "false"}
-        env.pop("PREFECT_API_URL", None)
         t0 = time.perf_counter()
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        api = f"http://127.0.0.1:{port}/api"
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).json() is True:
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if proc.poll() is not None:
-                raise SystemExit("prefect server did not start")
-            time.sleep(0.25)
-        try:
+        with prefect_server(tmp / "server", url) as api:
             yield api, time.perf_counter() - t0
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 def _run(args, tmp: Path, startup: float) -> None:

@@ -640,7 +640,7 @@ def demo(
 
     t0 = _step("2/6 data health report (coverage, gaps, NaN rates, staleness, outliers, duplicates)")
     _done(t0, run_health(settings).text())
-    t0 = _step("3/6 nightly Prefect flow (no server): core factors -> factor families -> write -> feast apply -> materialize")
+    t0 = _step("3/6 nightly Prefect flow (no server): [[ingest]] sources (none here) -> health -> core factors + families -> feast apply -> materialize")
     result = run_nightly(settings)
     _done(t0, nightly_line(result))
     client = Alpha(settings=settings)

@@ -98,3 +98,46 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+@contextlib.contextmanager
+def prefect_server(workdir: Path, database_url: str, ui: bool = False, timeout: float = 120.0):
+    """``prefect server start`` on a free port against ``database_url`` (a PostgreSQL
+    SQLAlchemy URL; the server talks asyncpg), as docker-compose runs it. Yields the API
+    URL; stops the server (its whole process group) afterwards. RuntimeError with the
+    log's tail if it does not answer ``/api/health`` within ``timeout``."""
+    import sys
+
+    import httpx
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(workdir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_API_DATABASE_CONNECTION_URL": database_url.replace("postgresql+psycopg", "postgresql+asyncpg"),
+           "PREFECT_UI_ENABLED": "true" if ui else "false", "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    env.pop("PREFECT_API_URL", None)
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    if httpx.get(f"{api}/health", timeout=2).json() is True:
+                        break
+                except (httpx.HTTPError, ValueError):
+                    pass
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"prefect server did not start: {log_path.read_text()[-3000:]}")
+                time.sleep(0.25)
+            yield api
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from tests.polygon_daily import API_KEY, PolygonDaily, recorded_bars, session_of, write_config
-from tests.servers import RedisServer, free_port, postgres_database
+from tests.servers import RedisServer, postgres_database, prefect_server
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHA = str(Path(sys.executable).with_name("alpha"))
@@ -255,39 +255,14 @@ def test_backfill_killed_mid_run_and_restarted_equals_an_uninterrupted_one(tmp_p
 
 
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
+def prefect_api(tmp_path_factory):
     """``prefect server start`` on a fresh PostgreSQL database, as docker-compose runs it."""
     with postgres_database("alpha_prefect") as url:
-        port = free_port()
-        work = tmp_path_factory.mktemp("prefect_server")
-        env = {**os.environ, "PREFECT_HOME": str(work),
-               "PREFECT_API_DATABASE_CONNECTION_URL": url.replace("postgresql+psycopg", "postgresql+asyncpg"),
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
-        env.pop("PREFECT_API_URL", None)
-        log = open(work / "server.log", "wb")  # noqa: SIM115 - the server writes to it until the module ends
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        api = f"http://127.0.0.1:{port}/api"
-        import httpx
-
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).json() is True:
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail(f"prefect server did not start: {(work / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield api
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            with prefect_server(tmp_path_factory.mktemp("prefect_server"), url) as api:
+                yield api
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
 
 def _api(api: str, path: str, body: dict | None = None):
@@ -296,8 +271,8 @@ def _api(api: str, path: str, body: dict | None = None):
     return httpx.post(f"{api}{path}", json=body or {}, timeout=30).json()
 
 
-def test_served_deployments_run_the_nightly_through_the_prefect_api(tmp_path, prefect_server, polygon, redis_pw):
-    api = prefect_server
+def test_served_deployments_run_the_nightly_through_the_prefect_api(tmp_path, prefect_api, polygon, redis_pw):
+    api = prefect_api
     _, url = redis_pw
     home = tmp_path / "served"
     write_config(home, url)
