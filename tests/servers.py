@@ -101,18 +101,19 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def prefect_server(workdir: Path, database_url: str, ui: bool = False, timeout: float = 120.0):
+def prefect_server(workdir: Path, database_url: str, ui: bool = False, timeout: float = 120.0, env: dict | None = None):
     """``prefect server start`` on a free port against ``database_url`` (a PostgreSQL
     SQLAlchemy URL; the server talks asyncpg), as docker-compose runs it. Yields the API
     URL; stops the server (its whole process group) afterwards. RuntimeError with the
-    log's tail if it does not answer ``/api/health`` within ``timeout``."""
+    log's tail if it does not answer ``/api/health`` within ``timeout``. ``env``: more
+    settings for the server."""
     import sys
 
     import httpx
 
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(workdir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    env = {**os.environ, **(env or {}), "PREFECT_HOME": str(workdir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_API_DATABASE_CONNECTION_URL": database_url.replace("postgresql+psycopg", "postgresql+asyncpg"),
            "PREFECT_UI_ENABLED": "true" if ui else "false", "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
     env.pop("PREFECT_API_URL", None)

@@ -259,7 +259,9 @@ def prefect_api(tmp_path_factory):
     """``prefect server start`` on a fresh PostgreSQL database, as docker-compose runs it."""
     with postgres_database("alpha_prefect") as url:
         try:
-            with prefect_server(tmp_path_factory.mktemp("prefect_server"), url) as api:
+            # the scheduler looks for due schedules every 5 s instead of 60 (the cron test waits for it)
+            with prefect_server(tmp_path_factory.mktemp("prefect_server"), url,
+                                env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}) as api:
                 yield api
         except RuntimeError as exc:
             pytest.fail(str(exc))
@@ -271,7 +273,7 @@ def _api(api: str, path: str, body: dict | None = None):
     return httpx.post(f"{api}{path}", json=body or {}, timeout=30).json()
 
 
-def test_served_deployments_run_the_nightly_through_the_prefect_api(tmp_path, prefect_api, polygon, redis_pw):
+def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their_schedule(tmp_path, prefect_api, polygon, redis_pw):
     api = prefect_api
     _, url = redis_pw
     home = tmp_path / "served"
@@ -319,8 +321,35 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api(tmp_path, pr
         latest = Alpha(settings=load_settings(home)).latest(["AAPL", "SPY"], ["bars_daily:close"], now="warehouse").set_index("symbol")
         assert latest.loc["SPY", "close"] == pytest.approx(close_on("SPY", "2014-07-29"))
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
+        _stop(serve)
+
+    # the schedule itself: served again on a cron that fires every minute, the server
+    # creates the run and the worker runs it, closing the last complete session by the wall clock
+    from etl.schedule import last_complete_session
+
+    env = {**env, "ALPHA_NIGHTLY_CRON": "* * * * *", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    serve = subprocess.Popen([ALPHA, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while True:
+            runs = _api(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [by_name["nightly"]["id"]]}}})
+            done = [r for r in runs if r["auto_scheduled"] and r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED")]
+            if done:
+                break
+            assert serve.poll() is None, serve.stdout.read().decode()[-3000:]
+            assert time.time() < deadline, f"no scheduled run finished: {[(r['name'], r['state']['type']) for r in runs]}"
+            time.sleep(2)
+        assert done[0]["state"]["type"] == "COMPLETED", done[0]["state"]
+        session = last_complete_session(load_settings(home), pd.Timestamp(done[0]["start_time"]))
+        report = json.loads((home / "reports" / "nightly" / f"{session:%Y-%m-%d}.json").read_text())
+        assert report["failures"] == [] and report["ingest"][0]["rows_written"] == 4   # 2014-07-30 and -31, both symbols
+    finally:
+        _stop(serve)
+
+
+def _stop(proc) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
