@@ -32,9 +32,10 @@ WORKERS = int(os.environ.get("ALPHA_BACKFILL_WORKERS", "4"))
 
 @flow(name="backfill", log_prints=True, persist_result=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
 def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | None = None,
-             dataset: str | None = None, chunk_size: int = 25, resume: bool = True) -> dict:
+             dataset: str | None = None, chunk_size: int = 25, resume: bool = True, refresh: bool = False) -> dict:
     """Pull ``source`` (``dataset``, default its configured or first one) for ``symbols``
-    (default: the source's [[ingest]] symbols, else the universe) from ``start`` to ``end``."""
+    (default: the source's [[ingest]] symbols, else the universe) from ``start`` to ``end``.
+    ``refresh`` ignores cached pulls (e.g. to pick up a vendor's revisions with ``resume=False``)."""
     import pandas as pd
     from prefect.artifacts import create_markdown_artifact
 
@@ -57,7 +58,7 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
     logger.info("backfill %s %s..%s: %d symbols in %d chunk(s), %d worker(s), rate limit %s",
                 spec.label, start_s, end_s, len(universe), len(parts), WORKERS, limit or "none (file source)")
     t0 = time.perf_counter()
-    pull = tasks.pull_task()
+    pull = tasks.pull_task().with_options(refresh_cache=refresh)
     futures = [
         pull.submit(home, spec.source, spec.dataset, part, start_s, end_s, resume,
                           label=f"{spec.label} {part[0]}..{part[-1]} ({i + 1}/{len(parts)})", limit_name=limit)

@@ -357,6 +357,7 @@ def run_backfill_cmd(
     dataset: str | None = typer.Option(None, "--dataset"),
     chunk_size: int = typer.Option(25, "--chunk-size", help="Symbols per task."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Start each symbol after its watermark."),
+    refresh: bool = typer.Option(False, "--refresh", help="Call the vendor even for chunks an identical earlier pull cached."),
     wait: bool = typer.Option(True, "--wait/--no-wait"),
     home: Path | None = HomeOpt,
 ):
@@ -364,7 +365,7 @@ def run_backfill_cmd(
     settings = _settings(home)
     params = {"home": str(settings.home), "source": source, "start": start, "end": end,
               "symbols": [s for s in symbols.split(",") if s.strip()] if symbols else None,
-              "dataset": dataset, "chunk_size": chunk_size, "resume": resume}
+              "dataset": dataset, "chunk_size": chunk_size, "resume": resume, "refresh": refresh}
     t0 = _step(f"backfill {source} {start}..{end} on {settings.home}")
     if os.environ.get("PREFECT_API_URL"):
         from flows.serve import BACKFILL

@@ -209,6 +209,27 @@ def test_backfill_paces_every_worker_under_one_vendor_limit_reports_4xx_and_retr
         assert in_window <= rate + 1, f"{in_window} requests within 1 s at a rate limit of {rate}/s"
 
 
+def test_backfill_rerun_comes_from_the_cache_and_refresh_asks_the_vendor_again(tmp_path, polygon):
+    from flows.backfill import backfill
+
+    home = tmp_path / "home"
+    write_config(home, None)
+    _in_process(home)
+    first = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False)
+    assert first["rows_written"] == len(_silver_values(home)) > 0
+    calls = len(polygon.arrivals)
+    silver = _silver_values(home)
+
+    again = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False)
+    assert len(polygon.arrivals) == calls, "an identical pull that succeeded must come from the cache"
+    assert again["rows_written"] == first["rows_written"]        # the cached reports
+
+    fresh = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False, refresh=True)
+    assert sorted(t for _, t in polygon.arrivals[calls:]) == ["AAPL", "SPY"]
+    assert fresh["rows_written"] == 0                              # same values: the idempotent append stores nothing
+    pd.testing.assert_frame_equal(_silver_values(home), silver)
+
+
 def _silver_values(home: Path) -> pd.DataFrame:
     from etl.bars import read_silver_bars
     from etl.config import load_settings
