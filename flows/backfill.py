@@ -59,21 +59,21 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
                 spec.label, start_s, end_s, len(universe), len(parts), WORKERS, limit or "none (file source)")
     t0 = time.perf_counter()
     pull = tasks.pull_task().with_options(refresh_cache=refresh)
+    labels = [f"{spec.label} {part[0]}..{part[-1]} ({i + 1}/{len(parts)})" for i, part in enumerate(parts)]
     futures = [
-        pull.submit(home, spec.source, spec.dataset, part, start_s, end_s, resume,
-                          label=f"{spec.label} {part[0]}..{part[-1]} ({i + 1}/{len(parts)})", limit_name=limit)
-        for i, part in enumerate(parts)
+        pull.submit(home, spec.source, spec.dataset, part, start_s, end_s, resume, label=label, limit_name=limit)
+        for part, label in zip(parts, labels, strict=True)
     ]
     runs, failures = [], []
-    for part, fut in zip(parts, futures, strict=True):
+    for part, label, fut in zip(parts, labels, futures, strict=True):
         fut.wait()
-        run, failure = tasks.outcome(fut.state)
+        run, failure = tasks.outcome(fut.state, label)
         if run:
             runs.append(run)
         if failure:
             # a task that failed as a whole (not per symbol) failed every symbol of its chunk
             failure["symbols"] = failure["symbols"] or list(part)
-            failures.append({"step": f"chunk {failure['task']}", **failure})
+            failures.append({"step": f"ingest {label}", **failure})
     result = {
         "source": spec.source, "dataset": spec.dataset, "start": start_s, "end": end_s,
         "symbols": len(universe), "chunks": len(parts),

@@ -47,12 +47,13 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     if not settings.ingest:
         logger.info("no [[ingest]] sources in config.toml: computing from what silver holds")
     for spec in settings.ingest:
+        label = f"{spec.label} to {day_s}"
         state = tasks.pull_task()(
             home, spec.source, spec.dataset, list(spec.symbols), None, day_s,
-            label=f"{spec.label} to {day_s}", limit_name=ensure_vendor_limit(settings, spec.source), parallel=INGEST_THREADS,
+            label=label, limit_name=ensure_vendor_limit(settings, spec.source), parallel=INGEST_THREADS,
             return_state=True,
         )
-        run, failure = tasks.outcome(state)
+        run, failure = tasks.outcome(state, label)
         if run:
             ingest.append(run)
         if failure:

@@ -126,15 +126,15 @@ def pull_task():
     return pull.with_options(retry_delay_seconds=exponential_backoff(backoff_factor=factor))
 
 
-def outcome(state) -> tuple[dict | None, dict | None]:
-    """``(run report, failure)`` of a finished pull task: a report either way when the
-    task got that far; ``failure`` names the symbols (or the whole task) that failed."""
+def outcome(state, label: str) -> tuple[dict | None, dict | None]:
+    """``(run report, failure)`` of the finished pull task ``label``: a report either way when
+    the task got that far; ``failure`` names the symbols (or the whole task) that failed."""
     if state.is_completed():
         run = dict(state.result())
         run["cached"] = state.name == "Cached"   # an identical pull already succeeded: no vendor call
         return run, None
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, IngestFailures):
-        return exc.run, {"task": state.name, "symbols": [f["symbol"] for f in exc.run["failed"]],
+        return exc.run, {"task": label, "symbols": [f["symbol"] for f in exc.run["failed"]],
                          "errors": exc.run["failed"]}
-    return None, {"task": state.name, "symbols": [], "errors": [{"error": f"{type(exc).__name__}: {exc}"}]}
+    return None, {"task": label, "symbols": [], "errors": [{"error": f"{type(exc).__name__}: {exc}"}]}
