@@ -91,6 +91,20 @@ def ingest_configured(settings: Settings, session, limiter_for=None, parallel: i
     return out
 
 
+def check_specs(settings: Settings) -> None:
+    """Fail fast, naming the fix, on an ``[[ingest]]`` table whose source or dataset does not exist."""
+    from etl.pipeline import get_source_class
+
+    for spec in settings.ingest:
+        cls = get_source_class(spec.source)
+        if spec.dataset not in cls.datasets:
+            hint = " (Lean daily bars come from `alpha ingest lean`, not [[ingest]])" if spec.label == "lean.daily" else ""
+            raise ConfigError(f"[[ingest]] {spec.label}: {spec.source} has no dataset {spec.dataset!r}; "
+                              f"it has: {', '.join(cls.datasets)}{hint}")
+        if cls.needs_symbols and not spec.symbols:
+            raise ConfigError(f"[[ingest]] {spec.label} needs symbols: set symbols = [...] or universe = [...]")
+
+
 def find_spec(settings: Settings, source: str, dataset: str | None) -> IngestSpec:
     """The configured ``[[ingest]]`` of a source, or a bare one (symbols must then be given)."""
     for spec in settings.ingest:

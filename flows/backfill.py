@@ -74,6 +74,9 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
             # a task that failed as a whole (not per symbol) failed every symbol of its chunk
             failure["symbols"] = failure["symbols"] or list(part)
             failures.append({"step": f"ingest {label}", **failure})
+        done = len(runs) + len(failures)
+        logger.info("%d/%d chunks done (%s): +%d rows%s", done, len(parts), label, run["rows_written"] if run else 0,
+                    f", FAILED {failure['symbols']}" if failure else "")
     result = {
         "source": spec.source, "dataset": spec.dataset, "start": start_s, "end": end_s,
         "symbols": len(universe), "chunks": len(parts),

@@ -31,11 +31,13 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     import pandas as pd
 
     from etl.config import load_settings
+    from etl.jobs import check_specs
     from etl.schedule import last_complete_session
     from flows.limits import ensure_vendor_limit
 
     logger = get_run_logger()
     settings = load_settings(home)
+    check_specs(settings)
     day = pd.Timestamp(session).normalize() if session else last_complete_session(settings)
     day_s = f"{day:%Y-%m-%d}"
     timings: dict[str, float] = {}

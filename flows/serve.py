@@ -65,6 +65,9 @@ def main(settings=None) -> None:
         sys.exit("error: set PREFECT_API_URL (e.g. http://localhost:4200/api) to serve the flows")
     try:
         settings = settings or load_settings()  # $ALPHA_HOME; fails early on a malformed setting
+        from etl.jobs import check_specs
+
+        check_specs(settings)   # a worker with a broken [[ingest]] table refuses to start
     except AlphaError as exc:
         sys.exit(f"error: {exc}")
     os.environ["ALPHA_HOME"] = str(settings.home)  # flow-run subprocesses and feature_repo/repo.py see the same home

@@ -93,6 +93,21 @@ def test_nightly_schedule_follows_the_exchange_close_and_the_slowest_source(tmp_
     assert last_complete_session(settings, ts("2026-11-29 12:00Z")) == ts("2026-11-27")
 
 
+def test_a_broken_ingest_table_is_refused_before_any_work(tmp_path, polygon):
+    from etl.config import load_settings
+    from etl.errors import ConfigError
+    from flows.nightly import nightly
+
+    (tmp_path / "config.toml").write_text('[[ingest]]\nsource = "polygon"\n')
+    with pytest.raises(ConfigError, match="needs source and dataset"):
+        load_settings(tmp_path)
+    (tmp_path / "config.toml").write_text('[[ingest]]\nsource = "polygon"\ndataset = "dayly"\nsymbols = ["AAPL"]\n')
+    _in_process(tmp_path)
+    with pytest.raises(ConfigError, match="polygon has no dataset 'dayly'; it has: daily, minute"):
+        nightly(str(tmp_path), session="2014-07-29")
+    assert polygon.arrivals == [] and not (tmp_path / "silver").exists()
+
+
 # --------------------------------------------------------------------- nightly twice, then the next session
 
 
