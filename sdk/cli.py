@@ -317,11 +317,15 @@ def _trigger(settings, deployment: str, parameters: dict, wait: bool) -> dict | 
     configure_prefect(settings)
     from prefect.deployments import run_deployment
 
-    typer.echo(f"    triggering {deployment} on {os.environ['PREFECT_API_URL']} with {parameters}")
-    run = run_deployment(deployment, parameters=parameters, timeout=None if wait else 0, as_subflow=False)
-    typer.echo(f"    flow run {run.name} ({run.id}): {run.state.name if run.state else 'scheduled'}")
+    api = os.environ["PREFECT_API_URL"].rstrip("/")
+    typer.echo(f"    triggering {deployment} on {api} with {parameters}")
+    run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False)
+    ui = os.environ.get("PREFECT_UI_URL") or api.removesuffix("/api")
+    typer.echo(f"    flow run {run.name}: {ui}/runs/flow-run/{run.id}")
     if not wait:
         return None
+    run = _follow(run.id)
+    typer.echo(f"    flow run {run.name}: {run.state.name}")
     if not run.state.is_completed():
         raise AlphaError(f"flow run {run.name} ended {run.state.name}: {run.state.message or ''}")
     try:  # the flow persists its result in the home's Prefect storage (PREFECT_LOCAL_STORAGE_PATH)
@@ -329,6 +333,31 @@ def _trigger(settings, deployment: str, parameters: dict, wait: bool) -> dict | 
     except Exception as exc:  # noqa: BLE001 - e.g. a worker on another machine: the state is what we have
         typer.echo(f"    (result not readable here: {exc}; see the run's artifacts in the UI)")
         return None
+
+
+def _follow(flow_run_id, poll_seconds: float = 2.0):
+    """Wait for a flow run to finish, printing each task run as it ends (progress of long
+    backfills); the final flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    seen: set = set()
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            tasks, page = [], None
+            while page is None or len(page) == 200:   # the API pages by 200
+                page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                             sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200, offset=len(tasks))
+                tasks += page
+            for t in sorted((t for t in tasks if t.state and t.state.is_final() and t.id not in seen),
+                            key=lambda t: t.end_time or t.expected_start_time):
+                seen.add(t.id)
+                typer.echo(f"      {t.state.name:<10} {t.name}")
+            if run.state and run.state.is_final():
+                return run
+            time.sleep(poll_seconds)
 
 
 @run_app.command("nightly")

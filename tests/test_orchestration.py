@@ -332,6 +332,7 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their
         out = subprocess.run([ALPHA, "run", "nightly", "--session", "2014-07-29"], env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "session 2014-07-29: polygon.daily +" in out.stdout
+        assert "Completed  ingest polygon.daily to 2014-07-29" in out.stdout   # progress: each task as it ends
 
         runs = _api(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [by_name["nightly"]["id"]]}}})
         scheduled = [r for r in runs if r["state"]["type"] == "SCHEDULED"]
