@@ -65,6 +65,9 @@ class Settings:
     universe: tuple[str, ...] = ()
     ingest: tuple[IngestSpec, ...] = ()
     nightly_margin_minutes: int = DEFAULT_NIGHTLY_MARGIN_MINUTES
+    # a breached health threshold holds the nightly's online push back (the live loop then
+    # sees yesterday's values go stale and stops trading those symbols)
+    nightly_strict_health: bool = False
 
     @property
     def feast_redis_connection(self) -> str:
@@ -151,7 +154,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
         allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors",
-                   "universe", "ingest", "nightly_margin_minutes", *REDIS_OPTIONS}
+                   "universe", "ingest", "nightly_margin_minutes", "nightly_strict_health", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -174,6 +177,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         universe=universe,
         ingest=_ingest_specs(file_cfg.get("ingest", []), universe, cfg_path),
         nightly_margin_minutes=_int(file_cfg.get("nightly_margin_minutes", DEFAULT_NIGHTLY_MARGIN_MINUTES), "nightly_margin_minutes"),
+        nightly_strict_health=_bool(file_cfg.get("nightly_strict_health", False), "nightly_strict_health"),
         bar_delay_minutes=delay,
         redis_url=redis_url,
         calendar=str(file_cfg.get("calendar", "XNYS")),
@@ -182,6 +186,12 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         vendors=vendors,
         **redis_opts,
     )
+
+
+def _bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def _symbols(value: object, what: str) -> tuple[str, ...]:

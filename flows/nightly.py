@@ -77,7 +77,14 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     timings["apply"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    online = tasks.materialize(home, gold.get("fingerprint"))
+    if settings.nightly_strict_health and health["failed_thresholds"]:
+        # gold (point-in-time, for research) is written; the live side keeps the last good values
+        online = {"online_store": settings.online_store_kind,
+                  "skipped": f"held back: health thresholds breached ({'; '.join(health['failed_thresholds'])[:300]})"}
+        failures.append({"step": "health", "symbols": [], "errors": [{"error": e} for e in health["failed_thresholds"]]})
+        logger.warning("online push held back: %s", health["failed_thresholds"])
+    else:
+        online = tasks.materialize(home, gold.get("fingerprint"))
     timings["materialize"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
 

@@ -189,6 +189,34 @@ def test_nightly_reports_a_refused_symbol_and_still_closes_the_session_for_the_o
     assert saved["failures"][0]["symbols"] == ["DENIED"]
 
 
+def test_strict_health_holds_the_online_push_back_but_keeps_gold(tmp_path, polygon):
+    from etl.gold import gold_path
+    from flows.nightly import nightly
+
+    home = tmp_path / "home"
+    # Polygon's raw bars carry AAPL's 7:1 split of 2014-06-09 with no split record: a health error
+    write_config(home, None, extra="")
+    cfg = home / "config.toml"
+    cfg.write_text("nightly_strict_health = true\n" + cfg.read_text())
+    settings = _in_process(home)
+
+    held = nightly(str(home), session="2014-07-29")
+    assert held["online"]["skipped"].startswith("held back: health thresholds breached")
+    assert [f["step"] for f in held["failures"]] == ["health"] and "split" in json.dumps(held["failures"])
+    assert gold_path(settings, "bars_daily").exists()
+    from sdk import Alpha
+
+    def online_close():
+        return Alpha(settings=settings).latest(["SPY"], ["bars_daily:close"], now="warehouse")["close"].iloc[0]
+
+    assert pd.isna(online_close())                     # nothing reached the online store
+
+    cfg.write_text(cfg.read_text().replace("nightly_strict_health = true", "nightly_strict_health = false"))
+    pushed = nightly(str(home), session="2014-07-29")
+    assert "skipped" in pushed["gold"] and "skipped" not in pushed["online"] and pushed["failures"] == []
+    assert online_close() == pytest.approx(close_on("SPY", "2014-07-29"))
+
+
 # --------------------------------------------------------------------- backfill
 
 
