@@ -403,6 +403,7 @@ def run_backfill_cmd(
     else:
         from flows.prefect_env import configure_prefect
 
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")   # the per-chunk progress lines
         configure_prefect(settings)
         from flows.backfill import backfill
 
