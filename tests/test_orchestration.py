@@ -297,10 +297,12 @@ def test_backfill_killed_mid_run_and_restarted_equals_an_uninterrupted_one(tmp_p
     cmd = [ALPHA, "run", "backfill", "polygon", "--start", "2014-05-01", "--end", "2014-07-31", "--chunk-size", "1"]
     polygon.delays["SPY"] = 120.0               # the second chunk hangs in the vendor call: kill it there
     spy_before = polygon.requests_for("SPY")     # the uninterrupted run's
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as out:   # a file, not a pipe nobody reads while the process runs
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 120
     while polygon.requests_for("SPY") == spy_before:
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert proc.poll() is None, log.read_text()[-3000:]
         assert time.time() < deadline, "the backfill never reached its second chunk"
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -343,11 +345,11 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their
     home = tmp_path / "served"
     write_config(home, url)
     env = {**os.environ, "PREFECT_API_URL": api, "ALPHA_HOME": str(home)}
-    serve = subprocess.Popen([ALPHA, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    serve = _serve(env, tmp_path / "serve.log")
     try:
         deadline = time.time() + 120
         while len(deps := _api(api, "/deployments/filter")) < 2:
-            assert serve.poll() is None, serve.stdout.read().decode()[-3000:]
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             assert time.time() < deadline, "alpha serve registered no deployments"
             time.sleep(0.5)
         by_name = {d["name"]: d for d in deps}
@@ -393,7 +395,7 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their
     from etl.schedule import last_complete_session
 
     env = {**env, "ALPHA_NIGHTLY_CRON": "* * * * *", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-    serve = subprocess.Popen([ALPHA, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    serve = _serve(env, tmp_path / "serve.log")
     try:
         deadline = time.time() + 240
         while True:
@@ -401,7 +403,7 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their
             done = [r for r in runs if r["auto_scheduled"] and r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED")]
             if done:
                 break
-            assert serve.poll() is None, serve.stdout.read().decode()[-3000:]
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             assert time.time() < deadline, f"no scheduled run finished: {[(r['name'], r['state']['type']) for r in runs]}"
             time.sleep(2)
         assert done[0]["state"]["type"] == "COMPLETED", done[0]["state"]
@@ -410,6 +412,12 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their
         assert report["failures"] == [] and report["ingest"][0]["rows_written"] == 4   # 2014-07-30 and -31, both symbols
     finally:
         _stop(serve)
+
+
+def _serve(env: dict, log: Path) -> subprocess.Popen:
+    """``alpha serve`` writing to ``log`` (a pipe nobody reads would fill up and block it)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([ALPHA, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _stop(proc) -> None:
