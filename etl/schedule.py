@@ -51,3 +51,24 @@ def last_complete_session(settings: Settings, now: pd.Timestamp | None = None) -
     if not ready.any():
         raise ConfigError(f"no {settings.calendar} session complete by {now}")
     return pd.Timestamp(sessions[ready][-1])
+
+
+def resolve_session(settings: Settings, session=None, now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The session a nightly run closes: ``session`` (checked: a session of the calendar whose
+    data is complete by ``now``) or, without one, :func:`last_complete_session`."""
+    last = last_complete_session(settings, now)
+    if session is None:
+        return last
+    try:
+        day = pd.Timestamp(session)
+    except (TypeError, ValueError):
+        raise ConfigError(f"session must be a date YYYY-MM-DD, got {session!r}") from None
+    day = day.tz_localize(None).normalize() if day.tzinfo is not None else day.normalize()
+    if not clock.is_session(pd.DatetimeIndex([day]), settings.calendar)[0]:
+        before = clock.sessions_in_range(day - pd.Timedelta(days=15), day - pd.Timedelta(days=1), settings.calendar)
+        hint = f"; the last one before is {before[-1]:%Y-%m-%d}" if len(before) else ""
+        raise ConfigError(f"{day:%Y-%m-%d} is not a {settings.calendar} session{hint}")
+    if day > last:
+        raise ConfigError(f"session {day:%Y-%m-%d} is not complete yet (close + {longest_delay_minutes(settings)} min); "
+                          f"the last complete one is {last:%Y-%m-%d}")
+    return day

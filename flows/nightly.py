@@ -28,17 +28,16 @@ INGEST_THREADS = 4
 @flow(name="nightly", log_prints=True, persist_result=True)
 def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     """Ingest -> health -> factors -> apply -> materialize for one session; see the module docstring."""
-    import pandas as pd
 
     from etl.config import load_settings
     from etl.jobs import check_specs
-    from etl.schedule import last_complete_session
+    from etl.schedule import resolve_session
     from flows.limits import ensure_vendor_limit
 
     logger = get_run_logger()
     settings = load_settings(home)
     check_specs(settings)
-    day = pd.Timestamp(session).normalize() if session else last_complete_session(settings)
+    day = resolve_session(settings, session)
     day_s = f"{day:%Y-%m-%d}"
     timings: dict[str, float] = {}
     failures: list[dict] = []

@@ -78,7 +78,8 @@ def _in_process(home: Path):
 
 def test_nightly_schedule_follows_the_exchange_close_and_the_slowest_source(tmp_path):
     from etl.config import load_settings
-    from etl.schedule import last_complete_session, nightly_cron
+    from etl.errors import ConfigError
+    from etl.schedule import last_complete_session, nightly_cron, resolve_session
 
     write_config(tmp_path, None, extra="delay_minutes = 40")
     settings = load_settings(tmp_path)
@@ -91,6 +92,12 @@ def test_nightly_schedule_follows_the_exchange_close_and_the_slowest_source(tmp_
     # Thanksgiving itself and the weekend close nothing new
     assert last_complete_session(settings, ts("2026-11-26 23:00Z")) == ts("2026-11-25")
     assert last_complete_session(settings, ts("2026-11-29 12:00Z")) == ts("2026-11-27")
+    # a session asked for must be one, and complete
+    assert resolve_session(settings, "2026-11-27", ts("2026-11-27 18:40Z")) == ts("2026-11-27")
+    with pytest.raises(ConfigError, match="2026-11-26 is not a XNYS session; the last one before is 2026-11-25"):
+        resolve_session(settings, "2026-11-26", ts("2026-12-01 12:00Z"))
+    with pytest.raises(ConfigError, match="2026-11-27 is not complete yet"):
+        resolve_session(settings, "2026-11-27", ts("2026-11-27 18:39Z"))
 
 
 def test_a_broken_ingest_table_is_refused_before_any_work(tmp_path, polygon):
