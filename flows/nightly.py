@@ -87,8 +87,11 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     timings["materialize"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
 
+    from prefect.runtime import flow_run
+
     result = {
         "session": day_s,
+        "flow_run": str(flow_run.id),
         "ingest": ingest,
         "health": health,
         "gold": gold,

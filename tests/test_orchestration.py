@@ -224,6 +224,56 @@ def test_strict_health_holds_the_online_push_back_but_keeps_gold(tmp_path, polyg
     assert online_close() == pytest.approx(close_on("SPY", "2014-07-29"))
 
 
+def test_materialize_is_retried_when_redis_is_down_and_succeeds_once_it_is_back(tmp_path, polygon):
+    """Redis refuses the first materialize (a listener that hangs up on every connection),
+    then a real redis-server takes the port: the task's retry writes the values."""
+    import socket
+    import threading
+
+    from flows.nightly import nightly
+    from sdk import Alpha
+
+    home = tmp_path / "home"
+    srv = RedisServer(tmp_path / "redis")
+    write_config(home, srv.url)
+    settings = _in_process(home)
+    applied = settings.feast_dir / "applied.json"
+    dead = socket.socket()
+    dead.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    dead.bind(("127.0.0.1", srv.port))
+    dead.listen(16)
+    refused_after_apply = []
+
+    def hang_up_then_hand_over():
+        while True:
+            conn, _ = dead.accept()
+            conn.close()
+            if applied.exists():          # a materialize attempt, not feast apply's own look
+                refused_after_apply.append(time.time())
+                dead.close()
+                srv.start()
+                return
+
+    threading.Thread(target=hang_up_then_hand_over, daemon=True).start()
+    try:
+        result = nightly(str(home), session="2014-07-29")
+        assert refused_after_apply, "materialize never met the dead Redis"
+        assert result["failures"] == [] and "report" in result["online"]
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.sorting import TaskRunSort
+
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[result["flow_run"]])),
+                                         sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=50)
+        attempts = {t.name.rsplit("-", 1)[0]: t.run_count for t in runs if not t.name.startswith("ingest")}
+        assert attempts == {"health-report": 1, "compute-factors": 1, "feast-apply": 1, "materialize": 2}
+        close = Alpha(settings=settings).latest(["SPY"], ["bars_daily:close"], now="warehouse")["close"].iloc[0]
+        assert close == pytest.approx(close_on("SPY", "2014-07-29"))
+    finally:
+        srv.stop()
+
+
 # --------------------------------------------------------------------- backfill
 
 
