@@ -14,7 +14,9 @@ the Prefect UI shows, never logic of their own.
 * Caching: a vendor pull that succeeded for every symbol is cached by its
   inputs (home, source, dataset, symbols, range), so a restarted backfill or
   a rerun of the same session does not call the vendor again; a pull with any
-  failure is never cached.
+  failure is never cached, nor one whose range ends in the last few days (a
+  vendor may publish those sessions late; the watermarks keep such reruns
+  cheap: only symbols still short of the range are asked again).
 """
 
 from __future__ import annotations
@@ -56,8 +58,18 @@ def retry_transient(task, task_run, state) -> bool:
     return False
 
 
-def _pull_key(context, parameters: dict) -> str:
-    """Cache key of a vendor pull: exactly its inputs (not the chunk's label)."""
+#: a pull is cached only when its range ended this many days ago: a vendor may publish the
+#: last sessions late, and a pull that got nothing for them must be able to ask again
+SETTLED_DAYS = 3
+
+
+def _pull_key(context, parameters: dict) -> str | None:
+    """Cache key of a vendor pull: exactly its inputs (not the chunk's label); ``None`` (no
+    caching) while its range reaches into the last :data:`SETTLED_DAYS` days."""
+    import pandas as pd
+
+    if pd.Timestamp(parameters["end"]) >= pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() - pd.Timedelta(days=SETTLED_DAYS):
+        return None
     keep = {k: v for k, v in parameters.items() if k not in ("label", "limit_name", "parallel")}
     return "pull-" + hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:32]
 

@@ -330,6 +330,16 @@ def test_backfill_rerun_comes_from_the_cache_and_refresh_asks_the_vendor_again(t
     pd.testing.assert_frame_equal(_silver_values(home), silver)
 
 
+def test_pulls_reaching_into_the_last_days_get_no_cache_key_older_ones_one_of_their_inputs():
+    from flows.tasks import _pull_key
+
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    params = {"home": "h", "source": "polygon", "dataset": "daily", "symbols": ["AAPL"], "start": None, "resume": True}
+    assert _pull_key(None, {**params, "end": f"{today - pd.Timedelta(days=1):%Y-%m-%d}"}) is None
+    assert _pull_key(None, {**params, "end": "2014-07-31"}).startswith("pull-")
+    assert _pull_key(None, {**params, "end": "2014-07-31", "label": "x"}) == _pull_key(None, {**params, "end": "2014-07-31"})
+
+
 def _silver_values(home: Path) -> pd.DataFrame:
     from etl.bars import read_silver_bars
     from etl.config import load_settings
