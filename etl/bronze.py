@@ -53,10 +53,10 @@ def _atomic_bytes(data: bytes, path: Path) -> None:
     import os
     import tempfile
 
-    from etl.store import TMP_PREFIX
+    from etl.store import temp_prefix
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -867,8 +867,10 @@ def _failed(findings: pd.DataFrame, th: dict) -> list[str]:
 # ----------------------------------------------------------------- writing
 
 def _atomic_write_text(path: Path, text: str) -> Path:
+    from etl.store import temp_prefix
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=path.suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

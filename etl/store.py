@@ -8,9 +8,12 @@ so readers that glob ``*.parquet`` never see them.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +35,7 @@ def atomic_write_table(table: pa.Table, path: Path) -> Path:
     """Write ``table`` to ``path`` atomically (temp file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".parquet", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=".parquet", dir=path.parent)
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
@@ -54,7 +57,7 @@ def atomic_copy(src: Path, dst: Path) -> Path:
     """Copy a file byte for byte into place atomically."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dst.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), dir=dst.parent)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
@@ -85,10 +88,39 @@ def read_parquet_dir(root: Path, columns: list[str] | None = None, filters=None)
     return table.to_pandas()
 
 
+def temp_prefix() -> str:
+    """Prefix of this process's temp files, ``.tmp-<pid>-``: recovery can then tell a crashed
+    writer's leftovers from a file another live writer (a thread of this process, a nightly
+    run beside a backfill) is still writing."""
+    return f"{TMP_PREFIX}{os.getpid()}-"
+
+
+_TMP_PID = re.compile(rf"^{re.escape(TMP_PREFIX)}(\d+)-")
+
+
+def _writer_alive(name: str) -> bool:
+    m = _TMP_PID.match(name)
+    if m is None:
+        return False                  # a temp file of an older version: its writer is gone
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                   # alive, someone else's
+    return True
+
+
 def remove_stale_temp_files(root: Path) -> int:
-    """Delete ``.tmp-*`` leftovers of a crashed writer below ``root``."""
+    """Delete the ``.tmp-*`` leftovers of crashed writers below ``root`` (never a file whose
+    writer process is alive)."""
     n = 0
     for p in Path(root).rglob(f"{TMP_PREFIX}*"):
+        if _writer_alive(p.name):
+            continue
         p.unlink(missing_ok=True)
         n += 1
     return n
@@ -100,20 +132,16 @@ class HomeLock:
     so a backfill's parallel tasks and a nightly run never interleave silver
     writes. Reusable: ``with lock: ...`` as often as needed."""
 
-    _guard = __import__("threading").Lock()
-    _thread_locks: dict[str, object] = {}
+    _guard = threading.Lock()
+    _thread_locks: dict[str, threading.Lock] = {}
 
     def __init__(self, home: Path, name: str = "silver-write"):
-        import threading
-
         self.path = Path(home) / f".{name}.lock"
         with HomeLock._guard:
             self._thread_lock = HomeLock._thread_locks.setdefault(str(self.path), threading.Lock())
         self._fh = None
 
     def __enter__(self) -> HomeLock:
-        import fcntl
-
         self._thread_lock.acquire()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

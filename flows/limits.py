@@ -9,7 +9,10 @@ vendor's quota; the limits show (and can be tuned) under Concurrency in the UI.
 
 from __future__ import annotations
 
+import threading
+
 from etl.config import Settings
+from etl.http import RateLimiter
 from etl.pipeline import vendor_rate
 
 #: sources that call a vendor over HTTP (file sources need no quota)
@@ -47,15 +50,13 @@ class PrefectRateLimit:
     pace is 90 % of the quota: at exactly the quota, requests that arrive a few
     milliseconds early are refused and wait a Poisson-jittered Retry-After."""
 
-    _local: dict[str, object] = {}
-    _guard = __import__("threading").Lock()
+    _local: dict[str, RateLimiter] = {}
+    _guard = threading.Lock()
 
     def __init__(self, name: str, rate: float | None = None, burst: int = 1):
         self.name = name
         self.local = None
         if rate:
-            from etl.http import RateLimiter
-
             with PrefectRateLimit._guard:
                 # a little under the server's rate, so HTTP jitter rarely meets a slot that has not decayed yet
                 self.local = PrefectRateLimit._local.setdefault(f"{name}:{rate}:{burst}", RateLimiter(rate * LOCAL_PACE, burst=burst))

@@ -179,3 +179,29 @@ def test_kill_mid_write_leaves_old_or_new_file_never_partial(tmp_path, delay):
     from etl.store import remove_stale_temp_files
 
     assert remove_stale_temp_files(tmp_path) == len(leftovers)
+
+
+def test_recovery_keeps_a_temp_file_whose_writer_is_alive_and_removes_a_dead_ones(tmp_path):
+    """A backfill's chunk starting recovery must not delete the file another chunk (or a
+    nightly run in another process) is writing at that moment."""
+    import subprocess
+    import sys
+
+    from etl.store import TMP_PREFIX, remove_stale_temp_files, temp_prefix
+
+    ours = tmp_path / f"{temp_prefix()}in-flight.parquet"
+    ours.write_bytes(b"x")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        theirs = tmp_path / f"{TMP_PREFIX}{sleeper.pid}-in-flight.parquet"
+        crashed = tmp_path / f"{TMP_PREFIX}{dead.pid}-left.parquet"
+        legacy = tmp_path / f"{TMP_PREFIX}abc.parquet"
+        for p in (theirs, crashed, legacy):
+            p.write_bytes(b"x")
+        assert remove_stale_temp_files(tmp_path) == 2
+        assert ours.exists() and theirs.exists() and not crashed.exists() and not legacy.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
