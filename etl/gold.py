@@ -32,7 +32,7 @@ from etl.bars import VALUE_COLUMNS, read_silver_bars
 from etl.config import Settings
 from etl.factors import FACTORS, compute_factors, feature_columns
 from etl.ingest import read_corporate_actions
-from etl.store import atomic_write_frame
+from etl.store import atomic_write_frame, atomic_write_text
 
 BARS_VIEW = "bars_daily"
 TECH_VIEW = "technicals"
@@ -136,9 +136,7 @@ def build_gold(settings: Settings, progress=None) -> GoldReport:
         "first_event": gold_bars["event_timestamp"].min().isoformat(),
         "last_event": gold_bars["event_timestamp"].max().isoformat(),
     }
-    tmp = symbols_manifest_path(settings).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(symbols_manifest_path(settings))
+    atomic_write_text(symbols_manifest_path(settings), json.dumps(manifest, indent=1))
     n_sessions = len(versions.drop_duplicates(["symbol", "session"]))
     return GoldReport(
         symbols=len(groups),

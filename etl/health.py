@@ -79,8 +79,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +89,7 @@ import pandas as pd
 from etl import clock
 from etl.config import Settings
 from etl.errors import AlphaError, ConfigError, NotIngestedError
+from etl.store import atomic_write_text
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_coverage": 0.98,
@@ -821,8 +820,8 @@ def run_health(settings: Settings, strict: bool = False, thresholds: Mapping | N
     out_dir = settings.reports / "health"
     plots = _outlier_plots(bars, findings) if bars is not None else {}
     paths = {
-        "json": _atomic_write_text(out_dir / "health.json", _to_json(summary, findings)),
-        "html": _atomic_write_text(out_dir / "health.html", _to_html(summary, findings, plots)),
+        "json": atomic_write_text(out_dir / "health.json", _to_json(summary, findings)),
+        "html": atomic_write_text(out_dir / "health.html", _to_html(summary, findings, plots)),
     }
     report = HealthReport(findings=findings, summary=summary, paths=paths, failed=failed)
     if strict and failed:
@@ -865,24 +864,6 @@ def _failed(findings: pd.DataFrame, th: dict) -> list[str]:
 
 
 # ----------------------------------------------------------------- writing
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    from etl.store import temp_prefix
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # a report to open and share (mkstemp creates 0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
 
 def _plain(value):
     """JSON-safe: NaN -> null, timestamps -> ISO strings, numpy -> Python."""

@@ -29,6 +29,7 @@ import pandas as pd
 from etl.config import PROJECT_ROOT, IngestSpec, Settings
 from etl.errors import ConfigError
 from etl.pipeline import IngestSummary, check_symbols, run_ingest
+from etl.store import atomic_write_text
 
 BUILD_RECORD = "_build.json"
 
@@ -175,10 +176,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
 
 
 # ------------------------------------------------------------------ compute, apply, materialize

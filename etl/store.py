@@ -53,6 +53,25 @@ def atomic_write_frame(frame: pd.DataFrame, path: Path) -> Path:
     return atomic_write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (temp file, fsync, rename), readable by all
+    (reports and JSON records are meant to be opened and shared)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def atomic_copy(src: Path, dst: Path) -> Path:
     """Copy a file byte for byte into place atomically."""
     dst = Path(dst)

@@ -148,10 +148,8 @@ def publish_summary(settings, result: dict) -> None:
     """The summary as a Prefect artifact (key ``nightly-summary``) and as JSON in the home."""
     from prefect.artifacts import create_markdown_artifact
 
-    path = settings.reports / "nightly" / f"{result['session']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=str))
-    tmp.replace(path)
+    from etl.store import atomic_write_text
+
+    atomic_write_text(settings.reports / "nightly" / f"{result['session']}.json", json.dumps(result, indent=1, default=str))
     create_markdown_artifact(key="nightly-summary", markdown=summary_markdown(result),
                              description=f"Nightly {result['session']}: rows, features, failures, timings")

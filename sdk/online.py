@@ -277,12 +277,9 @@ def build_catalog() -> dict:
 
 
 def write_catalog(settings: Settings, catalog: dict | None = None) -> Path:
-    path = catalog_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(catalog or build_catalog()))
-    tmp.replace(path)
-    return path
+    from etl.store import atomic_write_text  # not at import: `alpha latest` must start fast
+
+    return atomic_write_text(catalog_path(settings), json.dumps(catalog or build_catalog()))
 
 
 _CATALOGS: dict[str, tuple[float, dict]] = {}
