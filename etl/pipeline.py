@@ -121,14 +121,16 @@ class Source:
         land_payload(self.settings, fetched, job.dataset if job is not None else "adhoc")
 
     def http(self, default_base_url: str, *, key_env: str | None = None, key_param: str | None = None,
-             headers: dict | None = None, default_rate: float = 5.0, burst: int = 1):
-        """This vendor's client: base URL, rate (requests/s), retries and timeout from
-        ``[vendors.<name>]`` in config.toml or ``ALPHA_<NAME>_BASE_URL`` / ``ALPHA_<NAME>_RATE``."""
+             headers: dict | None = None):
+        """This vendor's client: base URL, rate (requests/s, default :attr:`default_rate`), burst,
+        retries and timeout from ``[vendors.<name>]`` in config.toml or ``ALPHA_<NAME>_BASE_URL`` /
+        ``ALPHA_<NAME>_RATE``."""
         from etl.http import HttpClient, RateLimiter, require_secret
 
         cfg = self.settings.vendor(self.name)
         api_key = require_secret(key_env, self.name, self.settings.home) if key_env else None
-        own = RateLimiter(float(cfg.get("rate", default_rate)), burst=int(cfg.get("burst", burst)))
+        rate, burst = _rate(cfg, self.default_rate)
+        own = RateLimiter(rate, burst=burst)
         return HttpClient(
             source=self.name,
             base_url=str(cfg.get("base_url", default_base_url)),
@@ -184,9 +186,11 @@ def get_source_class(name: str) -> type[Source]:
 def vendor_rate(settings: Settings, name: str) -> tuple[float, int]:
     """``(requests per second, burst)`` configured for a source (``[vendors.<name>]``), or the
     source's default."""
-    cfg = settings.vendor(name)
-    default = get_source_class(name).default_rate
-    return float(cfg.get("rate", default)), int(cfg.get("burst", 1))
+    return _rate(settings.vendor(name), get_source_class(name).default_rate)
+
+
+def _rate(cfg: dict, default_rate: float) -> tuple[float, int]:
+    return float(cfg.get("rate", default_rate)), int(cfg.get("burst", 1))
 
 
 @dataclass

@@ -91,9 +91,7 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
           f"{len(universe)} symbols in {len(parts)} chunks: fetched {result['rows_fetched']:,} rows, "
           f"wrote {result['rows_written']:,}, quarantined {result['rows_quarantined']:,} in {result['seconds']:.1f} s."]
     if failures:
-        md += ["", "| chunk | symbol | error |", "|---|---|---|"]
-        md += [f"| {f['task']} | {e.get('symbol', '')} | {str(e.get('error', '')).replace('|', '/')[:200]} |"
-               for f in failures for e in f["errors"]]
+        md += ["", *tasks.failure_table(failures, "chunk", "task")]
     create_markdown_artifact(key="backfill-summary", markdown="\n".join(md),
                              description=f"Backfill {spec.label} {start_s}..{end_s}")
     if failures:

@@ -135,10 +135,7 @@ def summary_markdown(result: dict) -> str:
     report = o.get("report") if isinstance(o.get("report"), dict) else None
     lines.append(f"materialize ({o.get('online_store')}): " + (o.get("skipped") or (json.dumps(report) if report else "done")))
     if result["failures"]:
-        lines += ["", "## Failures", "", "| step | symbol | error |", "|---|---|---|"]
-        for f in result["failures"]:
-            for e in f["errors"]:
-                lines.append(f"| {f['step']} | {e.get('symbol', '')} | {str(e.get('error', '')).replace('|', '/')[:200]} |")
+        lines += ["", "## Failures", "", *tasks.failure_table(result["failures"], "step", "step")]
     lines += ["", "## Timings (s)", "", "| " + " | ".join(result["timings"]) + " |",
               "|" + "---:|" * len(result["timings"]), "| " + " | ".join(f"{v:.1f}" for v in result["timings"].values()) + " |"]
     return "\n".join(lines)

@@ -150,3 +150,12 @@ def outcome(state, label: str) -> tuple[dict | None, dict | None]:
         return exc.run, {"task": label, "symbols": [f["symbol"] for f in exc.run["failed"]],
                          "errors": exc.run["failed"]}
     return None, {"task": label, "symbols": [], "errors": [{"error": f"{type(exc).__name__}: {exc}"}]}
+
+
+def failure_table(failures: list[dict], heading: str, key: str) -> list[str]:
+    """Markdown rows of the summaries' failure table: ``failure[key]``, symbol, error (one row
+    per failed symbol, or per task that failed as a whole)."""
+    rows = [f"| {heading} | symbol | error |", "|---|---|---|"]
+    rows += [f"| {f[key]} | {e.get('symbol', '')} | {str(e.get('error', '')).replace('|', '/')[:200]} |"
+             for f in failures for e in f["errors"]]
+    return rows

@@ -85,8 +85,7 @@ class EdgarSource(Source):
                 self.ciks[str(ticker).upper()] = int(cik)
             except (TypeError, ValueError):
                 raise ConfigError(f"edgar: [vendors.edgar.ciks] {ticker} = {cik!r} is not a CIK number") from None
-        self.client = self.http(DEFAULT_BASE_URL, headers={"User-Agent": agent, "Accept": "application/json"},
-                                default_rate=self.default_rate)
+        self.client = self.http(DEFAULT_BASE_URL, headers={"User-Agent": agent, "Accept": "application/json"})
 
     def close(self) -> None:
         self.client.close()

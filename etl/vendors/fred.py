@@ -81,7 +81,7 @@ class FredSource(Source):
         if not 1 <= self.page_limit <= MAX_LIMIT:
             raise ConfigError(f"fred: page_limit must be 1..{MAX_LIMIT} (FRED's maximum), got {self.page_limit}")
         self.release_times = _release_times(cfg.get("release_times", {}))
-        self.client = self.http(DEFAULT_BASE_URL, key_env="FRED_API_KEY", key_param="api_key", default_rate=self.default_rate)
+        self.client = self.http(DEFAULT_BASE_URL, key_env="FRED_API_KEY", key_param="api_key")
 
     def close(self) -> None:
         self.client.close()

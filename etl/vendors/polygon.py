@@ -267,7 +267,7 @@ class PolygonSource(Source):
     def __init__(self, settings, path: str | None = None):
         super().__init__(settings, path)
         # built up front so a missing key fails the command before any job runs
-        self._client: HttpClient | None = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey", default_rate=self.default_rate)
+        self._client: HttpClient | None = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey")
 
     @property
     def client(self) -> HttpClient:
