@@ -44,7 +44,8 @@ def last_complete_session(settings: Settings, now: pd.Timestamp | None = None) -
     if now.tzinfo is None:
         raise ConfigError(f"now must carry a time zone, got {now}")
     delay = pd.Timedelta(minutes=longest_delay_minutes(settings))
-    sessions = clock.sessions_in_range(now.tz_convert("UTC").tz_localize(None) - pd.Timedelta(days=15), now.tz_convert("UTC").tz_localize(None), settings.calendar)
+    today = now.tz_convert("UTC").tz_localize(None)
+    sessions = clock.sessions_in_range(today - pd.Timedelta(days=15), today, settings.calendar)
     if len(sessions) == 0:
         raise ConfigError(f"no {settings.calendar} session in the 15 days before {now}")
     ready = clock.session_closes(sessions, settings.calendar) + delay <= now
