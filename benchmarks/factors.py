@@ -46,7 +46,7 @@ END = "2025-12-31"
 # ------------------------------------------------------------------ data
 
 def sessions(n: int) -> tuple[pd.DatetimeIndex, pd.Series]:
-    from etl import clock
+    from etl.core import clock
 
     days = clock.sessions_in_range("1990-01-01", END)[-n:]
     return days, pd.Series(clock.availability_times(days, 15)).array

@@ -119,7 +119,7 @@ def generate(home: Path, n_symbols: int, n_sessions: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from etl import clock
+    from etl.core import clock
     from etl.factors import registry
 
     # the last sessions available by now: values are fresh (within the 10-day TTL) whatever `now` a reader uses
@@ -174,13 +174,13 @@ def bare_reader(port: int, symbols: list[str], refs: list[str]):
     import redis
 
     from etl.factors import registry
-    from sdk import online
+    from etl.serving import redis_codec
 
     views = registry.views()
     dtypes = {r: {o.name: o.dtype for o in views[r.partition(':')[0]].outputs}[r.partition(":")[2]] for r in refs}
     ts_views = list(dict.fromkeys(r.partition(":")[0] for r in refs))
-    fields = [online.field_key(*r.split(":")) for r in refs] + [f"_ts:{v}".encode() for v in ts_views]
-    keys = [online.entity_key("symbol", s) for s in symbols]
+    fields = [redis_codec.field_key(*r.split(":")) for r in refs] + [f"_ts:{v}".encode() for v in ts_views]
+    keys = [redis_codec.entity_key("symbol", s) for s in symbols]
     width = len(fields)
     spec = [(j, 0x29 if dtypes[r] == "float64" else 0x35, "<f8" if dtypes[r] == "float64" else "<f4") for j, r in enumerate(refs)]
     client = redis.Redis(host="127.0.0.1", port=port, db=0)
@@ -219,8 +219,8 @@ def read_worker(home: Path, port: int, out: Path, calls: int, big_calls: int, fe
     import warnings
 
     warnings.filterwarnings("ignore")
+    from etl.serving.feast_store import feature_store
     from sdk import connect
-    from sdk.feast_store import feature_store
 
     alpha = connect(home)
     store = feature_store(alpha.settings)
@@ -325,7 +325,7 @@ def bare_batches(settings, views: list[str], only: set[str] | None = None):
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from etl.factors import registry
-    from sdk import online
+    from etl.serving import redis_codec
 
     out = {}
     for view in views:
@@ -335,7 +335,7 @@ def bare_batches(settings, views: list[str], only: set[str] | None = None):
         win = frame.groupby("symbol", sort=False).tail(1)
         if only is not None:
             win = win[win["symbol"].isin(only)]
-        fkeys = [online.field_key(view, o.name) for o in info.outputs]
+        fkeys = [redis_codec.field_key(view, o.name) for o in info.outputs]
         cols = []
         for o in info.outputs:
             x = win[o.name].to_numpy(dtype="float32" if o.dtype == "float32" else "float64")
@@ -349,7 +349,7 @@ def bare_batches(settings, views: list[str], only: set[str] | None = None):
         for i, (sym, ev) in enumerate(zip(win["symbol"], win["event_timestamp"], strict=True)):
             stamp = Timestamp()
             stamp.FromDatetime(ev.to_pydatetime())
-            args = [online.entity_key("symbol", sym), tkey, stamp.SerializeToString()]
+            args = [redis_codec.entity_key("symbol", sym), tkey, stamp.SerializeToString()]
             for fk, col in zip(fkeys, cols, strict=True):
                 args += (fk, col[i])
             entries.append(args)
@@ -397,12 +397,13 @@ def correct_gold(settings, views: list[str], symbols: list[str]) -> None:
 def mat_worker(home: Path, port: int, out: Path, reps: int) -> None:
     import redis
 
-    from etl.config import load_settings
+    from etl.core.config import load_settings
     from etl.factors import registry
+    from etl.serving import redis_conn, redis_writer
     from sdk import online
 
     settings = replace(load_settings(home), redis_url=f"redis://127.0.0.1:{port}/1")
-    client = online.redis_client(settings)
+    client = redis_conn.redis_client(settings)
     bare_client = redis.Redis(host="127.0.0.1", port=port, db=1)
     t0 = time.perf_counter()
     registry.views()
@@ -422,10 +423,10 @@ def mat_worker(home: Path, port: int, out: Path, reps: int) -> None:
             client.flushdb()
             t0 = time.perf_counter()
             if who == "ours":
-                report = online.materialize(settings, views=views, full=True, client=client)
+                report = redis_writer.materialize(settings, views=views, full=True, client=client)
                 assert report.entities_written == n_ent * len(views), report.summary()
             else:
-                bare_write(bare_client, batches, online.PIPELINE_KEYS)
+                bare_write(bare_client, batches, redis_writer.PIPELINE_KEYS)
             res[f"{who}_full"].append(time.perf_counter() - t0)
             snaps[who] = (_snapshot(bare_client, sample), sum(bare_client.hlen(k) for k in sample))
             print(f"   full {who}: {res[f'{who}_full'][-1]:.2f} s", flush=True)
@@ -434,22 +435,22 @@ def mat_worker(home: Path, port: int, out: Path, reps: int) -> None:
     res["fields_per_key"] = snaps["ours"][1] / len(sample)
     # the last full run leaves either; rewrite with ours so the record exists
     client.flushdb()
-    online.materialize(settings, views=views, full=True, client=client)
+    redis_writer.materialize(settings, views=views, full=True, client=client)
     res["keys"] = len(data_keys())
     t0 = time.perf_counter()
-    noop = online.materialize(settings, views=views, client=client)
+    noop = redis_writer.materialize(settings, views=views, client=client)
     res["noop"] = {"seconds": time.perf_counter() - t0, "written": noop.entities_written, "skipped": noop.entities_skipped}
     changed = symbol_names(n_ent)[:: 100][: max(1, n_ent // 100)]
     t0 = time.perf_counter()
     correct_gold(settings, views, changed)
     res["correct_gold_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    inc = online.materialize(settings, views=views, client=client)
+    inc = redis_writer.materialize(settings, views=views, client=client)
     res["inc"] = {"seconds": time.perf_counter() - t0, "written": inc.entities_written, "skipped": inc.entities_skipped,
                   "symbols": len(changed)}
     small = bare_batches(settings, views, only=set(changed))
     t0 = time.perf_counter()
-    bare_write(bare_client, small, online.PIPELINE_KEYS)
+    bare_write(bare_client, small, redis_writer.PIPELINE_KEYS)
     res["inc_bare"] = time.perf_counter() - t0
     ref = f"{views[0]}:{registry.views()[views[0]].outputs[0].name}"
     got = online.read_latest(settings, changed[:3], [ref], allow_stale=True, now="wall")
@@ -540,8 +541,8 @@ def main() -> None:
     try:
         import redis
 
-        from etl.config import load_settings
-        from sdk import feast_store
+        from etl.core.config import load_settings
+        from etl.serving import feast_store
 
         home = tmp / "home"
         home.mkdir()
@@ -706,9 +707,9 @@ def write_report(path: Path, meta, reads, frozen, mats, cli, args, load, version
 
 
 def online_pipeline() -> str:
-    from sdk import online
+    from etl.serving import redis_writer
 
-    return f"{online.PIPELINE_KEYS:,}"
+    return f"{redis_writer.PIPELINE_KEYS:,}"
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ RATE = 20.0
 
 
 def _bare_nightly(home: Path, session: str) -> dict:
-    from etl.config import load_settings
+    from etl.core.config import load_settings
     from etl.jobs import apply_if_changed, compute_factors, health_summary, ingest_configured, materialize_if_needed
 
     settings = load_settings(home)
@@ -107,7 +107,7 @@ def _run(args, tmp: Path, startup: float) -> None:
         prefect_home, bare_home = tmp / "prefect_home", tmp / "bare_home"
         for h in (prefect_home, bare_home):
             write_config(h, None, symbols=tickers, extra=vendor)
-        from etl.config import load_settings
+        from etl.core.config import load_settings
         from flows.prefect_env import configure_prefect
 
         configure_prefect(load_settings(prefect_home))
@@ -141,8 +141,8 @@ def _run(args, tmp: Path, startup: float) -> None:
                          + " / ".join(f"{steps[k]:.2f}" for k in ("ingest", "health", "factors", "apply", "materialize")) + " |")
 
         # backfill: three fresh pairs of homes, median and range
-        from etl.config import load_settings as _ls
-        from etl.pipeline import run_ingest
+        from etl.core.config import load_settings as _ls
+        from etl.sources.base import run_ingest
         from flows.backfill import WORKERS, backfill
 
         flow_runs, bare_runs, flow_peak, bare_peak = [], [], 0, 0

@@ -61,7 +61,7 @@ def generate(folder: Path, n_symbols: int, n_features: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from etl import clock
+    from etl.core import clock
 
     sessions = clock.sessions_in_range("2011-04-01", "2021-03-31")
     avail = clock.availability_times(sessions, 15)

@@ -49,7 +49,7 @@ def free_port():
 
 def merge_asof_baseline(settings, entity: pd.DataFrame) -> pd.DataFrame:
     """pandas merge_asof per view on the gold Parquet, TTL applied: the plain-pandas floor."""
-    from etl.gold import gold_path
+    from etl.gold.core import gold_path
 
     out = entity.sort_values("event_timestamp").reset_index()
     out["event_timestamp"] = out["event_timestamp"].astype("datetime64[us, UTC]")
@@ -68,7 +68,7 @@ def duckdb_asof_baseline(settings, entity: pd.DataFrame) -> pd.DataFrame:
     """A bare DuckDB ASOF JOIN over the same Parquet files, TTL applied."""
     import duckdb
 
-    from etl.gold import gold_path
+    from etl.gold.core import gold_path
 
     con = duckdb.connect()
     e = entity.reset_index(names="row_id")
@@ -107,12 +107,13 @@ def main() -> None:
 
     for var in ("ALPHA_REDIS_URL", "ALPHA_HOME", "PREFECT_API_URL"):
         os.environ.pop(var, None)
-    from etl.config import load_settings
+    from etl.core.config import load_settings
     from etl.factors import registry
-    from etl.family_gold import build_families
-    from etl.gold import build_gold
-    from etl.ingest import ingest_lean
-    from sdk import connect, feast_store
+    from etl.gold.core import build_gold
+    from etl.gold.families import build_families
+    from etl.serving import feast_store
+    from etl.sources.archive import ingest_lean
+    from sdk import connect
 
     work = Path(tempfile.mkdtemp(prefix="alpha-bench-"))
     rows = []

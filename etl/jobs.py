@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.config import PROJECT_ROOT, IngestSpec, Settings
-from etl.errors import ConfigError
-from etl.pipeline import IngestSummary, check_symbols, run_ingest
-from etl.store import atomic_write_text
+from etl.core.config import PROJECT_ROOT, IngestSpec, Settings
+from etl.core.errors import ConfigError
+from etl.sources.base import IngestSummary, check_symbols, run_ingest
+from etl.storage.atomic import atomic_write_text
 
 BUILD_RECORD = "_build.json"
 
@@ -94,7 +94,7 @@ def ingest_configured(settings: Settings, session, limiter_for=None, parallel: i
 
 def check_specs(settings: Settings) -> None:
     """Fail fast, naming the fix, on an ``[[ingest]]`` table whose source or dataset does not exist."""
-    from etl.pipeline import get_source_class
+    from etl.sources.base import get_source_class
 
     for spec in settings.ingest:
         cls = get_source_class(spec.source)
@@ -112,7 +112,7 @@ def find_spec(settings: Settings, source: str, dataset: str | None) -> IngestSpe
         if spec.source == source and (dataset is None or spec.dataset == dataset):
             return spec
     if dataset is None:
-        from etl.pipeline import get_source_class
+        from etl.sources.base import get_source_class
 
         dataset = get_source_class(source).datasets[0]
     return IngestSpec(source=source, dataset=dataset, symbols=settings.universe)
@@ -185,8 +185,8 @@ def _write_json(path: Path, data: dict) -> None:
 def compute_factors(settings: Settings, session=None, force: bool = False) -> dict:
     """Core factors and every family into gold, unless nothing they depend on changed."""
     from etl.factors import registry
-    from etl.family_gold import build_families
-    from etl.gold import build_gold, gold_path
+    from etl.gold.core import build_gold, gold_path
+    from etl.gold.families import build_families
 
     t0 = time.perf_counter()
     fingerprint = build_fingerprint(settings, session)
@@ -215,7 +215,7 @@ def compute_factors(settings: Settings, session=None, force: bool = False) -> di
 
 def apply_if_changed(settings: Settings, force: bool = False) -> dict:
     """``feast apply`` when the generated definitions differ from the last apply."""
-    from sdk import feast_store
+    from etl.serving import feast_store
 
     t0 = time.perf_counter()
     fingerprint = definitions_fingerprint(settings)
@@ -232,7 +232,7 @@ def apply_if_changed(settings: Settings, force: bool = False) -> dict:
 def materialize_if_needed(settings: Settings, gold_fingerprint: str | None = None) -> dict:
     """Redis: the incremental writer (only changed winners). SQLite: Feast's materialize,
     skipped when gold did not change since the last one."""
-    from sdk import feast_store
+    from etl.serving import feast_store
 
     t0 = time.perf_counter()
     record_path = settings.feast_dir / "materialized.json"
@@ -250,7 +250,7 @@ def materialize_if_needed(settings: Settings, gold_fingerprint: str | None = Non
 
 def health_summary(settings: Settings) -> dict:
     """The health report (written to reports/health/) as counts and breached thresholds."""
-    from etl.health import run_health
+    from etl.quality.health import run_health
 
     report = run_health(settings)
     s = report.summary

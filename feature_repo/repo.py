@@ -4,7 +4,7 @@
 Feast discovers objects by scanning module globals, so every generated entity,
 source, view and service is bound here under a unique name."""
 
-from etl.config import load_settings
+from etl.core.config import load_settings
 from feature_repo.definitions import build_definitions
 
 _defs = build_definitions(load_settings().home)

@@ -39,8 +39,8 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
     import pandas as pd
     from prefect.artifacts import create_markdown_artifact
 
-    from etl.config import load_settings
-    from etl.errors import ConfigError
+    from etl.core.config import load_settings
+    from etl.core.errors import ConfigError
     from etl.jobs import chunks, find_spec
     from flows.limits import ensure_vendor_limit
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import threading
 
-from etl.config import Settings
-from etl.http import RateLimiter
-from etl.pipeline import vendor_rate
+from etl.core.config import Settings
+from etl.core.http import RateLimiter
+from etl.sources.base import vendor_rate
 
 #: sources that call a vendor over HTTP (file sources need no quota)
 HTTP_SOURCES = ("polygon", "edgar", "fred")

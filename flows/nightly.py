@@ -29,9 +29,9 @@ INGEST_THREADS = 4
 def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     """Ingest -> health -> factors -> apply -> materialize for one session; see the module docstring."""
 
-    from etl.config import load_settings
+    from etl.core.config import load_settings
+    from etl.core.schedule import resolve_session
     from etl.jobs import check_specs
-    from etl.schedule import resolve_session
     from flows.limits import ensure_vendor_limit
 
     logger = get_run_logger()
@@ -145,7 +145,7 @@ def publish_summary(settings, result: dict) -> None:
     """The summary as a Prefect artifact (key ``nightly-summary``) and as JSON in the home."""
     from prefect.artifacts import create_markdown_artifact
 
-    from etl.store import atomic_write_text
+    from etl.storage.atomic import atomic_write_text
 
     atomic_write_text(settings.reports / "nightly" / f"{result['session']}.json", json.dumps(result, indent=1, default=str))
     create_markdown_artifact(key="nightly-summary", markdown=summary_markdown(result),

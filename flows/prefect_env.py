@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from etl.config import Settings
+from etl.core.config import Settings
 
 
 def configure_prefect(settings: Settings) -> None:

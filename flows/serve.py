@@ -31,7 +31,7 @@ def deployments(settings):
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
-    from etl.schedule import nightly_cron
+    from etl.core.schedule import nightly_cron
     from flows.backfill import backfill
     from flows.nightly import nightly
 
@@ -56,8 +56,8 @@ def deployments(settings):
 
 
 def main(settings=None) -> None:
-    from etl.config import load_settings
-    from etl.errors import AlphaError
+    from etl.core.config import load_settings
+    from etl.core.errors import AlphaError
 
     if not os.environ.get("PREFECT_API_URL"):
         # Without a server, Prefect would schedule against a temporary one that

@@ -27,8 +27,8 @@ from datetime import timedelta
 from prefect import task
 from prefect.tasks import exponential_backoff
 
-from etl.config import load_settings
-from etl.errors import OnlineStoreError
+from etl.core.config import load_settings
+from etl.core.errors import OnlineStoreError
 
 
 class IngestFailures(Exception):

@@ -8,7 +8,7 @@
 Importing this module does no I/O and does not import Feast.
 """
 
-from etl.errors import (
+from etl.core.errors import (
     AlphaError,
     BadInputError,
     ConfigError,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl import clock
-from etl.config import Settings, load_settings
-from etl.errors import (
+from etl.core import clock
+from etl.core.config import Settings, load_settings
+from etl.core.errors import (
     AlphaError,
     EmptyInputError,
     NotIngestedError,
@@ -66,7 +66,7 @@ class Alpha:
     @property
     def store(self):
         if self._store is None:
-            from sdk.feast_store import feature_store
+            from etl.serving.feast_store import feature_store
 
             if not self.settings.registry_url and not self.settings.registry_path.exists():
                 raise NotIngestedError(
@@ -261,8 +261,8 @@ class Alpha:
         what was known by then. A membership restated later keeps its first
         version.
         """
-        from etl import silver
-        from etl.tables import UNIVERSE
+        from etl.storage import silver
+        from etl.storage.tables import UNIVERSE
 
         if start is None or end is None:
             raise EmptyInputError("pass start= and end= (dates) with a universe")
@@ -325,13 +325,14 @@ class Alpha:
         """
         symbols = _symbol_list(symbols)
         if self.settings.redis_url:
+            from etl.serving import catalog, redis_conn
             from sdk import online
 
-            catalog = online.load_catalog(self.settings)
-            refs = online.resolve_refs(catalog, features)
+            catalog = catalog.load_catalog(self.settings)
+            refs = catalog.resolve_refs(catalog, features)
             self._check_symbols(symbols)
             if self._redis is None:
-                self._redis = online.redis_client(self.settings)
+                self._redis = redis_conn.redis_client(self.settings)
             return online.read_latest(self.settings, symbols, refs, max_age=max_age, allow_stale=allow_stale, now=now,
                                       client=self._redis, catalog=catalog, full_feature_names=full_feature_names)
         return self._latest_feast(symbols, features, max_age=max_age, allow_stale=allow_stale, now=now,
@@ -369,7 +370,9 @@ def _mask_stale(out: pd.DataFrame, refs: list[str], online, settings: Settings, 
     """The TTL / max_age rule of ``sdk.online.read_latest`` on a frame read through Feast."""
     import numpy as np
 
-    views = online.load_catalog(settings)["views"]
+    from etl.serving import catalog
+
+    views = catalog.load_catalog(settings)["views"]
     now_us = int(online.resolve_now(settings, now).value // 1000)
     age = online.parse_max_age(max_age)
     for ref in refs:
@@ -417,7 +420,7 @@ def _universe_filter(name: str, first: pd.Timestamp, last: pd.Timestamp):
 
 
 def _known_universes(settings: Settings) -> list[str]:
-    from etl.tables import UNIVERSE
+    from etl.storage.tables import UNIVERSE
 
     root = UNIVERSE.path(settings)
     return sorted(p.name.split("=", 1)[1] for p in root.glob("universe=*") if p.is_dir()) if root.exists() else []

@@ -9,7 +9,7 @@ STRATEGIES = {trend_rsi.NAME: trend_rsi}
 
 def get_strategy(name: str):
     """The strategy module registered as ``name``, or a clear error listing the known ones."""
-    from etl.errors import AlphaError
+    from etl.core.errors import AlphaError
 
     if name not in STRATEGIES:
         raise AlphaError(f"unknown strategy {name!r}; registered: {', '.join(sorted(STRATEGIES))} (see strategy/__init__.py)")

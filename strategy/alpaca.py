@@ -48,8 +48,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from etl.errors import ConfigError, VendorAuthError, VendorError, VendorUnavailableError
-from etl.http import Fetched, HttpClient, RateLimiter, secret
+from etl.core.errors import ConfigError, VendorAuthError, VendorError, VendorUnavailableError
+from etl.core.http import Fetched, HttpClient, RateLimiter, secret
 from strategy.broker import Account, BrokerError, Fill, Order, OrderStatus
 
 log = logging.getLogger("alpha.alpaca")

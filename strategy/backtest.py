@@ -155,7 +155,7 @@ def run_backtest(
 
 def orders_frame(pf, calendar: str = "XNYS") -> pd.DataFrame:
     """The fills of a vectorbt portfolio: decided at the row before, filled at the row's session open."""
-    from etl import clock
+    from etl.core import clock
 
     rec = pf.orders.records
     times = pf.wrapper.index
@@ -189,7 +189,7 @@ def regime_slices(client, returns: pd.Series, symbol: str, start, end) -> dict[s
     known at the start of each session (the previous session's regime; see
     :func:`etl.factors.regime.slice_metrics`). Empty when the warehouse has no
     regime view or no regime values in the range."""
-    from etl.errors import UnknownFeatureError
+    from etl.core.errors import UnknownFeatureError
     from etl.factors.regime import slice_metrics
 
     try:
@@ -198,7 +198,7 @@ def regime_slices(client, returns: pd.Series, symbol: str, start, end) -> dict[s
         regimes = client.history([symbol], [f"regime_daily:{c}" for c in REGIMES], start=before, end=end)
     except UnknownFeatureError:
         return {}
-    from etl import clock
+    from etl.core import clock
 
     tz = clock.get_calendar(client.settings.calendar).tz
     sessions = pd.DatetimeIndex(regimes["event_timestamp"]).tz_convert(tz).normalize().tz_localize(None)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from etl.errors import AlphaError
-from etl.state_db import default_url, display_url, open_engine
+from etl.core.errors import AlphaError
+from etl.storage.state import default_url, display_url, open_engine
 
 #: order states of the ledger; "pending" = written, not yet acknowledged by the broker
 PENDING, SUBMITTED, FILLED, BLOCKED, EXPIRED, REJECTED = "pending", "submitted", "filled", "blocked", "expired", "rejected"

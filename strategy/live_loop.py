@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etl import clock as xclock
-from etl.errors import AlphaError
+from etl.core import clock as xclock
+from etl.core.errors import AlphaError
 from strategy.backtest import OPEN, decision_frame, feature_names, history_features
 from strategy.broker import BrokerError, Order
 from strategy.ledger import BLOCKED, EXPIRED, PENDING, REJECTED, SUBMITTED, Ledger, PlannedOrder

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from etl import clock as xclock
-from etl.errors import AlphaError
-from etl.state_db import open_engine
+from etl.core import clock as xclock
+from etl.core.errors import AlphaError
+from etl.storage.state import open_engine
 from strategy.broker import Account, BrokerError, Fill, Order, OrderStatus
 from strategy.ledger import from_key, ts_key
 

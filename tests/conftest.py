@@ -77,8 +77,8 @@ def redis_url(tmp_path_factory):
 @pytest.fixture(scope="session")
 def warehouse(tmp_path_factory, lean_root):
     """A SQLite-backed warehouse built by the real nightly Prefect flow."""
-    from etl.config import load_settings
-    from etl.ingest import ingest_lean
+    from etl.core.config import load_settings
+    from etl.sources.archive import ingest_lean
 
     home = tmp_path_factory.mktemp("warehouse")
     os.environ.pop("PREFECT_API_URL", None)
@@ -104,11 +104,11 @@ def client(warehouse):
 @pytest.fixture(scope="session")
 def redis_warehouse(tmp_path_factory, lean_root, redis_url):
     """A warehouse whose online store is the test's own redis-server."""
-    from etl.config import load_settings
-    from etl.family_gold import build_families
-    from etl.gold import build_gold
-    from etl.ingest import ingest_lean
-    from sdk import feast_store
+    from etl.core.config import load_settings
+    from etl.gold.core import build_gold
+    from etl.gold.families import build_families
+    from etl.serving import feast_store
+    from etl.sources.archive import ingest_lean
 
     home = tmp_path_factory.mktemp("redis_warehouse")
     (home / "config.toml").write_text(f'redis_url = "{redis_url}"\n')
@@ -124,7 +124,7 @@ def redis_warehouse(tmp_path_factory, lean_root, redis_url):
 
 @pytest.fixture
 def tmp_home(tmp_path):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
 
     return load_settings(tmp_path / "home")
 

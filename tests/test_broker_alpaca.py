@@ -9,8 +9,8 @@ import json
 import pandas as pd
 import pytest
 
-from etl.config import load_settings
-from etl.errors import ConfigError
+from etl.core.config import load_settings
+from etl.core.errors import ConfigError
 from strategy.alpaca import AlpacaBroker
 from strategy.broker import Account, Broker, BrokerError, Fill, Order
 from tests.vendor_server import FIXTURES, ReplayServer, Reply
@@ -270,8 +270,8 @@ def test_orders_alpaca_cannot_take_are_refused_before_any_request(server, broker
 
 
 def test_missing_keys_are_a_config_error(server, settings, monkeypatch):
-    from etl.config import PROJECT_ROOT
-    from etl.http import secret
+    from etl.core.config import PROJECT_ROOT
+    from etl.core.http import secret
 
     monkeypatch.delenv("ALPACA_API_SECRET_KEY")
     if secret("ALPACA_API_SECRET_KEY", settings.home) is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from etl import clock
-from etl.config import load_settings, parse_redis_url
-from etl.errors import ConfigError
+from etl.core import clock
+from etl.core.config import load_settings, parse_redis_url
+from etl.core.errors import ConfigError
 
 
 def test_availability_honours_dst_early_closes_and_delay():
@@ -62,8 +62,8 @@ def test_redis_url_to_feast_connection_string():
 
 
 def test_delay_reaches_the_silver_event_time(tmp_path, lean_root):
-    from etl.bars import read_silver_bars
-    from etl.ingest import ingest_lean
+    from etl.sources.archive import ingest_lean
+    from etl.storage.bars import read_silver_bars
 
     (tmp_path / "config.toml").write_text("bar_delay_minutes = 60\n")
     settings = load_settings(tmp_path)

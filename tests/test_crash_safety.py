@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from etl.config import load_settings
-from etl.store import TMP_PREFIX
+from etl.core.config import load_settings
+from etl.storage.atomic import TMP_PREFIX
 from tests.vendor_server import ReplayServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,9 +43,9 @@ def polygon():
 #: instead of four keeps 21 runs inside the CI budget)
 SCRIPT = """
 import sys
-from etl.config import load_settings
-from etl.ingest import ingest_lean
-from etl.pipeline import run_ingest
+from etl.core.config import load_settings
+from etl.sources.archive import ingest_lean
+from etl.sources.base import run_ingest
 
 settings = load_settings()
 for dataset, symbols, start, end, parallel in [
@@ -82,7 +82,7 @@ def snapshot(home: Path) -> dict[str, pd.DataFrame]:
     manifest = home / "bronze" / "lean" / "manifest.parquet"
     if manifest.exists():
         out["bronze/lean manifest"] = pd.read_parquet(manifest)[["relpath", "sha256", "bytes"]].sort_values("relpath").reset_index(drop=True)
-    from etl.watermarks import open_watermarks
+    from etl.storage.watermarks import open_watermarks
 
     store = open_watermarks(load_settings(home))
     out["watermarks"] = store.all()[["source", "dataset", "symbol", "high_water"]]

@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl import clock
-from etl.bars import read_silver_bars
+from etl.core import clock
 from etl.factors import FACTORS, compute_factors, feature_columns
-from etl.ingest import ingest_lean, read_corporate_actions
+from etl.sources.archive import ingest_lean
+from etl.storage.actions import read_corporate_actions
+from etl.storage.bars import read_silver_bars
 
 
 @pytest.fixture(scope="module")
 def aapl(tmp_path_factory, lean_root):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
 
     settings = load_settings(tmp_path_factory.mktemp("aapl"))
     ingest_lean(settings, lean_root, ["AAPL"])
@@ -103,7 +104,7 @@ def test_warmup_is_missing_not_zero(aapl):
 
 
 def test_gold_rows_are_available_at_close_plus_delay_and_created_deterministically(warehouse):
-    from etl.gold import build_gold, gold_path
+    from etl.gold.core import build_gold, gold_path
 
     settings = warehouse["settings"]
     tech = pd.read_parquet(gold_path(settings, "technicals"))

@@ -15,7 +15,7 @@ import pytest
 
 from etl.factors import registry
 from etl.factors.spec import FAMILIES, Output
-from etl.family_gold import lag_frame
+from etl.gold.families import lag_frame
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHA = str(Path(sys.executable).with_name("alpha"))

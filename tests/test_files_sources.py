@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etl import silver, tables
-from etl.pipeline import run_ingest
-from etl.watermarks import open_watermarks
+from etl.sources.base import run_ingest
+from etl.storage import silver, tables
+from etl.storage.watermarks import open_watermarks
 
 FX = Path(__file__).parent / "fixtures" / "fx"
 UTC = "UTC"

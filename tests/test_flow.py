@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etl.errors import NotIngestedError
+from etl.core.errors import NotIngestedError
 
 
 def test_nightly_chains_factors_apply_and_materialize(warehouse):

@@ -20,14 +20,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl import clock, silver
-from etl.bars import read_silver_bars
-from etl.config import load_settings
+from etl.core import clock
+from etl.core.config import load_settings
 from etl.factors.fundamentals import FACTORS, OUTPUTS, VIEW, FundamentalsInputError, compute_fundamentals
 from etl.factors.spec import Factor
-from etl.ingest import ingest_lean, read_corporate_actions
-from etl.pipeline import run_ingest
-from etl.tables import FUNDAMENTALS
+from etl.sources.archive import ingest_lean
+from etl.sources.base import run_ingest
+from etl.storage import silver
+from etl.storage.actions import read_corporate_actions
+from etl.storage.bars import read_silver_bars
+from etl.storage.tables import FUNDAMENTALS
 from tests.conftest import LEAN, SHARED
 from tests.vendor_server import ReplayServer, Reply
 

@@ -38,11 +38,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl import clock, silver
-from etl.bars import read_silver_bars, write_silver_bars
-from etl.config import load_settings
-from etl.errors import AlphaError, ConfigError
-from etl.health import (
+from etl.core import clock
+from etl.core.config import load_settings
+from etl.core.errors import AlphaError, ConfigError
+from etl.quality.health import (
     HealthCheckError,
     check_coverage,
     check_dividends,
@@ -54,8 +53,11 @@ from etl.health import (
     corporate_actions_from_factors,
     run_health,
 )
-from etl.ingest import ingest_lean, read_corporate_actions
-from etl.tables import BARS_DAILY
+from etl.sources.archive import ingest_lean
+from etl.storage import silver
+from etl.storage.actions import read_corporate_actions
+from etl.storage.bars import read_silver_bars, write_silver_bars
+from etl.storage.tables import BARS_DAILY
 
 from .conftest import SHARED
 

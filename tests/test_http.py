@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from etl.errors import ConfigError, VendorAuthError, VendorError, VendorNotFoundError, VendorUnavailableError
-from etl.http import HttpClient, RateLimiter, redact, require_secret, secret
+from etl.core.errors import ConfigError, VendorAuthError, VendorError, VendorNotFoundError, VendorUnavailableError
+from etl.core.http import HttpClient, RateLimiter, redact, require_secret, secret
 from tests.vendor_server import ReplayServer, Reply
 
 KEY = "sekret-123"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl.bars import read_silver_bars, silver_bars_dir
-from etl.errors import BadInputError, UnknownSymbolError
-from etl.ingest import ingest_csv_folder, ingest_lean
+from etl.core.errors import BadInputError, UnknownSymbolError
+from etl.sources.archive import ingest_csv_folder, ingest_lean
+from etl.storage.bars import read_silver_bars, silver_bars_dir
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -148,7 +148,7 @@ def test_csv_folder_errors(tmp_home, tmp_path):
 CRASH_WRITER = r"""
 import sys, numpy as np, pandas as pd, pyarrow as pa
 from pathlib import Path
-from etl.store import atomic_write_table
+from etl.storage.atomic import atomic_write_table
 path = Path(sys.argv[1])
 n = 3_000_000
 table = pa.table({"a": np.arange(n), "b": np.random.default_rng(0).random(n)})
@@ -176,7 +176,7 @@ def test_kill_mid_write_leaves_old_or_new_file_never_partial(tmp_path, delay):
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "t.parquet"]
     # a killed writer can leave a .tmp- file (never the target); readers ignore that prefix
     assert all(name.startswith(".tmp-") for name in leftovers)
-    from etl.store import remove_stale_temp_files
+    from etl.storage.atomic import remove_stale_temp_files
 
     assert remove_stale_temp_files(tmp_path) == len(leftovers)
 
@@ -187,7 +187,7 @@ def test_recovery_keeps_a_temp_file_whose_writer_is_alive_and_removes_a_dead_one
     import subprocess
     import sys
 
-    from etl.store import TMP_PREFIX, remove_stale_temp_files, temp_prefix
+    from etl.storage.atomic import TMP_PREFIX, remove_stale_temp_files, temp_prefix
 
     ours = tmp_path / f"{temp_prefix()}in-flight.parquet"
     ours.write_bytes(b"x")

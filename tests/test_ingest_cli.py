@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl import silver
-from etl.config import load_settings
-from etl.tables import NEWS
+from etl.core.config import load_settings
+from etl.storage import silver
+from etl.storage.tables import NEWS
 from tests.vendor_server import ReplayServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_one_failing_symbol_fails_the_command_but_not_the_others(tmp_path, serve
     assert "1/2 jobs ok" in out.stdout
     assert "FAILED polygon.daily NOSUCH" in out.stdout and "HTTP 404" in out.stdout
     assert "1 of 2 job(s) failed" in out.stderr and "Traceback" not in out.stderr
-    from etl.bars import read_silver_bars
+    from etl.storage.bars import read_silver_bars
 
     assert read_silver_bars(load_settings(home))["symbol"].unique().tolist() == ["AAPL"]
 
@@ -109,7 +109,7 @@ def test_compact_keeps_query_results(tmp_path, server):
     home = tmp_path / "home"
     assert alpha(["ingest", "polygon", "AAPL", "--start", "2014-05-01", "--end", "2014-07-31"], home, server).returncode == 0
     assert alpha(["ingest", "polygon", "SPY", "--start", "2014-05-01", "--end", "2014-07-31"], home, server).returncode == 0
-    from etl.bars import read_silver_bars
+    from etl.storage.bars import read_silver_bars
 
     settings = load_settings(home)
     before = read_silver_bars(settings, versions="all")

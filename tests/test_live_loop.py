@@ -208,7 +208,7 @@ def test_run_live_sleeps_until_each_calendar_decision_time(client, book, tmp_pat
 
 
 def test_ledger_on_postgresql_survives_a_restart(client, book, tmp_path, postgres_url):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
     from strategy.ledger import open_ledger
 
     (tmp_path / "home").mkdir()

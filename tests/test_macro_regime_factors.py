@@ -22,16 +22,18 @@ import pandas as pd
 import pytest
 from scipy.stats import percentileofscore
 
-from etl import clock, silver
-from etl.bars import read_silver_bars
-from etl.config import load_settings
-from etl.errors import AlphaError
+from etl.core import clock
+from etl.core.config import load_settings
+from etl.core.errors import AlphaError
 from etl.factors import macro, regime
 from etl.factors.macro import MacroInputError, compute_macro
 from etl.factors.regime import RegimeInputError, compute_regime, slice_metrics
-from etl.ingest import ingest_lean, read_corporate_actions
-from etl.pipeline import run_ingest
-from etl.tables import MACRO
+from etl.sources.archive import ingest_lean
+from etl.sources.base import run_ingest
+from etl.storage import silver
+from etl.storage.actions import read_corporate_actions
+from etl.storage.bars import read_silver_bars
+from etl.storage.tables import MACRO
 from tests.conftest import LEAN, SHARED
 from tests.vendor_server import ReplayServer
 

@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from etl import silver, tables
 from etl.factors.news import FACTORS, OUTPUTS, compute_news, score_items
-from etl.pipeline import run_ingest
-from etl.watermarks import open_watermarks
+from etl.sources.base import run_ingest
+from etl.storage import silver, tables
+from etl.storage.watermarks import open_watermarks
 
 STOCKNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "stocknet-tweets-prices"
 CSV = STOCKNET / "tweets_raw_extract.csv.gz"
@@ -145,7 +145,7 @@ def reference(tweets: list[dict], s: date) -> dict:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
 
     settings = load_settings(tmp_path_factory.mktemp("news") / "home")
     for symbols, start, end in RANGES:

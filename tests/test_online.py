@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from etl.bars import read_silver_bars
+from etl.storage.bars import read_silver_bars
 
 FEATURES = ["bars_daily:close", "bars_daily:session_date", "technicals:rsi_14", "technicals:sma_20", "technicals:macd"]
 

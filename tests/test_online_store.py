@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl.errors import OnlineStoreError
+from etl.core.errors import OnlineStoreError
 from tests.servers import RedisServer, free_port, no_redis
 
 SYMBOLS = ["AAPL", "SPY", "IBM"]
@@ -31,11 +31,11 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, lean_root, server):
     """A small warehouse (AAPL, SPY, IBM: every view) registered with Feast, nothing online yet."""
-    from etl.config import load_settings
-    from etl.family_gold import build_families
-    from etl.gold import build_gold
-    from etl.ingest import ingest_lean
-    from sdk import feast_store
+    from etl.core.config import load_settings
+    from etl.gold.core import build_gold
+    from etl.gold.families import build_families
+    from etl.serving import feast_store
+    from etl.sources.archive import ingest_lean
 
     home = tmp_path_factory.mktemp("online_home")
     (home / "config.toml").write_text(f'redis_url = "{server.url}"\n')
@@ -56,7 +56,7 @@ def _copy_home(src: Path, dst: Path, url: str) -> Path:
 
 
 def _settings(home: Path):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
 
     return load_settings(home)
 
@@ -95,10 +95,10 @@ def _same(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def materialized(home, server):
-    from sdk import online
+    from etl.serving import redis_writer
 
     settings = _settings(home)
-    report = online.materialize(settings, full=True)
+    report = redis_writer.materialize(settings, full=True)
     return settings, report
 
 
@@ -109,30 +109,30 @@ def test_layout_bytes_equal_feasts_own_helpers():
     from feast.protos.feast.types.Value_pb2 import Value
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from sdk import online
+    from etl.serving import redis_codec
 
     key = EntityKey(join_keys=["symbol"], entity_values=[Value(string_val="AAPL")])
-    assert online.entity_key("symbol", "AAPL") == serialize_entity_key(key, 3) + b"alpha_warehouse"
-    assert online.field_key("technicals", "rsi_14") == _mmh3("technicals:rsi_14")
+    assert redis_codec.entity_key("symbol", "AAPL") == serialize_entity_key(key, 3) + b"alpha_warehouse"
+    assert redis_codec.field_key("technicals", "rsi_14") == _mmh3("technicals:rsi_14")
     values = {"float64": [1.5, 0.0, -2.25, np.nan], "float32": [np.float32(0.1), np.float32(-3), np.nan, 0.0],
               "int64": [0, -1, 2**40, None], "bool": [True, False, None, True], "string": ["AAPL", "", None, "é"]}
     attr = {"float64": "double_val", "float32": "float_val", "int64": "int64_val", "bool": "bool_val", "string": "string_val"}
     for dtype, vals in values.items():
-        ours = online.encode_column(pd.Series(vals, dtype=object if dtype in ("int64", "bool", "string") else None), dtype)
+        ours = redis_codec.encode_column(pd.Series(vals, dtype=object if dtype in ("int64", "bool", "string") else None), dtype)
         theirs = [b"" if v is None or (isinstance(v, float) and np.isnan(v)) else Value(**{attr[dtype]: v}).SerializeToString() for v in vals]
         assert ours == theirs, dtype
-        assert [online.decode_value(b) for b in ours][:2] == [Value.FromString(b).__getattribute__(attr[dtype]) for b in theirs][:2]
+        assert [redis_codec.decode_value(b) for b in ours][:2] == [Value.FromString(b).__getattribute__(attr[dtype]) for b in theirs][:2]
     for ts in [pd.Timestamp("2021-03-31 20:15:00.123456", tz="UTC"), pd.Timestamp("1998-07-16 20:15", tz="UTC")]:
         proto = Timestamp()
         proto.FromDatetime(ts.to_pydatetime())
         us = ts.value // 1000
-        assert online.encode_timestamp(us) == proto.SerializeToString()
-        assert online.decode_timestamp(proto.SerializeToString()) == us
+        assert redis_codec.encode_timestamp(us) == proto.SerializeToString()
+        assert redis_codec.decode_timestamp(proto.SerializeToString()) == us
 
 
 def test_reader_equals_feast_get_online_features(materialized):
+    from etl.serving.feast_store import feature_store
     from sdk import online
-    from sdk.feast_store import feature_store
 
     settings, report = materialized
     assert report.entities_written > 0 and report.views == 22
@@ -195,15 +195,16 @@ def _append_rows(settings, view: str, rows: pd.DataFrame) -> None:
 def test_correction_same_event_time_and_late_rows(home, server, tmp_path):
     """A restatement with the same event time reaches Redis through us, not through Feast
     (feast-dev/feast#2795); a late row with an old event time is not missed (#4133)."""
-    from sdk import feast_store, online
+    from etl.serving import feast_store, redis_writer
+    from sdk import online
 
     srv = RedisServer(tmp_path / "r").start()
     try:
         work = _copy_home(home, tmp_path / "h", srv.url)
         settings = _settings(work)
-        first = online.materialize(settings)
+        first = redis_writer.materialize(settings)
         assert first.entities_written > 0
-        again = online.materialize(settings)
+        again = redis_writer.materialize(settings)
         assert again.entities_written == 0 and again.entities_skipped == first.entities_written + first.entities_skipped
 
         bars = pd.read_parquet(settings.gold / "bars_daily.parquet")
@@ -225,7 +226,7 @@ def test_correction_same_event_time_and_late_rows(home, server, tmp_path):
         feast_close = store.get_online_features(features=["bars_daily:close"], entity_rows=[{"symbol": "AAPL"}]).to_dict()["close"][0]
         assert feast_close == pytest.approx(122.15)  # Feast kept the old value
 
-        fixed = online.materialize(settings, now=now)
+        fixed = redis_writer.materialize(settings, now=now)
         assert fixed.per_view["bars_daily"]["written"] == 1 and fixed.entities_written == 1
         got = online.read_latest(settings, ["AAPL", "SPY"], ["bars_daily:close"], allow_stale=True, now=now)
         assert got["close"].tolist()[0] == 999.25
@@ -243,12 +244,12 @@ def test_correction_same_event_time_and_late_rows(home, server, tmp_path):
         ibm["known_timestamp"] = ibm["event_timestamp"]
         ibm["created_timestamp"] = now + pd.Timedelta(seconds=1)
         _append_rows(settings, "bars_daily", ibm)
-        late = online.materialize(settings, now=now + pd.Timedelta(seconds=5))
+        late = redis_writer.materialize(settings, now=now + pd.Timedelta(seconds=5))
         assert late.entities_written == 1
         got = online.read_latest(settings, ["IBM"], ["bars_daily:close"], allow_stale=True, now=now)
         assert got["close"].iloc[0] == 123.5
-        assert online.materialize(settings, now=now + pd.Timedelta(seconds=6)).entities_written == 0
-        full = online.materialize(settings, full=True, now=now + pd.Timedelta(seconds=6))
+        assert redis_writer.materialize(settings, now=now + pd.Timedelta(seconds=6)).entities_written == 0
+        full = redis_writer.materialize(settings, full=True, now=now + pd.Timedelta(seconds=6))
         assert full.entities_skipped == 0 and full.entities_written == again.entities_skipped
     finally:
         srv.stop()
@@ -310,14 +311,15 @@ def test_alpha_latest_on_redis_uses_the_same_rules(materialized):
 
 
 def test_password_url_env_and_wrong_password(home, tmp_path, monkeypatch):
+    from etl.serving import redis_writer
+    from etl.serving.feast_store import feature_store
     from sdk import online
-    from sdk.feast_store import feature_store
 
     srv = RedisServer(tmp_path / "r", "--requirepass", "s3cret")
     srv.start({"port": srv.port, "password": "s3cret"})
     try:
         with_url = _settings(_copy_home(home, tmp_path / "a", f"redis://:s3cret@127.0.0.1:{srv.port}/0"))
-        report = online.materialize(with_url, views=["bars_daily"])
+        report = redis_writer.materialize(with_url, views=["bars_daily"])
         assert report.entities_written == 3
         assert online.read_latest(with_url, ["SPY"], ["bars_daily:close"], now="warehouse")["close"].iloc[0] == pytest.approx(396.33)
         # Feast's own path gets the same password
@@ -336,7 +338,7 @@ def test_password_url_env_and_wrong_password(home, tmp_path, monkeypatch):
             online.read_latest(_settings(env_home), ["SPY"], ["bars_daily:close"])
         monkeypatch.delenv("ALPHA_REDIS_PASSWORD")
         with pytest.raises(OnlineStoreError, match=f"127.0.0.1:{srv.port}"):
-            online.materialize(_settings(env_home), views=["bars_daily"])
+            redis_writer.materialize(_settings(env_home), views=["bars_daily"])
     finally:
         srv.stop()
 
@@ -365,14 +367,15 @@ def test_tls(home, tmp_path):
         work = _copy_home(home, tmp_path / "h", f"rediss://127.0.0.1:{port}/0")
         with open(work / "config.toml", "a") as fh:
             fh.write(f'redis_ssl_ca_certs = "{certs / "cert.pem"}"\n')
+        from etl.serving import redis_writer
+        from etl.serving.feast_store import feature_store
         from sdk import online
-        from sdk.feast_store import feature_store
 
         settings = _settings(work)
         deadline = time.time() + 10
         while True:
             try:
-                report = online.materialize(settings, views=["bars_daily"])
+                report = redis_writer.materialize(settings, views=["bars_daily"])
                 break
             except OnlineStoreError:
                 if time.time() > deadline:
@@ -393,6 +396,7 @@ def test_tls(home, tmp_path):
 
 
 def test_redis_down_is_a_clear_error_within_the_timeout(home, tmp_path):
+    from etl.serving import redis_writer
     from sdk import connect, online
 
     dead = _settings(_copy_home(home, tmp_path / "d", f"redis://127.0.0.1:{free_port()}/0"))
@@ -401,7 +405,7 @@ def test_redis_down_is_a_clear_error_within_the_timeout(home, tmp_path):
     with pytest.raises(OnlineStoreError, match="cannot connect"):
         connect(dead.home).latest(["AAPL"], ["bars_daily:close"])
     with pytest.raises(OnlineStoreError, match="127.0.0.1"):
-        online.materialize(dead, views=["bars_daily"])
+        redis_writer.materialize(dead, views=["bars_daily"])
     # a port that accepts connections but never answers: bounded by redis_timeout_seconds
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -417,6 +421,7 @@ def test_redis_killed_mid_materialize_then_rerun(home, tmp_path):
     """kill -9 the redis-server while our materialize is writing; restart it on the same
     AOF; the rerun completes and the online values equal the offline latest values."""
     from etl.factors import registry
+    from etl.serving import redis_writer
     from sdk import online
 
     srv = RedisServer(tmp_path / "data").start()
@@ -431,11 +436,11 @@ def test_redis_killed_mid_materialize_then_rerun(home, tmp_path):
             killed.wait(10)
 
     with pytest.raises(OnlineStoreError, match="writing"):
-        online.materialize(settings, full=True, batch_keys=1, progress=progress)
+        redis_writer.materialize(settings, full=True, batch_keys=1, progress=progress)
     assert killed.is_set() and len(batches) == 5
     srv.start()
     try:
-        report = online.materialize(settings)
+        report = redis_writer.materialize(settings)
         assert report.entities_written > 0
         now = report.now
         for view in ["bars_daily", "technicals", "ta_overlap", "macro_daily"]:
@@ -451,6 +456,6 @@ def test_redis_killed_mid_materialize_then_rerun(home, tmp_path):
                     want = expected.loc[key, o.name]
                     want = None if pd.isna(want) else (float(np.float32(want)) if o.dtype == "float32" else want)
                     assert _same(got[o.name].iloc[i], want), (view, o.name, key)
-        assert online.materialize(settings).entities_written == 0
+        assert redis_writer.materialize(settings).entities_written == 0
     finally:
         srv.stop()

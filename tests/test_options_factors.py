@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl import clock, silver, tables
-from etl.bars import read_silver_bars
+from etl.core import clock
 from etl.factors import options as opt
-from etl.ingest import ingest_lean, read_corporate_actions
-from etl.pipeline import run_ingest
+from etl.sources.archive import ingest_lean
+from etl.sources.base import run_ingest
+from etl.storage import silver, tables
+from etl.storage.actions import read_corporate_actions
+from etl.storage.bars import read_silver_bars
 
 UTC = "UTC"
 CHAINS = {"AAPL": ("2014-06-02", "2014-06-16"), "GOOG": ("2015-12-22", "2015-12-31"), "SPY": ("2023-12-28", "2024-01-09")}
@@ -34,7 +36,7 @@ CHAINS = {"AAPL": ("2014-06-02", "2014-06-16"), "GOOG": ("2015-12-22", "2015-12-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, lean_root):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
 
     settings = load_settings(tmp_path_factory.mktemp("options") / "home")
     for sym, (start, end) in CHAINS.items():
@@ -535,10 +537,12 @@ def test_empty_chain_gives_an_empty_typed_frame():
 
 
 def test_load_rates_reads_leans_primary_credit_file(monkeypatch, lean_root):
+    from etl.gold.families import load_rates
+
     monkeypatch.setenv("ALPHA_LEAN_DATA", str(lean_root))
-    r = opt.load_rates()
+    r = load_rates()
     row = r[r["date"] == "2015-12-17"].iloc[0]
     assert row["rate"] == 0.01 and row["event_timestamp"] == pd.Timestamp("2015-12-17 05:00", tz=UTC)
     assert r["rate"].iloc[-1] == 0.055 and r["date"].iloc[-1] == pd.Timestamp("2023-07-27")
     monkeypatch.setenv("ALPHA_LEAN_DATA", str(Path("/nonexistent")))
-    assert opt.load_rates().empty
+    assert load_rates().empty

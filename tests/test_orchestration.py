@@ -65,7 +65,7 @@ def polygon(monkeypatch):
 
 
 def _in_process(home: Path):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
     from flows.prefect_env import configure_prefect
 
     settings = load_settings(home)
@@ -77,9 +77,9 @@ def _in_process(home: Path):
 
 
 def test_nightly_schedule_follows_the_exchange_close_and_the_slowest_source(tmp_path):
-    from etl.config import load_settings
-    from etl.errors import ConfigError
-    from etl.schedule import last_complete_session, nightly_cron, resolve_session
+    from etl.core.config import load_settings
+    from etl.core.errors import ConfigError
+    from etl.core.schedule import last_complete_session, nightly_cron, resolve_session
 
     write_config(tmp_path, None, extra="delay_minutes = 40")
     settings = load_settings(tmp_path)
@@ -101,8 +101,8 @@ def test_nightly_schedule_follows_the_exchange_close_and_the_slowest_source(tmp_
 
 
 def test_a_broken_ingest_table_is_refused_before_any_work(tmp_path, polygon):
-    from etl.config import load_settings
-    from etl.errors import ConfigError
+    from etl.core.config import load_settings
+    from etl.core.errors import ConfigError
     from flows.nightly import nightly
 
     (tmp_path / "config.toml").write_text('[[ingest]]\nsource = "polygon"\n')
@@ -119,8 +119,8 @@ def test_a_broken_ingest_table_is_refused_before_any_work(tmp_path, polygon):
 
 
 def test_nightly_twice_for_a_session_changes_nothing_and_the_next_session_adds_only_its_rows(tmp_path, polygon, redis_pw):
-    from etl.bars import read_silver_bars
-    from etl.gold import gold_path
+    from etl.gold.core import gold_path
+    from etl.storage.bars import read_silver_bars
     from flows.nightly import nightly
     from sdk import Alpha
 
@@ -175,7 +175,7 @@ def test_nightly_twice_for_a_session_changes_nothing_and_the_next_session_adds_o
 
 
 def test_nightly_reports_a_refused_symbol_and_still_closes_the_session_for_the_others(tmp_path, polygon):
-    from etl.gold import gold_path
+    from etl.gold.core import gold_path
     from flows.nightly import nightly, summary_markdown
 
     polygon.aliases["DENIED"] = "SPY"
@@ -197,7 +197,7 @@ def test_nightly_reports_a_refused_symbol_and_still_closes_the_session_for_the_o
 
 
 def test_strict_health_holds_the_online_push_back_but_keeps_gold(tmp_path, polygon):
-    from etl.gold import gold_path
+    from etl.gold.core import gold_path
     from flows.nightly import nightly
 
     home = tmp_path / "home"
@@ -278,7 +278,7 @@ def test_materialize_is_retried_when_redis_is_down_and_succeeds_once_it_is_back(
 
 
 def test_backfill_paces_every_worker_under_one_vendor_limit_reports_4xx_and_retries_only_io(tmp_path, polygon, monkeypatch):
-    from etl.bars import read_silver_bars
+    from etl.storage.bars import read_silver_bars
     from flows.backfill import WORKERS, backfill
 
     assert WORKERS >= 2
@@ -341,8 +341,8 @@ def test_pulls_reaching_into_the_last_days_get_no_cache_key_older_ones_one_of_th
 
 
 def _silver_values(home: Path) -> pd.DataFrame:
-    from etl.bars import read_silver_bars
-    from etl.config import load_settings
+    from etl.core.config import load_settings
+    from etl.storage.bars import read_silver_bars
 
     frame = read_silver_bars(load_settings(home), versions="all").drop(columns=["created_timestamp"])
     return frame.sort_values(["symbol", "session"]).reset_index(drop=True)
@@ -449,7 +449,7 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their
         assert len(arts) == 1 and arts[0]["flow_run_id"] == runs[0]["id"]
         assert "# Nightly 2014-07-29" in arts[0]["data"] and "polygon.daily" in arts[0]["data"]
 
-        from etl.config import load_settings
+        from etl.core.config import load_settings
         from sdk import Alpha
 
         latest = Alpha(settings=load_settings(home)).latest(["AAPL", "SPY"], ["bars_daily:close"], now="warehouse").set_index("symbol")
@@ -459,7 +459,7 @@ def test_served_deployments_run_the_nightly_through_the_prefect_api_and_on_their
 
     # the schedule itself: served again on a cron that fires every minute, the server
     # creates the run and the worker runs it, closing the last complete session by the wall clock
-    from etl.schedule import last_complete_session
+    from etl.core.schedule import last_complete_session
 
     env = {**env, "ALPHA_NIGHTLY_CRON": "* * * * *", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     serve = _serve(env, tmp_path / "serve.log")

@@ -9,7 +9,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdk.pit.engine import factorize_keys, latest_indices, pit_indices
+from etl.core.pit import factorize_keys, latest_indices, pit_indices
 
 KEYS = ["A", "B", "C"]
 

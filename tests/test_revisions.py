@@ -6,11 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from etl.config import load_settings
-from etl.family_gold import build_families
-from etl.gold import build_gold
-from etl.ingest import ingest_csv_folder
-from sdk import NaiveTimestampError, connect, feast_store
+from etl.core.config import load_settings
+from etl.gold.core import build_gold
+from etl.gold.families import build_families
+from etl.serving import feast_store
+from etl.sources.archive import ingest_csv_folder
+from sdk import NaiveTimestampError, connect
 
 ROWS = [
     ("2014-05-27", 10.0), ("2014-05-28", 10.2), ("2014-05-29", 10.1), ("2014-05-30", 10.4),

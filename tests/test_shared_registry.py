@@ -6,11 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from etl.config import load_settings
-from etl.family_gold import build_families
-from etl.gold import build_gold
-from etl.ingest import ingest_lean
-from sdk import feast_store
+from etl.core.config import load_settings
+from etl.gold.core import build_gold
+from etl.gold.families import build_families
+from etl.serving import feast_store
+from etl.sources.archive import ingest_lean
 from tests.servers import postgres_database
 
 

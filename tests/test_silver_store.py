@@ -10,13 +10,13 @@ import shutil
 import pandas as pd
 import pytest
 
-from etl import silver
-from etl.config import load_settings
-from etl.errors import BadInputError, BadSymbolError
-from etl.ingest import ingest_lean
-from etl.pipeline import check_symbols
-from etl.tables import BARS_DAILY, MACRO
-from etl.watermarks import WatermarkStore, open_watermarks
+from etl.core.config import load_settings
+from etl.core.errors import BadInputError, BadSymbolError
+from etl.sources.archive import ingest_lean
+from etl.sources.base import check_symbols
+from etl.storage import silver
+from etl.storage.tables import BARS_DAILY, MACRO
+from etl.storage.watermarks import WatermarkStore, open_watermarks
 
 NOW = pd.Timestamp("2026-11-22 12:00", tz="UTC")
 
@@ -86,7 +86,7 @@ def test_daily_bars_compact_without_changing_reads(tmp_path, lean_root):
     settings = load_settings(tmp_path / "home")
     ingest_lean(settings, lean_root, ["AAPL"])
     ingest_lean(settings, lean_root, ["SPY"])
-    from etl.bars import read_silver_bars
+    from etl.storage.bars import read_silver_bars
 
     before = read_silver_bars(settings, versions="all")
     assert len(list((settings.silver / "bars_daily" / "year=2014").glob("*.parquet"))) == 2

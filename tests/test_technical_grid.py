@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 import talib
 
-from etl import clock
-from etl.bars import read_silver_bars
+from etl.core import clock
 from etl.factors import technical as T
 from etl.factors.spec import FAMILIES
-from etl.ingest import ingest_lean, read_corporate_actions
+from etl.sources.archive import ingest_lean
+from etl.storage.actions import read_corporate_actions
+from etl.storage.bars import read_silver_bars
 
 from .conftest import SHARED
 
@@ -32,7 +33,7 @@ SYMBOLS = ["AAPL", "SPY", "IBM"]
 
 @pytest.fixture(scope="module")
 def lean(tmp_path_factory, lean_root):
-    from etl.config import load_settings
+    from etl.core.config import load_settings
 
     settings = load_settings(tmp_path_factory.mktemp("technical"))
     ingest_lean(settings, lean_root, SYMBOLS)
@@ -412,7 +413,7 @@ def test_an_infinite_ratio_is_missing_not_stored(aapl):
 
 
 def test_rejects_bars_that_are_not_one_symbol_sorted_by_session(lean):
-    from etl.errors import AlphaError
+    from etl.core.errors import AlphaError
 
     bars, actions = lean["AAPL"]
     with pytest.raises(AlphaError, match="sorted by session"):

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl import clock, silver, tables
-from etl.config import load_settings
-from etl.errors import NotIngestedError
-from etl.pipeline import run_ingest
+from etl.core import clock
+from etl.core.config import load_settings
+from etl.core.errors import NotIngestedError
+from etl.sources.base import run_ingest
+from etl.storage import silver, tables
 from sdk import connect
 
 UNIVERSE = "us_equity_coarse"
@@ -142,10 +143,10 @@ def featured(coarse, lean_root):
     """The same warehouse with Lean daily bars, gold features and the Feast registry
     of a few symbols (real ingest, build_gold and feast apply; like conftest's
     redis_warehouse, without an online store)."""
-    from etl.family_gold import build_families
-    from etl.gold import build_gold
-    from etl.ingest import ingest_lean
-    from sdk import feast_store
+    from etl.gold.core import build_gold
+    from etl.gold.families import build_families
+    from etl.serving import feast_store
+    from etl.sources.archive import ingest_lean
 
     settings, _ = coarse
     ingest_lean(settings, lean_root, ["AAPL", "IBM", "GOOGL"])
@@ -192,7 +193,7 @@ def test_history_over_a_universe_follows_the_rename(featured):
 
 
 def test_history_needs_entities_or_a_universe(featured):
-    from etl.errors import AlphaError, EmptyInputError
+    from etl.core.errors import AlphaError, EmptyInputError
 
     with pytest.raises(EmptyInputError, match="universe="):
         featured.history(features=FEATURES, start="2014-04-04", end="2014-04-07")

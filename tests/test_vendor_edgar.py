@@ -10,14 +10,14 @@ import json
 import pandas as pd
 import pytest
 
-from etl import silver
-from etl.bronze import read_fetch_log
-from etl.config import load_settings
-from etl.errors import ConfigError, VendorPayloadError
-from etl.pipeline import Job, run_ingest
-from etl.tables import FILINGS, FUNDAMENTALS
-from etl.vendors.edgar import EdgarSource
-from etl.watermarks import open_watermarks
+from etl.core.config import load_settings
+from etl.core.errors import ConfigError, VendorPayloadError
+from etl.sources.base import Job, run_ingest
+from etl.sources.vendors.edgar import EdgarSource
+from etl.storage import silver
+from etl.storage.bronze import read_fetch_log
+from etl.storage.tables import FILINGS, FUNDAMENTALS
+from etl.storage.watermarks import open_watermarks
 from tests.vendor_server import FIXTURES, ReplayServer, Reply
 
 NOW = pd.Timestamp("2026-11-22 12:00", tz="UTC")
@@ -239,7 +239,7 @@ def test_unknown_ticker_fails_its_job_only_and_config_ciks_extend_the_map(tmp_pa
 
 def test_user_agent_is_required_and_sent(tmp_path, server, monkeypatch):
     monkeypatch.delenv("EDGAR_USER_AGENT", raising=False)
-    monkeypatch.setattr("etl.config.PROJECT_ROOT", tmp_path)   # a developer's own .env must not supply one
+    monkeypatch.setattr("etl.core.config.PROJECT_ROOT", tmp_path)   # a developer's own .env must not supply one
     home = tmp_path / "bare"
     home.mkdir()
     (home / "config.toml").write_text(f'[vendors.edgar]\nbase_url = "{server.url}"\n')

@@ -11,14 +11,14 @@ import json
 import pandas as pd
 import pytest
 
-from etl import silver
-from etl.bronze import read_fetch_log
-from etl.config import load_settings
-from etl.errors import ConfigError, VendorPayloadError
-from etl.pipeline import Job, run_ingest
-from etl.tables import MACRO
-from etl.vendors.fred import FredSource
-from etl.watermarks import open_watermarks
+from etl.core.config import load_settings
+from etl.core.errors import ConfigError, VendorPayloadError
+from etl.sources.base import Job, run_ingest
+from etl.sources.vendors.fred import FredSource
+from etl.storage import silver
+from etl.storage.bronze import read_fetch_log
+from etl.storage.tables import MACRO
+from etl.storage.watermarks import open_watermarks
 from tests.vendor_server import FIXTURES, ReplayServer, Reply
 
 NOW = pd.Timestamp("2026-11-22 12:00", tz="UTC")
@@ -178,7 +178,7 @@ def test_a_later_clipped_window_does_not_repeat_values_silver_already_has(tmp_pa
 
 def test_missing_api_key_is_a_clear_config_error(tmp_path, server, monkeypatch):
     monkeypatch.delenv("FRED_API_KEY")
-    monkeypatch.setattr("etl.config.PROJECT_ROOT", tmp_path)   # a developer's own .env must not supply a key
+    monkeypatch.setattr("etl.core.config.PROJECT_ROOT", tmp_path)   # a developer's own .env must not supply a key
     settings = fred_home(tmp_path, server)
     (settings.home / ".env").write_text("FRED_API_KEY=\n")    # an empty entry counts as missing
     with pytest.raises(ConfigError, match="fred needs an API key: set FRED_API_KEY in the environment or in a .env file"):

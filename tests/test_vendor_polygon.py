@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl import silver, tables
-from etl.bronze import read_fetch_log
-from etl.config import load_settings
-from etl.errors import BadSymbolError
-from etl.pipeline import run_ingest
-from etl.watermarks import open_watermarks
+from etl.core.config import load_settings
+from etl.core.errors import BadSymbolError
+from etl.sources.base import run_ingest
+from etl.storage import silver, tables
+from etl.storage.bronze import read_fetch_log
+from etl.storage.watermarks import open_watermarks
 from tests.vendor_server import FIXTURES, ReplayServer, Reply
 
 FIX = FIXTURES / "polygon"

@@ -109,7 +109,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from etl.errors import AlphaError
+from etl.core.errors import AlphaError
 from etl.factors.core import cumulative_factors
 from etl.factors.spec import Factor, Output
 

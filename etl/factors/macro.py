@@ -53,8 +53,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from etl import clock
-from etl.errors import AlphaError
+from etl.core import clock
+from etl.core.errors import AlphaError
 from etl.factors.spec import Factor, Output
 
 VIEW = "macro_daily"

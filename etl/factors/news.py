@@ -58,8 +58,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from etl import clock
-from etl.errors import AlphaError
+from etl.core import clock
+from etl.core.errors import AlphaError
 from etl.factors.spec import Factor, Output
 
 VIEW = "news_daily"

@@ -1,7 +1,7 @@
 """Options factors: implied volatility, greeks, term structure, skew, flow and
 realised volatility for one underlying, from its end-of-day option chains.
 
-Pure: frames in, frames out. The one adapter, :func:`load_rates`, reads the
+Pure: frames in, frames out. The one adapter, ``etl.gold.families.load_rates``, reads the
 risk-free rate file for ``etl.family_gold`` and is kept apart at the bottom.
 
 Model
@@ -92,8 +92,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr, ndtr
 
-from etl import clock
-from etl.errors import AlphaError
+from etl.core import clock
+from etl.core.errors import AlphaError
 from etl.factors.core import cumulative_factors
 from etl.factors.spec import Factor, Output
 
@@ -938,17 +938,3 @@ def rates_from_lean(frame: pd.DataFrame) -> pd.DataFrame:
         "rate": pd.to_numeric(frame["PCREDIT8"], errors="coerce").astype(float) / 100.0,
         "event_timestamp": d.dt.tz_localize(NEW_YORK).dt.tz_convert("UTC").astype("datetime64[us, UTC]"),
     })
-
-
-def load_rates(settings=None) -> pd.DataFrame:
-    """The risk-free rate table for the options family: Lean's Fed primary credit
-    rate file under the Lean data root (``$ALPHA_LEAN_DATA`` or the shared data).
-    Empty (so every implied volatility is missing, never computed at rate 0)
-    when the file is absent."""
-    from etl.files import default_lean_path
-
-    path = default_lean_path() / "interest_rate_usa" / "interest-rate.csv"
-    if not path.exists():
-        return pd.DataFrame({"date": pd.Series(dtype="datetime64[us]"), "rate": pd.Series(dtype=float),
-                             "event_timestamp": pd.Series(dtype="datetime64[us, UTC]")})
-    return rates_from_lean(pd.read_csv(path))

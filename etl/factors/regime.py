@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from etl.errors import AlphaError
+from etl.core.errors import AlphaError
 from etl.factors.core import cumulative_factors
 from etl.factors.spec import Factor, Output
 

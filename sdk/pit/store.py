@@ -43,9 +43,9 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _get_requested_feature_views_to_features_dict
 
-from etl.clock import require_utc
-from etl.errors import EmptyInputError, NaiveTimestampError
-from sdk.pit.engine import factorize_keys, latest_indices, pit_indices
+from etl.core.clock import require_utc
+from etl.core.errors import EmptyInputError, NaiveTimestampError
+from etl.core.pit import factorize_keys, latest_indices, pit_indices
 from sdk.pit.reader import Window, epoch_us
 
 STORE_TYPE = "sdk.pit.store.AlphaOfflineStore"

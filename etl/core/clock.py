@@ -1,0 +1,133 @@
+"""The exchange calendar is the clock.
+
+A daily bar becomes knowable at its session's close on the exchange calendar
+(early closes and holidays honoured, from ``exchange_calendars``) plus a
+delay. Every timestamp leaving this module is tz-aware UTC with microsecond
+resolution (DuckDB and Feast cannot materialize nanosecond UTC columns).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+CALENDAR_START = "1990-01-01"
+
+
+@lru_cache(maxsize=4)
+def get_calendar(name: str = "XNYS"):
+    import exchange_calendars as xcals
+
+    end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)).strftime("%Y-%m-%d")
+    try:
+        return xcals.get_calendar(name, start=CALENDAR_START, end=end)
+    except ValueError:  # a calendar that cannot reach back to CALENDAR_START (XTKS: 1997) starts at its earliest date
+        earliest = type(xcals.get_calendar(name)).bound_min()
+        if earliest is None:
+            raise
+        return xcals.get_calendar(name, start=max(pd.Timestamp(CALENDAR_START), earliest), end=end)
+
+
+def to_utc_us(values) -> pd.Series | pd.DatetimeIndex:
+    """Cast tz-aware datetimes to UTC at microsecond resolution."""
+    if isinstance(values, pd.Series):
+        return values.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return pd.DatetimeIndex(values).tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def require_utc(values: pd.Series, column: str) -> pd.Series:
+    """A time column as tz-aware UTC, or a clear error: never guess a time zone, never
+    accept a missing time. Shared by the SDK and the offline store."""
+    from etl.core.errors import EmptyInputError, NaiveTimestampError
+
+    ts = values
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        try:
+            ts = pd.to_datetime(ts)
+        except (ValueError, TypeError) as exc:
+            raise NaiveTimestampError(f"{column} is not a datetime column: {exc}") from None
+    if getattr(ts.dt, "tz", None) is None:
+        raise NaiveTimestampError(
+            f"{column} has no time zone; the warehouse never guesses one. Fix with "
+            f"df['{column}'] = df['{column}'].dt.tz_localize('America/New_York') "
+            "(or 'UTC'), whichever your clock meant."
+        )
+    if ts.isna().any():
+        raise EmptyInputError(f"{column} is missing in {int(ts.isna().sum())} row(s)")
+    return ts.dt.tz_convert("UTC")
+
+
+def naive_date(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(None)
+    return ts.normalize()
+
+
+def sessions_in_range(start, end, calendar: str = "XNYS") -> pd.DatetimeIndex:
+    """Session dates (naive, midnight) from ``start`` to ``end`` inclusive."""
+    cal = get_calendar(calendar)
+    start, end = naive_date(start), naive_date(end)
+    start = max(start, cal.first_session)
+    end = min(end, cal.last_session)
+    if start > end:
+        return pd.DatetimeIndex([])
+    return cal.sessions_in_range(start, end)
+
+
+def is_session(dates: pd.DatetimeIndex, calendar: str = "XNYS") -> np.ndarray:
+    """Boolean mask: which of ``dates`` are sessions of the calendar."""
+    cal = get_calendar(calendar)
+    dates = pd.DatetimeIndex(dates).normalize()
+    return np.asarray(dates.isin(cal.sessions))
+
+
+def session_closes(dates, calendar: str = "XNYS") -> pd.DatetimeIndex:
+    """UTC close time of each session date (early closes honoured)."""
+    cal = get_calendar(calendar)
+    dates = pd.DatetimeIndex(dates).normalize()
+    closes = cal.schedule["close"].reindex(dates)
+    if closes.isna().any():
+        bad = dates[np.asarray(closes.isna())][:5]
+        raise ValueError(f"not {calendar} sessions: {[d.strftime('%Y-%m-%d') for d in bad]}")
+    return pd.DatetimeIndex(closes).tz_convert("UTC")
+
+
+def availability_times(dates, delay_minutes: int, calendar: str = "XNYS") -> pd.DatetimeIndex:
+    """When a daily bar of each session date could first be known: close + delay, UTC (us)."""
+    closes = session_closes(dates, calendar)
+    return to_utc_us(closes + pd.Timedelta(minutes=delay_minutes))
+
+
+def session_opens(dates, calendar: str = "XNYS") -> pd.DatetimeIndex:
+    cal = get_calendar(calendar)
+    dates = pd.DatetimeIndex(dates).normalize()
+    opens = cal.schedule["open"].reindex(dates)
+    return to_utc_us(pd.DatetimeIndex(opens))
+
+
+def next_session(dates, calendar: str = "XNYS") -> pd.DatetimeIndex:
+    """The first session strictly after each date."""
+    cal = get_calendar(calendar)
+    sessions = cal.sessions
+    idx = np.searchsorted(sessions.values, pd.DatetimeIndex(dates).normalize().values, side="right")
+    idx = np.minimum(idx, len(sessions) - 1)
+    return pd.DatetimeIndex(sessions.values[idx])
+
+
+def utc_now() -> pd.Timestamp:
+    """The wall clock, tz-aware UTC."""
+    return pd.Timestamp.now(tz="UTC")
+
+
+def to_utc(value, name: str) -> pd.Timestamp:
+    """One point in time as tz-aware UTC, or a clear error naming the argument: a naive time is
+    never taken as UTC (or anything else)."""
+    from etl.core.errors import NaiveTimestampError
+
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise NaiveTimestampError(f"{name}={value!r} has no time zone; pass a tz-aware time, e.g. pd.Timestamp(..., tz='UTC')")
+    return ts.tz_convert("UTC")

@@ -1,0 +1,107 @@
+"""Feast plumbing for one warehouse: the RepoConfig, apply and materialize.
+
+Imports Feast (about 3 s) only when a function here is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import UTC, datetime
+
+from etl.core.config import FEAST_PROJECT, Settings
+from etl.core.errors import NotIngestedError, OnlineStoreError
+
+
+def repo_config(settings: Settings):
+    from feast.repo_config import RepoConfig
+
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    if settings.redis_url:
+        # the same password (URL or ALPHA_REDIS_PASSWORD), TLS files and timeouts as sdk.online
+        online = {"type": "redis", "connection_string": settings.feast_redis_connection}
+    else:
+        online = {"type": "sqlite", "path": str(settings.online_sqlite_path)}
+    return RepoConfig(
+        project=FEAST_PROJECT,
+        provider="local",
+        registry=registry_config(settings),
+        offline_store={"type": "sdk.pit.store.AlphaOfflineStore"},
+        coerce_tz_aware=False,  # naive entity times are rejected by our store, never relabelled
+        online_store=online,
+        entity_key_serialization_version=3,
+        repo_path=str(settings.home),
+    )
+
+
+def registry_config(settings: Settings) -> dict:
+    """Feast's registry: a file in the home, or with ``registry_url`` (config.toml or
+    ``ALPHA_REGISTRY_URL``, a SQLAlchemy URL such as ``postgresql+psycopg://user@host/db``)
+    Feast's SQL registry, which several researchers and the flow worker share."""
+    if settings.registry_url:
+        return {"registry_type": "sql", "path": settings.registry_url, "cache_ttl_seconds": 60,
+                "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
+    return {"registry_type": "file", "path": str(settings.registry_path), "cache_ttl_seconds": 60}
+
+
+def feature_store(settings: Settings):
+    _quiet_feast()
+    from feast import FeatureStore
+
+    return FeatureStore(config=repo_config(settings))
+
+
+def _quiet_feast() -> None:
+    warnings.filterwarnings("ignore", module="feast")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger("feast").setLevel(logging.WARNING)
+
+
+def apply(settings: Settings) -> list[str]:
+    """Register the definitions generated from the factor specs (``feast apply``)."""
+    from etl.factors import registry
+    from etl.gold.core import gold_path
+
+    missing = [v for v in registry.views() if not gold_path(settings, v).exists()]
+    if missing:
+        raise NotIngestedError(
+            f"no gold table for {len(missing)} view(s) ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}) "
+            f"in {settings.gold}; run `alpha nightly` after ingesting"
+        )
+    from feature_repo.definitions import build_definitions
+
+    store = feature_store(settings)
+    defs = build_definitions(settings.home)
+    store.apply(defs.objects())
+    return [o.name for o in defs.objects()]
+
+
+def materialize(settings: Settings, start: datetime | None = None, end: datetime | None = None, *, full: bool = False) -> dict:
+    """Push the latest value of every view, per symbol, to the online store.
+
+    On Redis this is :func:`sdk.online.materialize` (only changed winners, corrections with the
+    same event time and late rows included; ``full=True`` rewrites everything; ``end`` is the
+    knowledge time, default now); on SQLite Feast's own ``materialize``.
+    """
+    if settings.redis_url:
+        from etl.serving import redis_writer
+
+        report = redis_writer.materialize(settings, full=full, now=end)
+        return {"start": start, "end": report.now.to_pydatetime(), "online_store": settings.online_store_kind, "report": report.as_dict()}
+    from etl.gold.core import read_symbols_manifest
+
+    manifest = read_symbols_manifest(settings)
+    if manifest is None:
+        raise NotIngestedError("nothing to materialize: run `alpha nightly` after ingesting")
+    import pandas as pd
+
+    start = start or (pd.Timestamp(manifest["first_event"]) - pd.Timedelta(seconds=1)).to_pydatetime()
+    end = end or datetime.now(UTC)
+    store = feature_store(settings)
+    try:
+        store.materialize(start_date=start, end_date=end)
+    except Exception as exc:  # connection problems surface from many Feast layers
+        if "redis" in type(exc).__module__.lower() or "Connection" in type(exc).__name__:
+            raise OnlineStoreError(f"cannot write to the online store ({settings.online_store_kind}): {exc}") from exc
+        raise
+    return {"start": start, "end": end, "online_store": settings.online_store_kind}

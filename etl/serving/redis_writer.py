@@ -1,0 +1,173 @@
+"""Materialization to Redis in Feast's layout, incremental by a digest of each entity's winner.
+
+:func:`materialize` writes per view and entity only the rows whose *winner* changed since the
+last run (the point-in-time rule of ``etl.core.pit``, the one the offline store uses): a record
+of what was written, a 16-byte digest of (event time, known time, created time, encoded values)
+per entity, lives in Redis beside the data (hash ``alpha:online_state:<project>:<view>``),
+written in the same pipeline right after the data it describes. A correction with the same
+event time (Feast skips it: feast-dev/feast#2795) or a late row with an old event time
+(feast-dev/feast#4133) changes the winner's digest and is written; a Redis that lost data loses
+the record too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from etl.core import clock, pit
+from etl.core.config import Settings
+from etl.core.errors import (
+    NotIngestedError,
+    OnlineStoreError,
+    UnknownFeatureError,
+)
+from etl.serving.catalog import build_catalog, write_catalog
+from etl.serving.redis_codec import (
+    encode_column,
+    encode_timestamp,
+    entity_key,
+    field_key,
+    state_key,
+    ts_key,
+)
+from etl.serving.redis_conn import _guard, redis_client
+
+#: entity keys per write pipeline
+PIPELINE_KEYS = 1000
+
+
+@dataclass
+class MaterializeReport:
+    """What one :func:`materialize` run did."""
+
+    now: object                      # pd.Timestamp: the knowledge time of the run
+    full: bool
+    views: int = 0
+    entities_written: int = 0        # (view, entity) pairs written
+    entities_skipped: int = 0        # (view, entity) pairs whose winner had not changed
+    values_written: int = 0
+    seconds: float = 0.0
+    per_view: dict = field(default_factory=dict)  # view -> {"written": n, "skipped": n}
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["now"] = str(self.now)
+        return out
+
+    def summary(self) -> str:
+        return (f"{self.views} views as known at {self.now}: {self.entities_written:,} entity rows written "
+                f"({self.values_written:,} values), {self.entities_skipped:,} unchanged, "
+                f"{'full' if self.full else 'incremental'}, {self.seconds:.2f} s")
+
+
+def _us(column) -> object:
+    """int64 microseconds (UTC) of an Arrow timestamp column (naive times are read as UTC)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if not pa.types.is_timestamp(col.type):
+        raise OnlineStoreError(f"expected a timestamp column, got {col.type}")
+    if col.null_count:
+        raise OnlineStoreError("a gold timestamp column has missing values")
+    return pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz)), pa.int64()).to_numpy()
+
+
+def _view_rows(settings: Settings, name: str, info: dict, now_us: int):
+    """The winners of one view: (entity values, event us, encoded columns, digests)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = settings.gold / f"{name}.parquet"
+    if not path.exists():
+        raise NotIngestedError(f"no gold table {path}; run `alpha nightly` (or build the gold tables) before materializing")
+    entity = info["entity"]
+    features = info["features"]
+    schema = pq.read_schema(path)
+    created_col = "created_timestamp" if "created_timestamp" in schema.names else None
+    missing = [c for c in [entity, "event_timestamp", "known_timestamp", *features] if c not in schema.names]
+    if missing:
+        raise OnlineStoreError(f"{path} lacks column(s) {missing[:10]}; rebuild the gold tables (`alpha nightly`)")
+    cols = [entity, "event_timestamp", "known_timestamp", *([created_col] if created_col else []), *features]
+    table = pq.read_table(path, columns=cols)
+    codes = pc.dictionary_encode(table.column(entity).combine_chunks()).indices.to_numpy(zero_copy_only=False)
+    ev, kn = _us(table.column("event_timestamp")), _us(table.column("known_timestamp"))
+    import numpy as np
+
+    cr = _us(table.column(created_col)) if created_col else np.zeros(len(ev), dtype=np.int64)
+    idx = pit.winners_at(codes, ev, kn, cr, now_us)
+    win = table.take(idx)
+    entities = [str(v) for v in win.column(entity).to_pylist()]
+    encoded = [encode_column(win.column(f).to_pandas(), dtype) for f, dtype in features.items()]
+    ev_w, kn_w, cr_w = ev[idx], kn[idx], cr[idx]
+    rows = list(zip(*encoded, strict=False)) if encoded else [()] * len(idx)
+    digests = [
+        hashlib.blake2b(struct.pack("<qqq", int(e), int(k), int(c)) + b"\xff".join(row), digest_size=16).digest()
+        for e, k, c, row in zip(ev_w, kn_w, cr_w, rows, strict=False)
+    ]
+    return entities, ev_w, rows, digests
+
+
+def materialize(settings: Settings, views: Iterable[str] | None = None, full: bool = False, now=None,
+                *, client=None, batch_keys: int = PIPELINE_KEYS, progress=None) -> MaterializeReport:
+    """Write the latest value of each view per entity, as known at ``now`` (default: the wall
+    clock), to Redis in Feast's layout; only entities whose winner changed since the last run
+    unless ``full``. ``progress(view, n)`` is called after each pipeline of ``n`` entities
+    (``batch_keys`` per pipeline). Returns a :class:`MaterializeReport`."""
+    t0 = time.perf_counter()
+    now_ts = clock.utc_now() if now is None else clock.to_utc(now, "now")
+    now_us = int(now_ts.value // 1000)
+    catalog = build_catalog()
+    all_views = catalog["views"]
+    chosen = list(all_views) if views is None else list(views)
+    unknown = [v for v in chosen if v not in all_views]
+    if unknown:
+        raise UnknownFeatureError(f"unknown view(s) {unknown}; known: {list(all_views)[:30]}")
+    client = client or redis_client(settings)
+    report = MaterializeReport(now=now_ts, full=full)
+    for name in chosen:
+        info = all_views[name]
+        entities, event_us, rows, digests = _view_rows(settings, name, info, now_us)
+        fkeys = [field_key(name, f) for f in info["features"]]
+        tkey = ts_key(name)
+        skey = state_key(name)
+        report.views += 1
+        report.per_view[name] = {"written": 0, "skipped": 0}
+        if not entities:
+            continue
+        if full:
+            changed = list(range(len(entities)))
+        else:
+            stored = _guard(settings, f"reading the materialization record of {name}",
+                            lambda: client.hmget(skey, entities))  # noqa: B023
+            changed = [i for i, (d, s) in enumerate(zip(digests, stored, strict=False)) if d != s]
+        report.per_view[name]["written"] = len(changed)
+        report.per_view[name]["skipped"] = len(entities) - len(changed)
+        report.entities_written += len(changed)
+        report.entities_skipped += len(entities) - len(changed)
+        report.values_written += len(changed) * len(fkeys)
+        for start in range(0, len(changed), batch_keys):
+            part = changed[start:start + batch_keys]
+            _write_batch(settings, client, info["entity"], entities, event_us, rows, digests, part, fkeys, tkey, skey, name)
+            if progress is not None:
+                progress(name, len(part))
+    if views is None:
+        write_catalog(settings, catalog)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _write_batch(settings, client, entity, entities, event_us, rows, digests, part, fkeys, tkey, skey, view) -> None:
+    """One pipeline: an HSET per entity (every feature of the view and its ``_ts``), then the
+    record of what was written, so a crash never leaves a record ahead of the data."""
+    pipe = client.pipeline(transaction=False)
+    for i in part:
+        flat = [x for pair in zip(fkeys, rows[i], strict=False) for x in pair]
+        pipe.execute_command("HSET", entity_key(entity, entities[i]), tkey, encode_timestamp(event_us[i]), *flat)
+    pipe.execute_command("HSET", skey, *[x for i in part for x in (entities[i], digests[i])])
+    _guard(settings, f"writing {len(part)} {entity} row(s) of {view}", pipe.execute)
+

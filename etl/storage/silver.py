@@ -1,0 +1,252 @@
+"""Silver: typed canonical tables, append-only, hive-partitioned.
+
+A table is a folder ``silver/<name>/<col>=<value>/.../part-<hash>.parquet``.
+Writes only ever ADD part files (temp file, fsync, rename), named by the hash
+of their rows, so
+
+- a rerun of the same input adds nothing (rows whose values are already
+  stored are skipped): the same ingest twice leaves the table byte-identical;
+- a crash mid-write leaves at most a ``.tmp-`` file, which readers ignore and
+  :func:`recover` deletes;
+- history is never rewritten: a changed value is a new row with its own
+  ``event_timestamp`` (when it was first knowable) and ``created_timestamp``
+  (when we wrote it).
+
+:func:`compact` merges a partition's part files into one. It writes the merged
+file before deleting the parts; readers drop exact duplicate rows, so a crash
+between the two steps changes no query result, and the next compaction
+finishes the job.
+
+Every row of every table carries ``event_timestamp`` and
+``created_timestamp`` (tz-aware UTC, microseconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from etl.core.config import Settings
+from etl.core.errors import BadInputError
+from etl.storage.atomic import TMP_PREFIX, atomic_write_frame, remove_stale_temp_files
+
+TIME_COLUMNS = ("event_timestamp", "created_timestamp")
+_PART_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A silver table. ``key`` identifies one version of a fact (include the
+    version column, e.g. an accession number or a vintage); ``partition`` maps
+    a frame to its partition columns (values must be short path-safe strings)."""
+
+    name: str
+    key: tuple[str, ...]
+    partition: tuple[str, ...]
+    partition_values: Callable[[pd.DataFrame], pd.DataFrame]
+    description: str = ""
+    timestamp_columns: tuple[str, ...] = field(default=())  # extra tz-aware columns to normalise
+
+    def path(self, settings: Settings) -> Path:
+        return settings.silver / self.name
+
+
+def by_year(column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def fn(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"year": pd.to_datetime(frame[column]).dt.year.astype(str)}, index=frame.index)
+
+    return fn
+
+
+def by_column(column: str, out: str | None = None) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def fn(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({out or column: frame[column].astype(str)}, index=frame.index)
+
+    return fn
+
+
+def _normalise(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    out = frame.copy()
+    for col in (*TIME_COLUMNS, *table.timestamp_columns):
+        if col in out.columns:
+            ts = pd.to_datetime(out[col], utc=True)
+            out[col] = ts.astype("datetime64[us, UTC]")
+    return out.reset_index(drop=True)
+
+
+def _value_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c != "created_timestamp"]
+
+
+def _row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    # round-trip through Arrow so a fresh frame hashes exactly like the same rows read back
+    typed = pa.Table.from_pandas(frame[columns], preserve_index=False).to_pandas()
+    return pd.util.hash_pandas_object(typed, index=False).to_numpy()
+
+
+def _part_name(frame: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(",".join(frame.columns).encode())
+    h.update(_row_hashes(frame, _value_columns(frame)).tobytes())
+    return f"part-{h.hexdigest()[:20]}.parquet"
+
+
+def _partition_dir(root: Path, names: tuple[str, ...], values: tuple) -> Path:
+    path = root
+    for name, value in zip(names, values, strict=True):
+        value = str(value)
+        if not _PART_VALUE_RE.match(value):
+            raise BadInputError([(str(root), None, f"partition value {name}={value!r} is not path-safe")])
+        path = path / f"{name}={value}"
+    return path
+
+
+def _read_partition(path: Path) -> pd.DataFrame | None:
+    files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((TMP_PREFIX, ".")))
+    if not files:
+        return None
+    frames = [pd.read_parquet(p) for p in files]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    new: int = 0
+    unchanged: int = 0
+    files: int = 0
+
+    def __add__(self, other: WriteStats) -> WriteStats:
+        return WriteStats(self.new + other.new, self.unchanged + other.unchanged, self.files + other.files)
+
+
+def append(settings: Settings, table: Table, frame: pd.DataFrame, now: pd.Timestamp) -> WriteStats:
+    """Add the rows of ``frame`` whose values are not stored yet.
+
+    A row counts as stored when every column but ``created_timestamp`` equals
+    a stored row. New rows get ``created_timestamp = now`` and go, per
+    partition, into one new part file.
+    """
+    if frame.empty:
+        return WriteStats()
+    missing = [c for c in ("event_timestamp", *table.key) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"silver.{table.name}: frame lacks column(s) {missing}")
+    frame = frame.drop(columns=["created_timestamp"], errors="ignore")
+    frame = frame.drop_duplicates().reset_index(drop=True)
+    frame["created_timestamp"] = pd.Timestamp(now).tz_convert("UTC")
+    frame = _normalise(frame, table)
+    parts = table.partition_values(frame)
+    root = table.path(settings)
+    stats = WriteStats()
+    for values, idx in frame.groupby([parts[c] for c in table.partition], sort=True).groups.items():
+        values = values if isinstance(values, tuple) else (values,)
+        chunk = frame.loc[idx]
+        pdir = _partition_dir(root, table.partition, values)
+        existing = _read_partition(pdir)
+        cols = _value_columns(chunk)
+        if existing is not None and len(existing):
+            if list(existing.columns) != list(chunk.columns):
+                chunk = chunk.reindex(columns=existing.columns)
+                cols = _value_columns(chunk)
+            stored = set(_row_hashes(_normalise(existing, table), cols).tolist())
+            fresh = np.array([h not in stored for h in _row_hashes(chunk, cols)], dtype=bool)
+            stats += WriteStats(unchanged=int((~fresh).sum()))
+            chunk = chunk.loc[fresh]
+        if chunk.empty:
+            continue
+        chunk = chunk.sort_values(list(table.key), kind="stable").reset_index(drop=True)
+        atomic_write_frame(chunk, pdir / _part_name(chunk))
+        stats += WriteStats(new=len(chunk), files=1)
+    return stats
+
+
+def read(settings: Settings, table: Table, filters=None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every stored row (exact duplicates left by an interrupted compaction
+    dropped), sorted by the key and write time; partition columns included."""
+    from etl.storage.atomic import read_parquet_dir
+
+    frame = read_parquet_dir(table.path(settings), columns=columns, filters=filters)
+    if frame is None:
+        return pd.DataFrame()
+    for c in table.partition:
+        if c in frame.columns and isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].astype(str)
+    frame = frame.drop_duplicates()
+    sort = [c for c in (*table.key, "created_timestamp") if c in frame.columns]
+    return frame.sort_values(sort, kind="stable").reset_index(drop=True)
+
+
+def compact(settings: Settings, table: Table, min_files: int = 2) -> dict:
+    """Merge each partition's part files into one; query results do not change."""
+    root = table.path(settings)
+    merged = removed = 0
+    if not root.exists():
+        return {"table": table.name, "partitions": 0, "files_removed": 0}
+    remove_stale_temp_files(root)
+    dirs = sorted({p.parent for p in root.rglob("*.parquet") if not p.name.startswith((TMP_PREFIX, "."))})
+    for pdir in dirs:
+        files = sorted(p for p in pdir.glob("*.parquet") if not p.name.startswith((TMP_PREFIX, ".")))
+        if len(files) < min_files:
+            continue
+        frame = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True).drop_duplicates()
+        sort = [c for c in (*table.key, "created_timestamp") if c in frame.columns]
+        frame = frame.sort_values(sort, kind="stable").reset_index(drop=True)
+        target = pdir / _part_name(frame)
+        atomic_write_frame(frame, target)
+        for p in files:
+            if p != target:
+                p.unlink()
+                removed += 1
+        merged += 1
+    return {"table": table.name, "partitions": merged, "files_removed": removed}
+
+
+def recover(settings: Settings) -> int:
+    """Delete temp files a crashed writer left anywhere in the store."""
+    return sum(remove_stale_temp_files(d) for d in (settings.bronze, settings.silver, settings.gold, settings.quarantine) if d.exists())
+
+
+# ----------------------------------------------------------------- quarantine
+
+QUARANTINE_COLUMNS = ["source", "source_file", "source_row", "symbol", "raw", "reason", "created_timestamp"]
+
+
+def quarantine(settings: Settings, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path | None:
+    """Keep rejected rows with their reason in ``quarantine/<table>/``; the same
+    input always lands in the same file (reruns do not duplicate it)."""
+    if rejects is None or rejects.empty:
+        return None
+    out = rejects.reindex(columns=QUARANTINE_COLUMNS).copy()
+    out["source_row"] = pd.to_numeric(out["source_row"], errors="coerce").astype("Int64")
+    for c in ("source", "source_file", "symbol", "raw", "reason"):
+        out[c] = out[c].astype("string")
+    out["created_timestamp"] = pd.Timestamp(now).tz_convert("UTC")
+    out["created_timestamp"] = out["created_timestamp"].astype("datetime64[us, UTC]")
+    name = hashlib.sha256(batch_key.encode()).hexdigest()[:16]
+    path = settings.quarantine / table / f"batch-{name}.parquet"
+    if path.exists():
+        return path
+    atomic_write_frame(out, path)
+    return path
+
+
+def read_quarantine(settings: Settings, table: str | None = None) -> pd.DataFrame:
+    roots = [settings.quarantine / table] if table else [p for p in settings.quarantine.glob("*") if p.is_dir()]
+    frames = []
+    for r in roots:
+        for p in sorted(r.glob("*.parquet")):
+            f = pd.read_parquet(p)
+            f.insert(0, "table", r.name)
+            frames.append(f)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["table", *QUARANTINE_COLUMNS])
+
+
+def schema_of(frame: pd.DataFrame) -> pa.Schema:
+    return pa.Schema.from_pandas(frame, preserve_index=False)

@@ -1,0 +1,130 @@
+"""The layers of docs/architecture.md, enforced: every import of every module (function-local
+imports included) goes to its own layer or one the table below allows. A module that imports
+a layer above its own fails here, naming the file, the line and the layers it may use."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: (layer, module prefix), most specific prefix first; the order of docs/architecture.md
+LAYERS = [
+    ("core", "etl.core"),
+    ("storage", "etl.storage"),
+    ("quality", "etl.quality"),
+    ("sources", "etl.sources"),
+    ("factors", "etl.factors"),
+    ("gold", "etl.gold"),
+    ("feature_repo", "feature_repo"),
+    ("serving", "etl.serving"),
+    ("jobs", "etl.jobs"),
+    ("etl", "etl"),            # etl/__init__.py: a docstring only
+    ("sdk", "sdk"),
+    ("strategy", "strategy"),
+    ("flows", "flows"),
+    ("cli", "cli"),
+]
+
+#: what each layer may import besides itself
+ALLOWED = {
+    "core": set(),
+    "storage": {"core"},
+    "quality": {"core", "storage"},
+    "sources": {"core", "storage", "quality"},
+    "factors": {"core"},
+    "gold": {"core", "storage", "factors"},
+    "feature_repo": {"core", "factors", "gold"},
+    "serving": {"core", "storage", "factors", "gold", "feature_repo"},
+    "jobs": {"core", "storage", "quality", "sources", "factors", "gold", "feature_repo", "serving"},
+    "etl": set(),
+    "sdk": {"core", "storage", "factors", "gold", "serving"},
+    "strategy": {"core", "storage", "factors", "sdk"},
+    "flows": {"core", "storage", "sources", "jobs"},
+    "cli": {name for name, _ in LAYERS} - {"cli"},
+}
+
+PACKAGES = ("etl", "sdk", "strategy", "flows", "feature_repo", "cli")
+
+
+def layer_of(module: str) -> str | None:
+    for name, prefix in sorted(LAYERS, key=lambda lp: -len(lp[1])):
+        if module == prefix or module.startswith(prefix + "."):
+            return name
+    return None
+
+
+def module_name(path: Path, root: Path = REPO) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path, root: Path = REPO) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import in ``path`` that names one of our packages."""
+    mod = module_name(path, root)
+    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # `from etl.storage import silver` imports etl.storage.silver
+            out += [(node.lineno, f"{target}.{a.name}") for a in node.names]
+    return [(line, t) for line, t in out if t.split(".")[0] in PACKAGES]
+
+
+def our_modules(root: Path = REPO) -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (root / pkg).rglob("*.py"))
+
+
+def violations(root: Path = REPO) -> list[str]:
+    problems = []
+    for path in our_modules(root):
+        own = layer_of(module_name(path, root))
+        for line, target in imports_of(path, root):
+            theirs = layer_of(target)
+            if theirs != own and theirs not in ALLOWED[own]:
+                problems.append(f"{path.relative_to(root)}:{line}: {own} imports {target} ({theirs}); "
+                                f"{own} may import {sorted(ALLOWED[own]) or 'nothing else'}")
+    return problems
+
+
+def test_every_module_has_a_layer():
+    assert our_modules()
+    missing = [module_name(p) for p in our_modules() if layer_of(module_name(p)) is None]
+    assert not missing
+
+
+def test_no_import_runs_up_a_layer():
+    problems = violations()
+    assert not problems, "imports against the layers of docs/architecture.md:\n" + "\n".join(problems)
+
+
+def test_the_check_catches_an_upward_import(tmp_path):
+    """The checker itself, on a tree of two modules: storage importing the SDK (also inside a
+    function, also relatively) is reported; core importing nothing of ours is not."""
+    (tmp_path / "etl" / "storage").mkdir(parents=True)
+    (tmp_path / "etl" / "core").mkdir()
+    (tmp_path / "etl" / "storage" / "probe.py").write_text(
+        "import os\nfrom etl.core import clock\n\ndef f():\n    from sdk import alpha\n    from ..jobs import run\n")
+    (tmp_path / "etl" / "core" / "fine.py").write_text("import numpy\n")
+    problems = violations(tmp_path)
+    assert [p.split(":")[1] for p in problems] == ["5", "6"]
+    assert "storage imports sdk.alpha (sdk)" in problems[0] and "storage imports etl.jobs.run (jobs)" in problems[1]
+
+
+@pytest.mark.parametrize("layer", [name for name, _ in LAYERS])
+def test_allowed_layers_are_lower(layer):
+    """No two layers may import each other: the table is a strict order (no cycles)."""
+    for other in ALLOWED[layer]:
+        assert layer not in ALLOWED[other], f"{layer} and {other} may import each other"
