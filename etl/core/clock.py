@@ -13,11 +13,13 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from etl.core.config import DEFAULT_CALENDAR
+
 CALENDAR_START = "1990-01-01"
 
 
 @lru_cache(maxsize=4)
-def get_calendar(name: str = "XNYS"):
+def get_calendar(name: str = DEFAULT_CALENDAR):
     import exchange_calendars as xcals
 
     end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)).strftime("%Y-%m-%d")
@@ -31,10 +33,36 @@ def get_calendar(name: str = "XNYS"):
 
 
 def to_utc_us(values) -> pd.Series | pd.DatetimeIndex:
-    """Cast tz-aware datetimes to UTC at microsecond resolution."""
+    """Tz-aware datetimes (a Series, else anything a DatetimeIndex takes) as UTC at microsecond
+    resolution. The one conversion of the warehouse: naive times raise NaiveTimestampError, they
+    are never taken as UTC."""
+    from etl.core.errors import NaiveTimestampError
+
     if isinstance(values, pd.Series):
+        if not isinstance(values.dtype, pd.DatetimeTZDtype):
+            if not len(values):
+                return values.astype("datetime64[us, UTC]")
+            if pd.api.types.is_datetime64_any_dtype(values):
+                raise NaiveTimestampError(f"times without a time zone ({values.dtype}); localize them first")
+            values = pd.to_datetime(values)
+            if not isinstance(values.dtype, pd.DatetimeTZDtype):
+                raise NaiveTimestampError("times without a time zone; localize them first")
         return values.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    return pd.DatetimeIndex(values).tz_convert("UTC").astype("datetime64[us, UTC]")
+    index = pd.DatetimeIndex(values)
+    if index.tz is None:
+        raise NaiveTimestampError("times without a time zone; localize them first")
+    return index.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def epoch_us(values) -> np.ndarray:
+    """Tz-aware datetimes as int64 microseconds since the epoch (UTC), see :func:`to_utc_us`."""
+    out = to_utc_us(values)
+    return (out.array if isinstance(out, pd.Series) else out).asi8
+
+
+def from_epoch_us(us) -> pd.DatetimeIndex:
+    """int64 microseconds since the epoch as tz-aware UTC times (microsecond resolution)."""
+    return pd.DatetimeIndex(np.asarray(us, dtype=np.int64).view("M8[us]")).tz_localize("UTC")
 
 
 def require_utc(values: pd.Series, column: str) -> pd.Series:
@@ -66,7 +94,7 @@ def naive_date(value) -> pd.Timestamp:
     return ts.normalize()
 
 
-def sessions_in_range(start, end, calendar: str = "XNYS") -> pd.DatetimeIndex:
+def sessions_in_range(start, end, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     """Session dates (naive, midnight) from ``start`` to ``end`` inclusive."""
     cal = get_calendar(calendar)
     start, end = naive_date(start), naive_date(end)
@@ -77,14 +105,14 @@ def sessions_in_range(start, end, calendar: str = "XNYS") -> pd.DatetimeIndex:
     return cal.sessions_in_range(start, end)
 
 
-def is_session(dates: pd.DatetimeIndex, calendar: str = "XNYS") -> np.ndarray:
+def is_session(dates: pd.DatetimeIndex, calendar: str = DEFAULT_CALENDAR) -> np.ndarray:
     """Boolean mask: which of ``dates`` are sessions of the calendar."""
     cal = get_calendar(calendar)
     dates = pd.DatetimeIndex(dates).normalize()
     return np.asarray(dates.isin(cal.sessions))
 
 
-def session_closes(dates, calendar: str = "XNYS") -> pd.DatetimeIndex:
+def session_closes(dates, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     """UTC close time of each session date (early closes honoured)."""
     cal = get_calendar(calendar)
     dates = pd.DatetimeIndex(dates).normalize()
@@ -95,20 +123,20 @@ def session_closes(dates, calendar: str = "XNYS") -> pd.DatetimeIndex:
     return pd.DatetimeIndex(closes).tz_convert("UTC")
 
 
-def availability_times(dates, delay_minutes: int, calendar: str = "XNYS") -> pd.DatetimeIndex:
+def availability_times(dates, delay_minutes: int, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     """When a daily bar of each session date could first be known: close + delay, UTC (us)."""
     closes = session_closes(dates, calendar)
     return to_utc_us(closes + pd.Timedelta(minutes=delay_minutes))
 
 
-def session_opens(dates, calendar: str = "XNYS") -> pd.DatetimeIndex:
+def session_opens(dates, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     cal = get_calendar(calendar)
     dates = pd.DatetimeIndex(dates).normalize()
     opens = cal.schedule["open"].reindex(dates)
     return to_utc_us(pd.DatetimeIndex(opens))
 
 
-def next_session(dates, calendar: str = "XNYS") -> pd.DatetimeIndex:
+def next_session(dates, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     """The first session strictly after each date."""
     cal = get_calendar(calendar)
     sessions = cal.sessions

@@ -19,6 +19,8 @@ from etl.core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = PROJECT_ROOT / ".alpha"
+#: the exchange calendar when config.toml names none: the only place its name is written
+DEFAULT_CALENDAR = "XNYS"
 
 
 def default_lean_path() -> Path:
@@ -57,7 +59,7 @@ class Settings:
     home: Path
     bar_delay_minutes: int = DEFAULT_BAR_DELAY_MINUTES
     redis_url: str | None = None
-    calendar: str = "XNYS"
+    calendar: str = DEFAULT_CALENDAR
     state_url: str | None = None                     # watermarks: SQLite in the home unless set (PostgreSQL)
     registry_url: str | None = None                  # Feast SQL registry (PostgreSQL) shared by several homes; else a file in the home
     vendors: dict = field(default_factory=dict, compare=False, hash=False)  # [vendors.<name>] tables
@@ -186,7 +188,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         nightly_strict_health=_bool(file_cfg.get("nightly_strict_health", False), "nightly_strict_health"),
         bar_delay_minutes=delay,
         redis_url=redis_url,
-        calendar=str(file_cfg.get("calendar", "XNYS")),
+        calendar=str(file_cfg.get("calendar", DEFAULT_CALENDAR)),
         state_url=os.environ.get("ALPHA_STATE_URL") or file_cfg.get("state_url") or None,
         registry_url=os.environ.get("ALPHA_REGISTRY_URL") or file_cfg.get("registry_url") or None,
         vendors=vendors,

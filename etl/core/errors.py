@@ -84,3 +84,8 @@ class VendorPayloadError(VendorError):
 
 class BadSymbolError(AlphaError):
     """A symbol that cannot be a ticker (empty, path characters, too long)."""
+
+
+class FactorInputError(AlphaError, ValueError):
+    """A factor family's compute was given frames that are not what its declaration says
+    (a missing column, a wrong dtype, unsorted or duplicated rows). Names the family and the fix."""
