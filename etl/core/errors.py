@@ -89,3 +89,8 @@ class BadSymbolError(AlphaError):
 class FactorInputError(AlphaError, ValueError):
     """A factor family's compute was given frames that are not what its declaration says
     (a missing column, a wrong dtype, unsorted or duplicated rows). Names the family and the fix."""
+
+
+class DeclarationError(AlphaError, ValueError):
+    """A factor, view, service or strategy declaration is malformed (a duplicate name, an output
+    without a dtype, a reference to nothing). Names the declaration and what to change."""
