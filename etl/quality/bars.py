@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from etl.core import clock
-from etl.core.config import Settings
+from etl.core.config import DEFAULT_CALENDAR, Settings
 from etl.core.errors import BadInputError
 from etl.storage.bars import PRICE_COLUMNS, QUARANTINE_COLUMNS, VALUE_COLUMNS, quarantine_rejects
 
@@ -58,7 +58,7 @@ def _reject(frame: pd.DataFrame, mask: np.ndarray, reason) -> pd.DataFrame:
 
 
 def validate_bars(
-    raw: pd.DataFrame, calendar: str = "XNYS", date_format: str | None = None, price_divisor: float = 1.0
+    raw: pd.DataFrame, calendar: str = DEFAULT_CALENDAR, date_format: str | None = None, price_divisor: float = 1.0
 ) -> Validated:
     """Split raw string rows into parsed good rows and rejected rows with a reason.
 

@@ -1,0 +1,56 @@
+"""Data health: is the warehouse's data complete, fresh and plausible?
+
+``run_health(settings)`` reads the silver store and writes
+``reports/health/health.json`` and ``health.html`` (both atomically). The
+checks are pure: a bars frame (and optionally a corporate-actions frame) in,
+a findings frame out. What each check does, the thresholds and how to read
+the report: docs/health.md.
+
+Modules, by concept: ``thresholds``; ``frames`` (the bars and findings frames
+every check shares); the bar checks ``coverage``, ``nan_rates``,
+``staleness``, ``duplicates``, ``outliers`` and ``dividends`` (over
+``actions`` and ``moves``: a symbol's moves after its corporate actions);
+``table_checks`` (the other silver tables); ``report`` (``run_health``, the
+summary, JSON) and ``html_report`` (the page and its plots).
+"""
+
+from __future__ import annotations
+
+from etl.quality.errors import BarsFrameError, HealthCheckError
+from etl.quality.health.actions import corporate_actions_from_factors
+from etl.quality.health.coverage import check_coverage, coverage_stats
+from etl.quality.health.dividends import check_dividends
+from etl.quality.health.duplicates import check_duplicates, latest_versions
+from etl.quality.health.frames import BAR_VALUE_COLUMNS, FINDING_COLUMNS, PRICE_COLUMNS
+from etl.quality.health.nan_rates import check_nan_rates
+from etl.quality.health.outliers import SPLIT_RATIOS, check_outliers
+from etl.quality.health.report import HealthReport, check_bars, run_health
+from etl.quality.health.staleness import check_stale
+from etl.quality.health.table_checks import check_table
+from etl.quality.health.thresholds import CHECK_THRESHOLD, COUNT_THRESHOLDS, DEFAULT_THRESHOLDS, resolve_thresholds
+
+__all__ = [
+    "BAR_VALUE_COLUMNS",
+    "CHECK_THRESHOLD",
+    "COUNT_THRESHOLDS",
+    "DEFAULT_THRESHOLDS",
+    "FINDING_COLUMNS",
+    "PRICE_COLUMNS",
+    "SPLIT_RATIOS",
+    "BarsFrameError",
+    "HealthCheckError",
+    "HealthReport",
+    "check_bars",
+    "check_coverage",
+    "check_dividends",
+    "check_duplicates",
+    "check_nan_rates",
+    "check_outliers",
+    "check_stale",
+    "check_table",
+    "corporate_actions_from_factors",
+    "coverage_stats",
+    "latest_versions",
+    "resolve_thresholds",
+    "run_health",
+]
