@@ -22,7 +22,8 @@ import pytest
 
 from etl.core import clock
 from etl.core.config import load_settings
-from etl.factors.fundamentals import FACTORS, OUTPUTS, VIEW, FundamentalsInputError, compute_fundamentals
+from etl.core.errors import FactorInputError
+from etl.factors.fundamentals import FACTORS, OUTPUTS, VIEW, compute_fundamentals
 from etl.factors.spec import Factor
 from etl.sources.archive import ingest_lean
 from etl.sources.base import run_ingest
@@ -44,7 +45,7 @@ NOW = pd.Timestamp("2026-11-22 12:00", tz="UTC")
 # ------------------------------------------------------------------ fixtures
 
 @pytest.fixture(scope="module")
-def raw() -> dict:
+def raw(shared_data) -> dict:
     return json.loads(gzip.decompress(FACTS_GZ.read_bytes()))
 
 
@@ -320,14 +321,14 @@ def test_missing_inputs_are_nan_never_zero(out, store):
 
 def test_bad_inputs_raise_alpha_errors(store):
     facts, bars = store["facts"], store["bars"]
-    with pytest.raises(FundamentalsInputError, match="facts lack the column"):
+    with pytest.raises(FactorInputError, match="facts lack the column"):
         compute_fundamentals(facts.drop(columns=["filed"]), bars)
     naive = facts.assign(event_timestamp=facts["event_timestamp"].dt.tz_localize(None))
-    with pytest.raises(FundamentalsInputError, match="tz-aware UTC"):
+    with pytest.raises(FactorInputError, match="tz-aware UTC"):
         compute_fundamentals(naive, bars)
-    with pytest.raises(FundamentalsInputError, match="sorted by session"):
+    with pytest.raises(FactorInputError, match="sorted by session"):
         compute_fundamentals(facts, bars.iloc[::-1])
-    with pytest.raises(FundamentalsInputError, match="several symbols"):
+    with pytest.raises(FactorInputError, match="several symbols"):
         compute_fundamentals(pd.concat([facts, facts.assign(symbol="MSFT")]), bars)
 
 

@@ -24,10 +24,10 @@ from scipy.stats import percentileofscore
 
 from etl.core import clock
 from etl.core.config import load_settings
-from etl.core.errors import AlphaError
+from etl.core.errors import AlphaError, FactorInputError
 from etl.factors import macro, regime
-from etl.factors.macro import MacroInputError, compute_macro
-from etl.factors.regime import RegimeInputError, compute_regime, slice_metrics
+from etl.factors.macro import compute_macro
+from etl.factors.regime import compute_regime, slice_metrics
 from etl.sources.archive import ingest_lean
 from etl.sources.base import run_ingest
 from etl.storage import silver
@@ -67,7 +67,7 @@ def fred_obs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def wide() -> pd.DataFrame:
+def wide(shared_data) -> pd.DataFrame:
     return pd.read_csv(FRBNY, parse_dates=["vintage_date", "Date"], usecols=["vintage_date", "Date", *FRBNY_SERIES])
 
 
@@ -378,13 +378,13 @@ def test_macro_point_in_time_truncated_input_gives_the_same_row(fred_obs, frbny_
 
 def test_macro_input_errors_are_alpha_errors(fred_obs):
     naive = fred_obs.assign(event_timestamp=fred_obs["event_timestamp"].dt.tz_localize(None))
-    with pytest.raises(MacroInputError, match="tz-aware"):
+    with pytest.raises(FactorInputError, match="tz-aware"):
         compute_macro(naive, SESSIONS)
-    with pytest.raises(MacroInputError, match="lack column"):
+    with pytest.raises(FactorInputError, match="lack column"):
         compute_macro(fred_obs.drop(columns=["period"]), SESSIONS)
-    with pytest.raises(MacroInputError, match="not XNYS sessions"):
+    with pytest.raises(FactorInputError, match="not XNYS sessions"):
         compute_macro(fred_obs, pd.DatetimeIndex(["2016-07-04"]))
-    assert issubclass(MacroInputError, AlphaError) and issubclass(RegimeInputError, AlphaError)
+    assert issubclass(FactorInputError, AlphaError)
     # FRED "." rows are NaN, never 0
     dot = fred_obs.copy()
     last = dot["period"] == dot["period"].max()
@@ -534,9 +534,9 @@ def test_slice_metrics_uses_the_previous_sessions_regime(spy, spy_tr):
 
 def test_slice_metrics_input_errors(spy):
     r = spy["out"].set_index(spy["sessions"])
-    with pytest.raises(RegimeInputError, match="no column 'regime_x'"):
+    with pytest.raises(FactorInputError, match="no column 'regime_x'"):
         slice_metrics(pd.Series([0.01], index=pd.DatetimeIndex(["2013-01-02"])), r, "regime_x")
-    with pytest.raises(RegimeInputError, match="indexed by session date"):
+    with pytest.raises(FactorInputError, match="indexed by session date"):
         slice_metrics(pd.Series([0.01]), r, "regime_vol")
-    with pytest.raises(RegimeInputError, match="two rows for one session"):
+    with pytest.raises(FactorInputError, match="two rows for one session"):
         compute_regime(pd.concat([spy["bars"].iloc[:3], spy["bars"].iloc[:1]]))

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from etl.core import clock
+from etl.core.errors import FactorInputError
 from etl.factors import options as opt
 from etl.sources.archive import ingest_lean
 from etl.sources.base import run_ingest
@@ -532,7 +533,7 @@ def test_no_output_is_known_before_any_input_it_used(data, aapl, goog):
 def test_empty_chain_gives_an_empty_typed_frame():
     out = opt.compute_options(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     assert out.empty and list(out.columns) == ["symbol", "event_timestamp", "known_timestamp", *opt.output_columns()]
-    with pytest.raises(opt.OptionsInputError):
+    with pytest.raises(FactorInputError, match="options: "):
         opt.compute_options(pd.DataFrame({"underlying": ["A", "B"], "date": ["2014-06-02"] * 2}), pd.DataFrame(), pd.DataFrame())
 
 

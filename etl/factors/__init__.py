@@ -1,8 +1,10 @@
-"""The factor library: declared once, computed by pure functions.
+"""The factor library: declared once, computed by pure functions (docs/factors.md).
 
-- ``core``: the curated daily factors of the ``technicals`` view (returns,
-  realised volatility, RSI, SMA, MACD, ATR, Bollinger %B) and the
-  point-in-time corporate-action arithmetic every price factor shares.
+- ``spec``: how a factor is declared; ``registry``: every declaration, the views and services;
+- ``core``: the curated daily factors of the ``technicals`` view and the point-in-time
+  corporate-action arithmetic every price factor shares;
+- one module or package per family: ``technical`` (the TA-Lib grid), ``options``, ``news``,
+  ``fundamentals``, ``macro``, ``regime``.
 """
 
 from etl.factors.core import FACTORS, FactorSpec, compute_factors, cumulative_factors, feature_columns

@@ -1,22 +1,9 @@
-"""Factor specs and pure factor functions (no I/O).
-
-Each :class:`FactorSpec` declares its inputs, warm-up window, outputs, price
-scale and a one-line description; the feature repo generates Feast fields from
-these specs, so a factor is declared exactly once.
-
-Point-in-time corporate actions
--------------------------------
-Lean factor files give, for every session d, a cumulative split factor s(d)
-and dividend factor p(d) (products of the ratios of all actions with ex-date
-after d). A trader at session t sees raw prices rescaled by s(d)/s(t), which
-involves only splits with ex-date in (d, t] -- actions known at t. Every
-factor here is homogeneous in price (degree 0 for RSI, %B, returns, vol;
-degree 1 for SMA, ATR, MACD), so we compute on the back-adjusted series
-raw(d)*s(d) and divide degree-1 outputs by s(t): the result equals the value
-computed from only what was known at t, in the price scale of session t.
-Returns and realised volatility use total-return prices raw*s*p (dividends
-reinvested). ``tests/test_factors.py`` proves this by recomputing on history
-truncated at t.
+"""The curated daily factors of the ``technicals`` view, declared as :class:`FactorSpec`
+(inputs, warm-up, outputs, price scale, description) and computed by pure functions, and
+the point-in-time corporate-action arithmetic every price factor shares
+(:func:`cumulative_factors`). Why computing on back-adjusted prices and dividing by the
+session's split factor gives exactly what was knowable then: docs/factors.md
+(Point-in-time corporate actions); ``tests/test_factors.py`` proves it.
 """
 
 from __future__ import annotations
@@ -27,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from etl.core.errors import FactorInputError
 
 Arrays = dict[str, np.ndarray]
 
@@ -136,7 +125,7 @@ def compute_factors(bars: pd.DataFrame, factor_rows: pd.DataFrame | None = None,
     a factor's warm-up are NaN (missing), never 0.
     """
     if not bars["session"].is_monotonic_increasing or bars["session"].duplicated().any():
-        raise ValueError("bars must be one symbol's bars, sorted by session without duplicates")
+        raise FactorInputError("technical: bars must be one symbol's bars, sorted by session without duplicates")
     split, price = cumulative_factors(bars["session"], factor_rows)
     raw = {c: bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close")}
     split_adj = {c: v * split for c, v in raw.items()}

@@ -109,7 +109,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from etl.core.errors import AlphaError
+from etl.core.errors import FactorInputError
 from etl.factors.core import cumulative_factors
 from etl.factors.spec import Factor, Output
 
@@ -254,10 +254,6 @@ FACTORS: tuple[Factor, ...] = (
 )
 OUTPUTS: tuple[str, ...] = tuple(o.name for f in FACTORS for o in f.outputs)
 FACT_COLUMNS = ("taxonomy", "tag", "unit", "period_start", "period_end", "value", "accn", "filed", "event_timestamp")
-
-
-class FundamentalsInputError(AlphaError, ValueError):
-    """The facts, bars or factor rows given to the fundamentals compute are not usable as given."""
 
 
 # ------------------------------------------------------------------ split scale
@@ -511,31 +507,31 @@ def _states(prepared: pd.DataFrame) -> tuple[np.ndarray, list[_State]]:
 def _check(facts: pd.DataFrame, bars: pd.DataFrame, factor_rows: pd.DataFrame | None) -> None:
     missing = [c for c in FACT_COLUMNS if c not in facts.columns]
     if missing:
-        raise FundamentalsInputError(f"facts lack the column(s) {missing}; pass fundamentals_facts rows (etl.vendors.edgar)")
+        raise FactorInputError(f"fundamentals: facts lack the column(s) {missing}; pass fundamentals_facts rows (etl.vendors.edgar)")
     need = ["session", "close", "event_timestamp"]
     missing = [c for c in need if c not in bars.columns]
     if missing:
-        raise FundamentalsInputError(f"bars lack the column(s) {missing}; pass one symbol's silver daily bars")
+        raise FactorInputError(f"fundamentals: bars lack the column(s) {missing}; pass one symbol's silver daily bars")
     for name, frame in (("facts", facts), ("bars", bars)):
         ts = frame["event_timestamp"]
         if not isinstance(ts.dtype, pd.DatetimeTZDtype):
-            raise FundamentalsInputError(f"{name}.event_timestamp must be tz-aware UTC, got {ts.dtype}")
+            raise FactorInputError(f"fundamentals: {name}.event_timestamp must be tz-aware UTC, got {ts.dtype}")
         if ts.isna().any():
-            raise FundamentalsInputError(f"{name}.event_timestamp is missing in {int(ts.isna().sum())} row(s)")
+            raise FactorInputError(f"fundamentals: {name}.event_timestamp is missing in {int(ts.isna().sum())} row(s)")
         if "symbol" in frame.columns and frame["symbol"].nunique() > 1:
-            raise FundamentalsInputError(f"{name} hold several symbols {sorted(frame['symbol'].unique())[:5]}; pass one symbol")
+            raise FactorInputError(f"fundamentals: {name} hold several symbols {sorted(frame['symbol'].unique())[:5]}; pass one symbol")
     if "symbol" in facts.columns and "symbol" in bars.columns and len(facts) and len(bars) \
             and facts["symbol"].iloc[0] != bars["symbol"].iloc[0]:
-        raise FundamentalsInputError(f"facts are for {facts['symbol'].iloc[0]} but bars for {bars['symbol'].iloc[0]}")
+        raise FactorInputError(f"fundamentals: facts are for {facts['symbol'].iloc[0]} but bars for {bars['symbol'].iloc[0]}")
     sessions = pd.DatetimeIndex(bars["session"])
     if not sessions.is_monotonic_increasing or sessions.has_duplicates:
-        raise FundamentalsInputError("bars must be one symbol's bars sorted by session, each session once")
+        raise FactorInputError("fundamentals: bars must be one symbol's bars sorted by session, each session once")
     if factor_rows is not None and len(factor_rows):
         missing = [c for c in ("factor_date", "ex_date", "split_factor") if c not in factor_rows.columns]
         if missing:
-            raise FundamentalsInputError(f"factor_rows lack the column(s) {missing}; pass corporate_actions rows")
+            raise FactorInputError(f"fundamentals: factor_rows lack the column(s) {missing}; pass corporate_actions rows")
         if "symbol" in factor_rows.columns and factor_rows["symbol"].nunique() > 1:
-            raise FundamentalsInputError("factor_rows hold several symbols; pass the symbol's own corporate actions")
+            raise FactorInputError("fundamentals: factor_rows hold several symbols; pass the symbol's own corporate actions")
 
 
 def _empty() -> pd.DataFrame:

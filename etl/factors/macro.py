@@ -54,7 +54,8 @@ import numpy as np
 import pandas as pd
 
 from etl.core import clock
-from etl.core.errors import AlphaError
+from etl.core.config import DEFAULT_CALENDAR
+from etl.core.errors import FactorInputError
 from etl.factors.spec import Factor, Output
 
 VIEW = "macro_daily"
@@ -65,10 +66,6 @@ DAY_US = 86_400 * 10**6
 FORECAST_CHANGES = 3
 _AVAILABILITY = "session close + bar delay; uses every vintage released (event_timestamp) by then"
 _INPUTS = ("macro_observations.value", "macro_observations.period", "macro_observations.missing", "macro_observations.event_timestamp")
-
-
-class MacroInputError(AlphaError, ValueError):
-    """The observations or sessions given to the macro compute are not usable as given."""
 
 
 @dataclass(frozen=True)
@@ -208,31 +205,31 @@ def naive_forecast(prev: float, prev4: float, series: Series) -> float:
 def _check_sessions(sessions, calendar: str) -> pd.DatetimeIndex:
     s = pd.DatetimeIndex(sessions)
     if s.tz is not None:
-        raise MacroInputError("sessions must be naive session dates (e.g. 2016-07-08), not tz-aware times")
+        raise FactorInputError("macro: sessions must be naive session dates (e.g. 2016-07-08), not tz-aware times")
     if not (s == s.normalize()).all() or not s.is_monotonic_increasing or s.has_duplicates:
-        raise MacroInputError("sessions must be sorted, unique dates at midnight")
+        raise FactorInputError("macro: sessions must be sorted, unique dates at midnight")
     bad = s[~clock.is_session(s, calendar)]
     if len(bad):
-        raise MacroInputError(f"not {calendar} sessions: {[d.strftime('%Y-%m-%d') for d in bad[:5]]}")
+        raise FactorInputError(f"macro: not {calendar} sessions: {[d.strftime('%Y-%m-%d') for d in bad[:5]]}")
     return s
 
 
 def _check_obs(obs: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("series_id", "period", "value", "event_timestamp") if c not in obs.columns]
     if missing:
-        raise MacroInputError(f"observations lack column(s) {missing}; pass macro_observations rows")
+        raise FactorInputError(f"macro: observations lack column(s) {missing}; pass macro_observations rows")
     frame = obs.copy()
     if len(frame) == 0:
         return frame
     ts = frame["event_timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(ts) or getattr(ts.dt, "tz", None) is None:
-        raise MacroInputError("event_timestamp must be tz-aware datetimes (macro_observations hold UTC release times)")
+        raise FactorInputError("macro: event_timestamp must be tz-aware datetimes (macro_observations hold UTC release times)")
     if ts.isna().any():
-        raise MacroInputError(f"event_timestamp is missing in {int(ts.isna().sum())} row(s): a value with no release time cannot be placed in time")
+        raise FactorInputError(f"macro: event_timestamp is missing in {int(ts.isna().sum())} row(s): a value with no release time cannot be placed in time")
     if frame["period"].isna().any():
-        raise MacroInputError(f"period is missing in {int(frame['period'].isna().sum())} row(s)")
+        raise FactorInputError(f"macro: period is missing in {int(frame['period'].isna().sum())} row(s)")
     frame["series_id"] = frame["series_id"].astype(str)
-    frame["event_us"] = ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]").astype("int64")
+    frame["event_us"] = clock.epoch_us(ts)
     period = pd.to_datetime(frame["period"])
     frame["month"] = (period.dt.year * 12 + period.dt.month - 1).astype("int64")
     value = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
@@ -278,7 +275,7 @@ def _releases(rows: pd.DataFrame, series: Series) -> tuple[np.ndarray, np.ndarra
     return np.asarray(times, dtype="int64"), np.asarray(values, dtype="float64").reshape(-1, 5)
 
 
-def compute_macro(obs: pd.DataFrame, sessions: pd.DatetimeIndex, delay_minutes: int = 15, calendar: str = "XNYS") -> pd.DataFrame:
+def compute_macro(obs: pd.DataFrame, sessions: pd.DatetimeIndex, delay_minutes: int = 15, calendar: str = DEFAULT_CALENDAR) -> pd.DataFrame:
     """Macro outputs for each session, from the vintages released by the session's
     close + ``delay_minutes``: columns ``market``, ``event_timestamp``,
     ``known_timestamp``, then :data:`OUTPUTS` (float64, NaN when unknown)."""

@@ -12,7 +12,7 @@ by a space) gets VADER's ``compound`` score in [-1, 1] and its ``pos``,
 ``neg`` and ``neu`` proportions. An item is positive when compound >= 0.05 and
 negative when compound <= -0.05 (the thresholds the VADER authors recommend).
 
-Point in time. A session *t* with close *C_t* (XNYS, early closes honoured)
+Point in time. A session *t* with close *C_t* (the exchange calendar, early closes honoured)
 counts the items published in ``[C_{t-1}, C_t)``: before the close of the
 session's own day, or after the previous session's close (evenings, weekends,
 holidays). Every output of session *t* uses only items published before
@@ -59,7 +59,8 @@ import numpy as np
 import pandas as pd
 
 from etl.core import clock
-from etl.core.errors import AlphaError
+from etl.core.config import DEFAULT_CALENDAR
+from etl.core.errors import FactorInputError
 from etl.factors.spec import Factor, Output
 
 VIEW = "news_daily"
@@ -79,10 +80,6 @@ _NOISE = re.compile(r"https?://\S*|www\.\S+|[$@][A-Za-z_][\w.\-]*")
 _WORD = re.compile(r"\w+")
 _AVAILABILITY = "session close + bar delay; counts items published before the close (after the previous close)"
 _INPUTS = ("news_items.published_at", "news_items.title", "news_items.description", "news_items.item_id")
-
-
-class NewsInputError(AlphaError, ValueError):
-    """The items or sessions given to the news compute are not usable as given."""
 
 
 FACTORS: tuple[Factor, ...] = (
@@ -221,36 +218,36 @@ def _novel(published_ns: np.ndarray, tokens: list[frozenset[str]], targets: np.n
 def _check_sessions(sessions, calendar: str) -> pd.DatetimeIndex:
     s = pd.DatetimeIndex(sessions)
     if s.empty:
-        raise NewsInputError("sessions is empty: give the sessions to compute news factors for")
+        raise FactorInputError("news: sessions is empty: give the sessions to compute news factors for")
     if s.tz is not None:
-        raise NewsInputError("sessions must be naive session dates (e.g. 2014-01-02), not tz-aware times")
+        raise FactorInputError("news: sessions must be naive session dates (e.g. 2014-01-02), not tz-aware times")
     if not (s == s.normalize()).all() or not s.is_monotonic_increasing or s.has_duplicates:
-        raise NewsInputError("sessions must be sorted, unique dates at midnight")
+        raise FactorInputError("news: sessions must be sorted, unique dates at midnight")
     bad = s[~clock.is_session(s, calendar)]
     if len(bad):
-        raise NewsInputError(f"not {calendar} sessions: {[d.strftime('%Y-%m-%d') for d in bad[:5]]}")
+        raise FactorInputError(f"news: not {calendar} sessions: {[d.strftime('%Y-%m-%d') for d in bad[:5]]}")
     return s.astype("datetime64[ns]")
 
 
 def _check_items(items: pd.DataFrame, symbol: str | None) -> tuple[pd.DataFrame, str]:
     missing = [c for c in ("published_at", "item_id") if c not in items.columns]
     if missing:
-        raise NewsInputError(f"items lack column(s) {missing}; pass news_items rows")
+        raise FactorInputError(f"news: items lack column(s) {missing}; pass news_items rows")
     syms = sorted(set(items["symbol"].dropna().astype(str))) if "symbol" in items.columns else []
     if len(syms) > 1:
-        raise NewsInputError(f"items of one symbol expected, got {syms[:5]}; call compute_news per symbol")
+        raise FactorInputError(f"news: items of one symbol expected, got {syms[:5]}; call compute_news per symbol")
     if symbol is None:
         if not syms:
-            raise NewsInputError("no symbol: the items are empty or lack a symbol column; pass symbol=")
+            raise FactorInputError("news: no symbol: the items are empty or lack a symbol column; pass symbol=")
         symbol = syms[0]
     elif syms and syms[0] != symbol:
-        raise NewsInputError(f"items are of {syms[0]}, not {symbol}")
+        raise FactorInputError(f"news: items are of {syms[0]}, not {symbol}")
     frame = items.copy()
     if len(frame):
         if getattr(frame["published_at"].dtype, "tz", None) is None:
-            raise NewsInputError("published_at has no time zone; the warehouse never guesses one (news_items hold UTC)")
+            raise FactorInputError("news: published_at has no time zone; the warehouse never guesses one (news_items hold UTC)")
         if frame["published_at"].isna().any():
-            raise NewsInputError(f"published_at is missing in {int(frame['published_at'].isna().sum())} item(s)")
+            raise FactorInputError(f"news: published_at is missing in {int(frame['published_at'].isna().sum())} item(s)")
     frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True).astype("datetime64[ns, UTC]")
     frame["item_id"] = frame["item_id"].astype(str)
     # one row per item (a silver read may hold an item under two write times): the first published
@@ -264,7 +261,7 @@ def _check_items(items: pd.DataFrame, symbol: str | None) -> tuple[pd.DataFrame,
 def compute_news(
     items: pd.DataFrame,
     sessions: pd.DatetimeIndex,
-    calendar: str = "XNYS",
+    calendar: str = DEFAULT_CALENDAR,
     delay_minutes: int = 15,
     *,
     symbol: str | None = None,

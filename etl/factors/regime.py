@@ -43,7 +43,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from etl.core.errors import AlphaError
+from etl.core import clock
+from etl.core.errors import FactorInputError
 from etl.factors.core import cumulative_factors
 from etl.factors.spec import Factor, Output
 
@@ -66,10 +67,6 @@ _INPUTS = ("bars_daily.close", "corporate_actions.split_factor", "corporate_acti
 
 REGIME_COLUMNS = ("regime_vol", "regime_trend")
 METRIC_COLUMNS = ("sessions", "total_return", "ann_return", "ann_vol", "sharpe", "max_drawdown", "hit_rate")
-
-
-class RegimeInputError(AlphaError, ValueError):
-    """The bars or returns given to the regime code are not usable as given."""
 
 
 FACTORS: tuple[Factor, ...] = (
@@ -122,15 +119,15 @@ OUTPUTS: tuple[str, ...] = tuple(o.name for f in FACTORS for o in f.outputs)
 def _check_bars(bars: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("session", "close", "event_timestamp") if c not in bars.columns]
     if missing:
-        raise RegimeInputError(f"bars lack column(s) {missing}; pass one symbol's bars_daily rows")
+        raise FactorInputError(f"regime: bars lack column(s) {missing}; pass one symbol's bars_daily rows")
     if "symbol" in bars.columns and bars["symbol"].nunique() > 1:
-        raise RegimeInputError(f"bars of one proxy symbol expected, got {sorted(bars['symbol'].unique())[:5]}")
+        raise FactorInputError(f"regime: bars of one proxy symbol expected, got {sorted(bars['symbol'].unique())[:5]}")
     frame = bars.sort_values("session", kind="stable").reset_index(drop=True)
     if frame["session"].duplicated().any():
-        raise RegimeInputError("bars hold two rows for one session: pass one version per session (e.g. read_silver_bars(versions='first'))")
+        raise FactorInputError("regime: bars hold two rows for one session: pass one version per session (e.g. read_silver_bars(versions='first'))")
     ts = frame["event_timestamp"]
     if len(frame) and (not pd.api.types.is_datetime64_any_dtype(ts) or getattr(ts.dt, "tz", None) is None):
-        raise RegimeInputError("event_timestamp must be tz-aware datetimes (bars_daily holds UTC)")
+        raise FactorInputError("regime: event_timestamp must be tz-aware datetimes (bars_daily holds UTC)")
     return frame
 
 
@@ -173,11 +170,11 @@ def compute_regime(bars: pd.DataFrame, factor_rows: pd.DataFrame | None = None) 
     peak = np.fmax.accumulate(close) if n else close
     drawdown = close / peak - 1.0
 
-    event = pd.to_datetime(frame["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
+    event = clock.to_utc_us(frame["event_timestamp"])
     known = event
     if "known_timestamp" in frame.columns:
         # a row rests on every bar up to it: known once the latest-known of them is
-        seen = pd.to_datetime(frame["known_timestamp"], utc=True).astype("datetime64[us, UTC]").cummax()
+        seen = clock.to_utc_us(frame["known_timestamp"]).cummax()
         known = seen.where(seen > event, event)
     out = pd.DataFrame({ENTITY: pd.Series([MARKET] * n, dtype=object)})
     out["event_timestamp"] = event
@@ -230,12 +227,12 @@ def slice_metrics(returns: pd.Series, regimes: pd.DataFrame, column: str, annual
     regime values, sorted.
     """
     if column not in regimes.columns:
-        raise RegimeInputError(f"regimes has no column {column!r}; columns are {list(regimes.columns)[:10]}")
+        raise FactorInputError(f"regime: regimes has no column {column!r}; columns are {list(regimes.columns)[:10]}")
     for name, index in (("returns", returns.index), ("regimes", regimes.index)):
         if not isinstance(index, pd.DatetimeIndex):
-            raise RegimeInputError(f"{name} must be indexed by session date (a DatetimeIndex)")
+            raise FactorInputError(f"regime: {name} must be indexed by session date (a DatetimeIndex)")
         if index.has_duplicates:
-            raise RegimeInputError(f"{name} has duplicate session dates")
+            raise FactorInputError(f"regime: {name} has duplicate session dates")
     regime = regimes[column].sort_index()
     # the latest regime session strictly before each return's session
     pos = np.searchsorted(regime.index.values, returns.index.values, side="left") - 1

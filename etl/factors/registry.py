@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
+from etl.core.errors import DeclarationError, UnknownFeatureError
 from etl.factors.spec import Factor, Output
 
 #: family modules, imported on first use
@@ -94,11 +95,11 @@ def all_factors() -> tuple[Factor, ...]:
     names = [f.name for f in factors]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"factor names declared twice: {dup}")
+        raise DeclarationError(f"factor names declared twice: {dup}")
     outs = [o.name for f in factors for o in f.outputs] + [o.name for o in BAR_OUTPUTS]
     dup = sorted({n for n in outs if outs.count(n) > 1})
     if dup:
-        raise ValueError(f"feature names declared twice: {dup[:10]}")
+        raise DeclarationError(f"feature names declared twice: {dup[:10]}")
     return tuple(factors)
 
 
@@ -121,7 +122,7 @@ def views() -> dict[str, View]:
         families = {f.family for f in factors}
         entities = {f.entity for f in factors}
         if len(families) != 1 or len(entities) != 1:
-            raise ValueError(f"view {name} mixes families {families} or entities {entities}")
+            raise DeclarationError(f"view {name} mixes families {families} or entities {entities}")
         out[name] = View(
             name=name,
             family=factors[0].family,
@@ -154,6 +155,9 @@ SERVICES: dict[str, dict] = {
 
 
 def service_views(name: str) -> list[str]:
+    """The feature views of service ``name``, in the order of :func:`views`."""
+    if name not in SERVICES:
+        raise UnknownFeatureError(f"unknown feature service {name!r}; the services are {sorted(SERVICES)}")
     spec = SERVICES[name]["views"]
     all_views = views()
     if spec == "all":
@@ -188,7 +192,8 @@ def features() -> dict[str, FeatureInfo]:
 
 
 def factor(name: str) -> Factor:
+    """The declaration of factor ``name``."""
     for f in all_factors():
         if f.name == name:
             return f
-    raise KeyError(name)
+    raise UnknownFeatureError(f"unknown factor {name!r}; `alpha features list` shows every factor's features")

@@ -7,7 +7,8 @@ one-line description. The feature repo generates Feast views and services
 from these declarations; ``alpha features list`` prints them; the ETL loads
 ``warmup`` sessions of history before the first session it must produce.
 
-Family modules (``etl/factors/<family>.py``) hold the pure compute functions:
+Family modules (``etl/factors/<family>.py``, or a package ``etl/factors/<family>/``
+whose ``__init__`` re-exports ``FACTORS``) hold the pure compute functions:
 frames in, frames out, no I/O. A family's compute returns one row per entity
 and time with
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from etl.core.errors import DeclarationError
 
 Family = Literal["technical", "options", "news", "fundamentals", "macro", "regime"]
 FAMILIES: tuple[str, ...] = ("technical", "options", "news", "fundamentals", "macro", "regime")
@@ -52,9 +55,9 @@ class Factor:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ValueError(f"factor {self.name}: family must be one of {FAMILIES}, got {self.family!r}")
+            raise DeclarationError(f"factor {self.name}: family must be one of {FAMILIES}, got {self.family!r}")
         if not self.outputs:
-            raise ValueError(f"factor {self.name}: no outputs")
+            raise DeclarationError(f"factor {self.name}: no outputs")
 
     @property
     def output_names(self) -> list[str]:
