@@ -19,6 +19,7 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Bool, Float32, Float64, Int64, String
 
+from etl.core.errors import UnknownDefinitionError
 from etl.factors import registry
 
 DAILY_TTL = registry.DAILY_TTL
@@ -46,7 +47,7 @@ class Definitions:
         for group in (self.views, self.services, self.sources, self.entities):
             if name in group:
                 return group[name]
-        raise KeyError(name)
+        raise UnknownDefinitionError(name)
 
 
 def _source(gold: Path, view: registry.View) -> FileSource:

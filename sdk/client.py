@@ -4,7 +4,7 @@ bots (online store).
 ``history`` goes through Feast's ``get_historical_features``; ``latest``
 through ``get_online_features``. Both speak Feast's vocabulary (entity
 ``symbol``, feature refs ``"view:feature"``, feature services) and raise only
-:class:`~etl.errors.AlphaError` subclasses for bad input.
+:class:`~etl.core.errors.AlphaError` subclasses for bad input.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from etl.core.errors import (
     EmptyInputError,
     NotIngestedError,
     OnlineStoreError,
-    UnknownFeatureError,
     UnknownSymbolError,
 )
 
@@ -116,6 +115,8 @@ class Alpha:
             catalog = {
                 "features": {fv.name: [f.name for f in fv.features] for fv in views},
                 "entities": {fv.name: list(fv.entities) for fv in views},
+                # the shape of etl.serving.catalog's, so one resolve_refs serves both backends
+                "views": {fv.name: {"features": [f.name for f in fv.features]} for fv in views},
                 "services": {
                     svc.name: [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
                     for svc in self.store.list_feature_services()
@@ -136,29 +137,12 @@ class Alpha:
         return self._catalog()["services"]
 
     def _resolve(self, features: str | Sequence[str]) -> tuple[object, list[str]]:
-        """Feast's ``features`` argument and the flat list of refs it stands for."""
-        if features is None or (not isinstance(features, str) and len(features) == 0):
-            raise EmptyInputError("no features asked for: pass refs like 'technicals:rsi_14' or a service name like 'daily_v1'")
-        if isinstance(features, str) and ":" not in features:
-            services = self._services()
-            if features not in services:
-                raise UnknownFeatureError(
-                    f"unknown feature service {features!r}; registered services: {sorted(services)}"
-                )
-            return self.store.get_feature_service(features), services[features]
-        refs = [features] if isinstance(features, str) else list(features)
-        views = self._view_features()
-        bad = []
-        for ref in refs:
-            view, _, name = ref.partition(":")
-            if not name or view not in views or name not in views[view]:
-                bad.append(ref)
-        if bad:
-            known = [f"{v}:{f}" for v, fs in views.items() for f in fs]
-            raise UnknownFeatureError(f"unknown feature(s) {bad}; use 'view:feature', e.g. one of {known[:12]} ...")
-        if len(set(refs)) != len(refs):
-            raise UnknownFeatureError(f"feature refs repeated: {refs}")
-        return refs, refs
+        """Feast's ``features`` argument and the flat list of refs it stands for, by the one rule
+        of :func:`etl.serving.catalog.resolve_refs` over the views and services Feast has applied."""
+        from etl.serving.catalog import is_service, resolve_refs
+
+        refs = resolve_refs(self._catalog(), features)
+        return (self.store.get_feature_service(features) if is_service(features) else refs), refs
 
     def _check_symbols(self, symbols: Iterable[str]) -> None:
         known = self._symbol_set()
@@ -325,11 +309,12 @@ class Alpha:
         """
         symbols = _symbol_list(symbols)
         if self.settings.redis_url:
-            from etl.serving import catalog, redis_conn
+            from etl.serving import redis_conn
+            from etl.serving.catalog import load_catalog, resolve_refs
             from sdk import online
 
-            catalog = catalog.load_catalog(self.settings)
-            refs = catalog.resolve_refs(catalog, features)
+            catalog = load_catalog(self.settings)
+            refs = resolve_refs(catalog, features)
             self._check_symbols(symbols)
             if self._redis is None:
                 self._redis = redis_conn.redis_client(self.settings)
@@ -350,7 +335,9 @@ class Alpha:
             )
             raw = response.to_dict(include_event_timestamps=True)
         except Exception as exc:
-            if "redis" in type(exc).__module__.lower() or isinstance(exc, (ConnectionError, OSError)):
+            from etl.serving.redis_conn import store_errors  # not before an error: redis is imported only then
+
+            if isinstance(exc, store_errors()):
                 raise OnlineStoreError(f"cannot read the online store ({self.settings.online_store_kind}): {exc}") from exc
             raise
         out = pd.DataFrame({ENTITY: symbols})
@@ -360,30 +347,27 @@ class Alpha:
             seconds = pd.Series(raw[name + "_event_timestamp"] if name + "_event_timestamp" in raw else raw.get(name + TS_SUFFIX), dtype="float64")
             ts = pd.to_datetime(seconds, unit="s", utc=True)
             ts[seconds <= 0] = pd.NaT  # Feast reports 0 for a value it does not have
-            out[name + TS_SUFFIX] = ts.astype("datetime64[us, UTC]")
+            out[name + TS_SUFFIX] = clock.to_utc_us(ts)
         return _mask_stale(out, refs, online, self.settings, max_age=max_age, allow_stale=allow_stale, now=now,
                            full_feature_names=full_feature_names)
 
 
 def _mask_stale(out: pd.DataFrame, refs: list[str], online, settings: Settings, *, max_age, allow_stale, now,
                 full_feature_names) -> pd.DataFrame:
-    """The TTL / max_age rule of ``sdk.online.read_latest`` on a frame read through Feast."""
+    """The freshness rule of ``sdk.online.read_latest`` (its :func:`~sdk.online.stale_mask`) on a
+    frame read through Feast."""
     import numpy as np
 
     from etl.serving import catalog
 
     views = catalog.load_catalog(settings)["views"]
-    now_us = int(online.resolve_now(settings, now).value // 1000)
+    now_us = online.now_us(settings, now)
     age = online.parse_max_age(max_age)
     for ref in refs:
         view = ref.partition(":")[0]
         name = _out_name(ref, full_feature_names)
-        limit = int(views[view]["ttl_seconds"] * 1_000_000)
-        if age is not None:
-            limit = min(limit, int(age.value // 1000))
-        ts = out[name + TS_SUFFIX].to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT")).view("int64")
-        stale, unknown = online.freshness(ts, limit, now_us)
-        hide = unknown | (np.zeros(len(ts), dtype=bool) if allow_stale else stale)
+        ts = clock.epoch_us(out[name + TS_SUFFIX])
+        stale, hide = online.stale_mask(ts, online.limit_us(views[view]["ttl_seconds"], age), now_us, allow_stale)
         if hide.any():
             col = out[name].astype(object) if out[name].dtype.kind not in "fc" else out[name]
             out[name] = col.where(~hide, np.nan if col.dtype.kind in "fc" else None)

@@ -36,14 +36,12 @@ def store_clock(settings: Settings):
     """The warehouse's clock: the newest bar's availability time (``gold/symbols.json``), else the
     wall clock. ``now="warehouse"`` in :func:`read_latest`: on a warehouse of past data,
     ``latest`` then agrees with ``history`` at its last availability time."""
-    import pandas as pd
-
     path = settings.gold / "symbols.json"
     try:
         last = json.loads(path.read_text()).get("last_event")
     except (FileNotFoundError, ValueError):
         last = None
-    return pd.Timestamp(last).tz_convert("UTC") if last else clock.utc_now()
+    return clock.to_utc(last, f"last_event in {path}") if last else clock.utc_now()
 
 
 def resolve_now(settings: Settings, now):
@@ -74,11 +72,33 @@ def parse_max_age(max_age):
 _NAT = -(1 << 63)
 
 
+# ------------------------------------------------------------------ the freshness rule of ``latest``
+# One rule for both online backends: the Redis reader below and the SQLite-through-Feast path
+# (``sdk.client``) call these four functions and nothing else to decide what is missing.
+def now_us(settings: Settings, now) -> int:
+    """``now`` of a freshness check (see :func:`resolve_now`) as UTC microseconds."""
+    return clock.instant_us(resolve_now(settings, now), "now")
+
+
+def limit_us(ttl_seconds: float, age) -> int:
+    """How old (us) a value of a view may be: the view's TTL, or ``max_age`` (parsed by
+    :func:`parse_max_age`) when tighter."""
+    limit = int(ttl_seconds * 1_000_000)
+    return limit if age is None else min(limit, int(age.value // 1000))
+
+
 def freshness(ts_us, limit_us: int, now_us: int):
     """(stale, unknown) masks over int64 event times (``_NAT`` = no value): stale = older than
     ``limit_us`` at ``now_us``; unknown = from after ``now_us`` (not yet knowable then)."""
     present = ts_us != _NAT
     return present & (ts_us < now_us - limit_us), present & (ts_us > now_us)
+
+
+def stale_mask(ts_us, limit_us: int, now_us: int, allow_stale: bool):
+    """(stale, hide): :func:`freshness`'s stale mask, and which values ``latest`` returns as
+    missing: the unknown ones, and the stale ones unless ``allow_stale`` (then flagged instead)."""
+    stale, unknown = freshness(ts_us, limit_us, now_us)
+    return stale, (unknown if allow_stale else unknown | stale)
 
 
 def _decode_float_column(vals: list, tag: int, fmt: str):
@@ -137,7 +157,7 @@ def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str],
         raise EmptyInputError("no symbols given")
     catalog = catalog or load_catalog(settings)
     refs = resolve_refs(catalog, list(refs))
-    now_us = int(resolve_now(settings, now).value // 1000)
+    at_us = now_us(settings, now)
     age = parse_max_age(max_age)
     views = catalog["views"]
     # the fields of one HMGET per entity kind: every requested feature, then each view's _ts
@@ -182,19 +202,15 @@ def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str],
             if kind != "symbol":  # one market row for every symbol
                 col = np.repeat(col, n) if isinstance(col, np.ndarray) else col * n
                 ts = np.repeat(ts, n)
-            limit = int(views[view]["ttl_seconds"] * 1_000_000)
-            if age is not None:
-                limit = min(limit, int(age.value // 1000))
-            values[ref] = (col, ts, limit)
+            values[ref] = (col, ts, limit_us(views[view]["ttl_seconds"], age))
     masks: dict[tuple, tuple] = {}  # per (view, limit): (stale, hide, tz-aware times), shared by its refs
     for ref in refs:
         col, ts, limit = values[ref]
         view, _, feat = ref.partition(":")
         name = f"{view}__{feat}" if full_feature_names else feat
         if (view, limit) not in masks:
-            stale, unknown = freshness(ts, limit, now_us)
-            hide = unknown | (stale if not allow_stale else np.zeros(len(ts), dtype=bool))
-            masks[(view, limit)] = (stale, hide, pd.DatetimeIndex(ts.view("M8[us]")).tz_localize("UTC").array)
+            stale, hide = stale_mask(ts, limit, at_us, allow_stale)
+            masks[(view, limit)] = (stale, hide, clock.from_epoch_us(ts).array)
         stale, hide, ts_utc = masks[(view, limit)]
         if hide.any():
             if isinstance(col, np.ndarray):

@@ -318,11 +318,11 @@ def _num(obj: dict, key: str, what: str) -> float:
     """Alpaca sends numbers as strings ("172.94"); plain JSON numbers are accepted too."""
     value = obj.get(key)
     try:
-        if isinstance(value, bool) or value is None:
-            raise ValueError
-        out = float(value)
+        out = None if isinstance(value, bool) or value is None else float(value)
     except (TypeError, ValueError):
-        raise BrokerError(f"alpaca: {what} field {key} is not a number: {value!r}") from None
+        out = None
+    if out is None:
+        raise BrokerError(f"alpaca: {what} field {key} is not a number: {value!r}")
     if not math.isfinite(out):
         raise BrokerError(f"alpaca: {what} field {key} is not finite: {value!r}")
     return out

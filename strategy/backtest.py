@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from etl.core.config import DEFAULT_CALENDAR
 from strategy import trend_rsi
 
 
@@ -153,7 +154,7 @@ def run_backtest(
                           by_regime=by_regime, orders=orders_frame(pf, client.settings.calendar))
 
 
-def orders_frame(pf, calendar: str = "XNYS") -> pd.DataFrame:
+def orders_frame(pf, calendar: str = DEFAULT_CALENDAR) -> pd.DataFrame:
     """The fills of a vectorbt portfolio: decided at the row before, filled at the row's session open."""
     from etl.core import clock
 

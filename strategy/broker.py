@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from etl.core.errors import BrokerError  # the broker's error: an AlphaError, so the CLI prints its message
+
+__all__ = ["Account", "Broker", "BrokerError", "Fill", "Order", "OrderStatus"]
+
 
 @dataclass(frozen=True)
 class Order:
@@ -69,7 +73,3 @@ class Broker(Protocol):
 
     def account(self) -> Account:
         ...
-
-
-class BrokerError(Exception):
-    """A broker refused or failed a request (the message says which and why)."""

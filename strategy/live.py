@@ -1,12 +1,16 @@
 """One tick of the live loop: ``alpha.latest`` -> the same strategy function.
 
-Values older than the view's TTL relative to the freshest value in the
-universe are treated as missing -- exactly what the point-in-time join does
-in the backtest -- so live and backtest give the same targets.
+Staleness has one rule, :func:`judge_freshness`, shared with the live loop
+(``strategy.live_loop.latest_features``): a value is missing when it is older
+than the view's TTL at the decision time, or after it -- exactly what the
+point-in-time join does in the backtest -- so live and backtest give the same
+targets. The tick's decision time is the freshest value it read (on the
+demo's 2021 data, the warehouse's last availability time).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from etl.factors.registry import DAILY_TTL
@@ -15,18 +19,41 @@ from strategy import trend_rsi
 TTL = pd.Timedelta(DAILY_TTL)  # the daily views' TTL: what the point-in-time join allows
 
 
+def judge_freshness(latest: pd.DataFrame, names: list[str], decision_time: pd.Timestamp,
+                    ttl: pd.Timedelta = TTL) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The staleness rule of the live loop and the live tick. ``latest`` is ``alpha.latest``'s
+    frame (``f`` and ``f__ts`` per feature name). A value that is missing, older than ``ttl`` at
+    ``decision_time`` or after it (not knowable yet) becomes NaN; returns the frame (a copy) and
+    why each symbol is stale."""
+    t = decision_time
+    frame = latest.copy()
+    reasons: dict[str, list[str]] = {}
+    for n in names:
+        ts = frame[n + "__ts"]
+        missing = ts.isna() | frame[n].isna()
+        old = ~missing & (ts < t - ttl)
+        future = ~missing & (ts > t)
+        for sym, miss, o, f, when in zip(frame["symbol"], missing, old, future, ts, strict=True):
+            if miss:
+                reasons.setdefault(sym, []).append(f"{n} missing")
+            elif o:
+                reasons.setdefault(sym, []).append(f"{n} from {when:%Y-%m-%d %H:%M}Z, older than the {ttl.days}-day TTL")
+            elif f:
+                reasons.setdefault(sym, []).append(f"{n} from {when:%Y-%m-%d %H:%M}Z, after the decision time")
+        frame.loc[missing | old | future, n] = np.nan
+    return frame, {s: "; ".join(r) for s, r in reasons.items()}
+
+
 def live_once(client, symbols: list[str] | None = None, strategy=trend_rsi) -> pd.DataFrame:
     symbols = symbols or client.symbols()
     # the warehouse's last session, not the wall clock: a tick on the data there is (the demo's
-    # 2021 data); staleness is judged below against the freshest value, as the backtest's TTL does
+    # 2021 data); the decision time is the freshest value read (for every symbol of the warehouse:
+    # its last availability time, the ``now="warehouse"`` of the read)
     latest = client.latest(symbols, strategy.FEATURES, now="warehouse", allow_stale=True)
     names = [f.split(":", 1)[1] for f in strategy.FEATURES]
     ts_cols = [n + "__ts" for n in names]
     newest = latest[ts_cols].max().max()
-    frame = latest.copy()
-    for n in names:
-        stale = frame[n + "__ts"].isna() | (frame[n + "__ts"] < newest - TTL)
-        frame.loc[stale, n] = float("nan")
+    frame, _ = judge_freshness(latest, names, newest)
     frame["decision_time"] = newest
     frame["as_of"] = frame[ts_cols].max(axis=1)
     frame["target_weight"] = strategy.target_positions(frame)

@@ -7,7 +7,7 @@ strategy function as the backtest -> target weights -> orders -> broker -> ledge
   ``submitted`` after the broker acknowledged them), snapshot the account.
   Running it again for the same decision time decides and sends nothing new.
 - :func:`run_live` sleeps until each decision time (a session's availability
-  time: close + the bar delay, on the XNYS calendar) and runs
+  time: close + the bar delay, on the warehouse's calendar) and runs
   :func:`run_session`; the clock and the sleep are injectable.
 - :func:`replay` is the shadow replay: the same loop over past sessions on
   ``alpha.history`` with a :class:`~strategy.paper.PaperBroker` and a fresh
@@ -36,11 +36,12 @@ import numpy as np
 import pandas as pd
 
 from etl.core import clock as xclock
-from etl.core.errors import AlphaError
+from etl.core.config import DEFAULT_CALENDAR
+from etl.core.errors import AlphaError, NaiveTimestampError
 from strategy.backtest import OPEN, decision_frame, feature_names, history_features
 from strategy.broker import BrokerError, Order
 from strategy.ledger import BLOCKED, EXPIRED, PENDING, REJECTED, SUBMITTED, Ledger, PlannedOrder
-from strategy.live import TTL
+from strategy.live import TTL, judge_freshness
 from strategy.paper import LookAheadError, PaperBroker, PriceBook
 
 log = logging.getLogger("alpha.live")
@@ -94,10 +95,10 @@ def client_order_id(strategy: str, decision_time, symbol: str) -> str:
 
 
 def _utc(ts, what: str) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    if t.tzinfo is None:
-        raise LiveLoopError(f"{what} {ts!r} has no time zone; pass a tz-aware time (UTC)")
-    return t.tz_convert("UTC")
+    try:
+        return xclock.to_utc(ts, what)
+    except NaiveTimestampError:  # the live loop's own error and message (a LiveLoopError)
+        raise LiveLoopError(f"{what} {ts!r} has no time zone; pass a tz-aware time (UTC)") from None
 
 
 # ------------------------------------------------------------------ features
@@ -106,23 +107,9 @@ def latest_features(client, symbols: list[str], strategy, decision_time, ttl: pd
     (not knowable yet) or missing become NaN; returns the frame and why each symbol is stale."""
     t = _utc(decision_time, "decision_time")
     latest = client.latest(symbols, strategy.FEATURES, now=t, allow_stale=True)  # judged against t below
-    frame = latest.copy()
-    reasons: dict[str, list[str]] = {}
-    for n in feature_names(strategy):
-        ts = frame[n + "__ts"]
-        missing = ts.isna() | frame[n].isna()
-        old = ~missing & (ts < t - ttl)
-        future = ~missing & (ts > t)
-        for sym, miss, o, f, when in zip(frame["symbol"], missing, old, future, ts, strict=True):
-            if miss:
-                reasons.setdefault(sym, []).append(f"{n} missing")
-            elif o:
-                reasons.setdefault(sym, []).append(f"{n} from {when:%Y-%m-%d %H:%M}Z, older than the {ttl.days}-day TTL")
-            elif f:
-                reasons.setdefault(sym, []).append(f"{n} from {when:%Y-%m-%d %H:%M}Z, after the decision time")
-        frame.loc[missing | old | future, n] = np.nan
+    frame, reasons = judge_freshness(latest, feature_names(strategy), t, ttl)
     frame["decision_time"] = t
-    return frame, {s: "; ".join(r) for s, r in reasons.items()}
+    return frame, reasons
 
 
 def history_features_at(client, symbols: list[str], strategy, decision_time) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -191,7 +178,7 @@ def run_session(client, broker, ledger: Ledger, strategy, decision_time, *, symb
             _hook("after_pending")
 
     # 3. send what is pending (this decision's orders, or ones a killed run left behind)
-    _send_pending(broker, ledger, name, now, report)
+    _send_pending(broker, ledger, name, now, report, client.settings.calendar if client is not None else DEFAULT_CALENDAR)
     _hook("after_submit")
 
     # 4. the account as the broker sees it now
@@ -245,7 +232,7 @@ def _plan(broker, ledger: Ledger, name: str, t: pd.Timestamp, frame: pd.DataFram
     return planned, float(acct.cash), float(value)
 
 
-def _fill_window_open(decision_time: pd.Timestamp, now: pd.Timestamp, calendar: str = "XNYS") -> bool:
+def _fill_window_open(decision_time: pd.Timestamp, now: pd.Timestamp, calendar: str = DEFAULT_CALENDAR) -> bool:
     """Whether an order decided at ``decision_time`` can still make its fill session's open."""
     cal = xclock.get_calendar(calendar)
     day = decision_time.tz_convert(cal.tz).tz_localize(None).normalize()
@@ -253,14 +240,15 @@ def _fill_window_open(decision_time: pd.Timestamp, now: pd.Timestamp, calendar: 
     return bool(now < xclock.session_opens(nxt, calendar)[0])
 
 
-def _send_pending(broker, ledger: Ledger, name: str, now: pd.Timestamp, report: SessionReport) -> None:
+def _send_pending(broker, ledger: Ledger, name: str, now: pd.Timestamp, report: SessionReport,
+                  calendar: str = DEFAULT_CALENDAR) -> None:
     for row in ledger.open_orders(name):
         if row["status"] != PENDING:
             continue
         decided = pd.Timestamp(row["decision_time"])
         cid = row["client_order_id"]
         existing = broker.order(cid)
-        if existing is None and not _fill_window_open(decided, now):
+        if existing is None and not _fill_window_open(decided, now, calendar):
             ledger.mark(cid, EXPIRED, note=f"not sent before the fill session's open (restarted at {now})")
             report.expired.append(cid)
             continue
@@ -326,7 +314,7 @@ def run_live(client, broker, ledger: Ledger, strategy, *, symbols: list[str] | N
              source: str = "latest") -> list[SessionReport]:
     """Sleep until each decision time and run :func:`run_session` there. ``once``: only the
     next decision (now, if a decision time has passed today and is not decided yet)."""
-    now = now or (lambda: pd.Timestamp.now(tz="UTC"))
+    now = now or xclock.utc_now
     settings = client.settings
     reports: list[SessionReport] = []
     while max_sessions is None or len(reports) < max_sessions:

@@ -28,7 +28,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from etl.core import clock as xclock
-from etl.core.errors import AlphaError
+from etl.core.config import DEFAULT_CALENDAR
+from etl.core.errors import AlphaError, ArgumentError
 from etl.storage.state import open_engine
 from strategy.broker import Account, BrokerError, Fill, Order, OrderStatus
 from strategy.ledger import from_key, ts_key
@@ -42,9 +43,9 @@ class PriceBook:
     """Total-return closes and opens per session (rows: availability times, UTC) and
     symbol (sorted columns), each row usable only from its availability time on."""
 
-    def __init__(self, close_tr: pd.DataFrame, open_tr: pd.DataFrame, calendar: str = "XNYS"):
+    def __init__(self, close_tr: pd.DataFrame, open_tr: pd.DataFrame, calendar: str = DEFAULT_CALENDAR):
         if not close_tr.index.equals(open_tr.index) or not close_tr.columns.equals(open_tr.columns):
-            raise ValueError("close_tr and open_tr must have the same rows and columns")
+            raise ArgumentError("close_tr and open_tr must have the same rows and columns")
         self.close_tr = close_tr
         self.open_tr = open_tr
         self.close_ff = close_tr.ffill()
@@ -54,7 +55,7 @@ class PriceBook:
         self.sessions = self.times.tz_convert(tz).normalize().tz_localize(None)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, calendar: str = "XNYS") -> PriceBook:
+    def from_frame(cls, frame: pd.DataFrame, calendar: str = DEFAULT_CALENDAR) -> PriceBook:
         from strategy.backtest import total_return_prices
 
         return cls(*total_return_prices(frame), calendar=calendar)
@@ -144,7 +145,7 @@ P_POSITIONS = sa.Table(
 
 
 def _wall_clock() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC")
+    return xclock.utc_now()
 
 
 class PaperBroker:
@@ -154,7 +155,7 @@ class PaperBroker:
 
     def __init__(self, prices: PriceBook | HistoryPrices, *, fees: float = 0.0005, slippage: float = 0.0005,
                  init_cash: float = 1_000_000.0, url: str = "sqlite://", clock: Callable[[], pd.Timestamp] | None = None,
-                 calendar: str = "XNYS"):
+                 calendar: str = DEFAULT_CALENDAR):
         if fees < 0 or slippage < 0:
             raise BrokerError(f"fees and slippage must be >= 0, got fees={fees}, slippage={slippage}")
         self.prices = prices

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from etl.core.errors import MissingColumnError
+
 NAME = "trend_rsi"
 FEATURES = ["bars_daily:close", "technicals:sma_20", "technicals:rsi_14", "technicals:ret_1d"]
 RSI_CAP = 70.0
@@ -23,7 +25,7 @@ def target_positions(features: pd.DataFrame, time_col: str = "decision_time") ->
     need = ["symbol", time_col, "close", "sma_20", "rsi_14"]
     missing = [c for c in need if c not in features.columns]
     if missing:
-        raise KeyError(f"target_positions needs columns {missing}")
+        raise MissingColumnError(f"target_positions needs columns {missing}")
     close = features["close"].astype(float)
     sma = features["sma_20"].astype(float)
     rsi = features["rsi_14"].astype(float)

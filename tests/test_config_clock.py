@@ -70,3 +70,44 @@ def test_delay_reaches_the_silver_event_time(tmp_path, lean_root):
     ingest_lean(settings, lean_root, ["SPY"])
     bars = read_silver_bars(settings).set_index("session")
     assert bars.loc["2014-11-28", "event_timestamp"] == pd.Timestamp("2014-11-28 19:00", tz="UTC")
+
+
+def test_utc_microseconds_refuse_naive_times_and_convert_aware_ones_exactly():
+    from etl.core.errors import NaiveTimestampError, NotASessionError
+
+    ny = pd.Series(pd.to_datetime(["2021-03-31 16:15:00.123456", "2014-01-02 16:15:00.000000"]).tz_localize("America/New_York"))
+    got = clock.to_utc_us(ny)
+    assert str(got.dtype) == "datetime64[us, UTC]"
+    assert got.tolist() == [pd.Timestamp("2021-03-31 20:15:00.123456", tz="UTC"), pd.Timestamp("2014-01-02 21:15", tz="UTC")]
+    assert clock.epoch_us(ny).tolist() == [1617221700123456, 1388697300000000]
+    assert clock.epoch_us(pd.DatetimeIndex(ny)).tolist() == [1617221700123456, 1388697300000000]
+    assert clock.epoch_us(pd.Series([pd.NaT, ny[1]]).dt.tz_convert("UTC")).tolist() == [-(2**63), 1388697300000000]
+    back = clock.from_epoch_us([1617221700123456, 0])
+    assert str(back.dtype) == "datetime64[us, UTC]"
+    assert back.tolist() == [pd.Timestamp("2021-03-31 20:15:00.123456", tz="UTC"), pd.Timestamp("1970-01-01", tz="UTC")]
+    assert clock.to_utc("2021-03-31 16:15-04:00", "t") == pd.Timestamp("2021-03-31 20:15", tz="UTC")
+    assert str(clock.to_utc(ny[0], "t").tz) == "UTC"
+    assert clock.instant_us(ny[0], "t") == 1617221700123456
+    naive = pd.Series(pd.to_datetime(["2021-03-31 16:15"]))
+    for call in (lambda: clock.to_utc_us(naive), lambda: clock.epoch_us(naive), lambda: clock.to_utc_us(pd.DatetimeIndex(naive)),
+                 lambda: clock.epoch_us(["2021-03-31 16:15"])):
+        with pytest.raises(NaiveTimestampError, match="without a time zone"):
+            call()
+    with pytest.raises(NaiveTimestampError, match=r"t=Timestamp\('2021-03-31 16:15:00'\) has no time zone"):
+        clock.to_utc(naive[0], "t")
+    with pytest.raises(NaiveTimestampError, match="has no time zone"):
+        clock.instant_us(naive[0], "t")
+    with pytest.raises(NotASessionError, match="not XNYS sessions"):  # an AlphaError that is still a ValueError
+        clock.session_closes(pd.DatetimeIndex(["2014-12-25"]))
+
+
+def test_utc_microseconds_of_arrow_columns():
+    import pyarrow as pa
+
+    from etl.core.errors import NaiveTimestampError
+
+    ny = pa.chunked_array([pa.array([1_617_221_700_123_456_000, None], type=pa.timestamp("ns", tz="America/New_York"))])
+    assert clock.epoch_us(ny).tolist() == [1617221700123456, -(2**63)]  # Arrow holds UTC instants
+    assert clock.epoch_us(pa.array([5], type=pa.timestamp("us", tz="UTC"))).tolist() == [5]
+    with pytest.raises(NaiveTimestampError, match="without a time zone"):
+        clock.epoch_us(pa.array([5], type=pa.timestamp("us")))

@@ -231,3 +231,19 @@ def test_ledger_on_postgresql_survives_a_restart(client, book, tmp_path, postgre
     assert len(cash) == 2 and cash["cash"].iloc[-1] < 1_000_000.0
     ledger.dispose()
     assert not (tmp_path / "home" / "state" / "ledger.db").exists()
+
+
+def test_one_staleness_rule_judged_at_the_decision_time():
+    from strategy.live import TTL, judge_freshness
+
+    t = pd.Timestamp("2021-03-31 20:15", tz="UTC")
+    latest = pd.DataFrame({
+        "symbol": ["A", "B", "C", "D"],
+        "close": [1.0, 2.0, float("nan"), 4.0],
+        "close__ts": [t - TTL, t - TTL - pd.Timedelta(microseconds=1), t, t + pd.Timedelta(days=1)],
+    })
+    frame, reasons = judge_freshness(latest, ["close"], t)
+    assert frame["close"].isna().tolist() == [False, True, True, True]
+    assert reasons == {"B": "close from 2021-03-21 20:14Z, older than the 10-day TTL", "C": "close missing",
+                       "D": "close from 2021-04-01 20:15Z, after the decision time"}
+    assert latest["close"].tolist()[:2] == [1.0, 2.0]  # the input is not modified

@@ -459,3 +459,20 @@ def test_redis_killed_mid_materialize_then_rerun(home, tmp_path):
         assert redis_writer.materialize(settings).entities_written == 0
     finally:
         srv.stop()
+
+
+def test_one_freshness_rule_for_both_online_backends():
+    from sdk.online import _NAT, limit_us, stale_mask
+
+    day = 86_400_000_000
+    assert limit_us(10 * 86_400, None) == 10 * day
+    assert limit_us(10 * 86_400, pd.Timedelta("36h")) == 36 * 3_600_000_000  # max_age tighter than the TTL
+    assert limit_us(86_400, pd.Timedelta("3D")) == day                        # the TTL tighter than max_age
+    now = 100 * day
+    ts = np.array([now - 2 * day, now - 2 * day - 1, now, now + 1, _NAT], dtype=np.int64)
+    stale, hide = stale_mask(ts, 2 * day, now, allow_stale=False)
+    assert stale.tolist() == [False, True, False, False, False]   # exactly at the limit: still fresh
+    assert hide.tolist() == [False, True, False, True, False]     # after now: not knowable yet
+    stale, hide = stale_mask(ts, 2 * day, now, allow_stale=True)
+    assert stale.tolist() == [False, True, False, False, False]
+    assert hide.tolist() == [False, False, False, True, False]    # stale kept (flagged), the future still hidden

@@ -36,6 +36,12 @@ def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture(scope="session")
+def lean_root(shared_lean_root):
+    """The coarse universe is not shipped with the project: this module reads the shared Lean folder."""
+    return shared_lean_root
+
+
 @pytest.fixture(scope="module")
 def coarse(tmp_path_factory, lean_root):
     settings = load_settings(tmp_path_factory.mktemp("universe") / "home")

@@ -94,3 +94,33 @@ class FactorInputError(AlphaError, ValueError):
 class DeclarationError(AlphaError, ValueError):
     """A factor, view, service or strategy declaration is malformed (a duplicate name, an output
     without a dtype, a reference to nothing). Names the declaration and what to change."""
+
+
+class MissingColumnError(AlphaError, KeyError, ValueError):
+    """A frame, table or source lacks a column the caller or a declaration needs. Names the
+    columns missing (and, where known, the ones there are)."""
+
+    __str__ = AlphaError.__str__  # the message as written, not KeyError's quoted repr
+
+
+class ArgumentError(AlphaError, ValueError):
+    """An argument has a value the function cannot take (mismatched frames, a date off the
+    calendar). Names the argument and what it must be."""
+
+
+class NotASessionError(ArgumentError):
+    """A date that is not a session of the exchange calendar."""
+
+
+class UnsupportedError(AlphaError, TypeError, NotImplementedError):
+    """Something Alpha Warehouse does not do (a SQL entity frame, a source that is not a Feast
+    FileSource, a saved dataset). Says what it does instead."""
+
+
+class BrokerError(AlphaError):
+    """A broker refused or failed a request (the message says which and why)."""
+
+
+class UnknownDefinitionError(UnknownFeatureError, KeyError):
+    """``Definitions[name]`` for a name that is no view, service, source or entity (a KeyError,
+    as a mapping's lookup is; the message is the name)."""

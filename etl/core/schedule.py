@@ -40,7 +40,7 @@ def nightly_cron(settings: Settings) -> tuple[str, str]:
 
 def last_complete_session(settings: Settings, now: pd.Timestamp | None = None) -> pd.Timestamp:
     """The latest session (naive date) whose close + longest delay is at or before ``now``."""
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = clock.utc_now() if now is None else pd.Timestamp(now)
     if now.tzinfo is None:
         raise ConfigError(f"now must carry a time zone, got {now}")
     delay = pd.Timedelta(minutes=longest_delay_minutes(settings))

@@ -22,6 +22,7 @@ import pandas as pd
 
 from etl.core import clock
 from etl.core.config import Settings
+from etl.core.errors import DeclarationError
 from etl.factors import registry
 from etl.factors.spec import Output
 from etl.gold.core import as_known_at
@@ -59,7 +60,7 @@ def _finish(frame: pd.DataFrame, view: registry.View) -> pd.DataFrame:
         out[c] = pd.to_datetime(out[c], utc=True).astype("datetime64[us, UTC]")
     for o in view.outputs:
         if o.name not in out.columns:
-            raise ValueError(f"view {view.name}: the family's compute did not return {o.name!r}")
+            raise DeclarationError(f"view {view.name}: the family's compute did not return {o.name!r}")
         out[o.name] = out[o.name].astype(_PANDAS_DTYPES[o.dtype])
     out = out[[view.entity, *TIME_COLS, *view.output_names]]
     return out.sort_values(["event_timestamp", view.entity, "known_timestamp"], kind="stable").reset_index(drop=True)
@@ -112,7 +113,7 @@ def with_revisions(versions: pd.DataFrame, compute: Callable[[pd.DataFrame], pd.
     def run(series: pd.DataFrame) -> pd.DataFrame:
         out = compute(series).reset_index(drop=True)
         if len(out) != len(series):
-            raise ValueError(f"compute returned {len(out)} rows for {len(series)} bars")
+            raise DeclarationError(f"compute returned {len(out)} rows for {len(series)} bars")
         out["known_timestamp"] = np.maximum(series["known_timestamp"].cummax().to_numpy(), series["event_timestamp"].to_numpy())
         return out
 
@@ -253,7 +254,7 @@ def macro(settings: Settings) -> dict[str, pd.DataFrame]:
     if versions is not None:
         sessions = pd.DatetimeIndex(sorted(versions["session"].unique()))
     else:
-        sessions = clock.sessions_in_range(obs["event_timestamp"].min(), pd.Timestamp.now(tz="UTC"), settings.calendar)
+        sessions = clock.sessions_in_range(obs["event_timestamp"].min(), clock.utc_now(), settings.calendar)
     out = compute_macro(obs, sessions, delay_minutes=settings.bar_delay_minutes, calendar=settings.calendar)
     return {view: _stamp_created(out, obs)}
 

@@ -59,11 +59,21 @@ def load_catalog(settings: Settings) -> dict:
     return cached[1]
 
 
+def is_service(features) -> bool:
+    """Whether ``features`` names a feature service (a string without ``:``), not refs."""
+    return isinstance(features, str) and ":" not in features
+
+
 def resolve_refs(catalog: dict, features: str | Sequence[str]) -> list[str]:
-    """Refs ``view:feature`` for a list of refs or a feature service name; clear errors otherwise."""
+    """Refs ``view:feature`` for a list of refs (or one ref) or a feature service name; clear
+    errors otherwise. The one rule for ``history`` and ``latest`` on either online store:
+    ``catalog`` is this module's (``views``: name -> ``{"features": ...}``, ``services``: name ->
+    refs) or the SDK's copy of Feast's registry in the same shape. Views, lagged views
+    (``<view>_lag1``) and services are whatever the catalog lists; ``full_feature_names`` only
+    renames output columns, so it plays no part here."""
     if features is None or (not isinstance(features, str) and len(features) == 0):
         raise EmptyInputError("no features asked for: pass refs like 'technicals:rsi_14' or a service name like 'daily_v1'")
-    if isinstance(features, str) and ":" not in features:
+    if is_service(features):
         if features not in catalog["services"]:
             raise UnknownFeatureError(f"unknown feature service {features!r}; registered services: {sorted(catalog['services'])}")
         return list(catalog["services"][features])

@@ -64,11 +64,20 @@ def online_error(settings: Settings, exc: BaseException, doing: str) -> OnlineSt
     return OnlineStoreError(f"Redis online store at {where}: {doing} failed: {type(exc).__name__}: {text}. {hint}")
 
 
-def _guard(settings: Settings, doing: str, fn):
-    import redis
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes that mean the online store could not be reached or read: redis-py's
+    (when it is installed; imported here, not at module import) and the OS's (connection
+    refused, timeouts). Classified by class, never by module name."""
+    try:
+        import redis
+    except ImportError:
+        return (OSError,)
+    return (redis.RedisError, OSError)
 
+
+def _guard(settings: Settings, doing: str, fn):
     try:
         return fn()
-    except (redis.RedisError, OSError) as exc:
+    except store_errors() as exc:
         raise online_error(settings, exc, doing) from exc
 

@@ -65,16 +65,15 @@ class MaterializeReport:
 
 
 def _us(column) -> object:
-    """int64 microseconds (UTC) of an Arrow timestamp column (naive times are read as UTC)."""
+    """int64 microseconds (UTC) of a gold Arrow timestamp column, by ``clock.epoch_us`` (the gold
+    builders write tz-aware UTC; a naive column raises NaiveTimestampError, never read as UTC)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    col = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    if not pa.types.is_timestamp(col.type):
-        raise OnlineStoreError(f"expected a timestamp column, got {col.type}")
-    if col.null_count:
+    if not pa.types.is_timestamp(column.type):
+        raise OnlineStoreError(f"expected a timestamp column, got {column.type}")
+    if column.null_count:
         raise OnlineStoreError("a gold timestamp column has missing values")
-    return pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz)), pa.int64()).to_numpy()
+    return clock.epoch_us(column)
 
 
 def _view_rows(settings: Settings, name: str, info: dict, now_us: int):
@@ -120,7 +119,7 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
     (``batch_keys`` per pipeline). Returns a :class:`MaterializeReport`."""
     t0 = time.perf_counter()
     now_ts = clock.utc_now() if now is None else clock.to_utc(now, "now")
-    now_us = int(now_ts.value // 1000)
+    now_us = clock.instant_us(now_ts, "now")
     catalog = build_catalog()
     all_views = catalog["views"]
     chosen = list(all_views) if views is None else list(views)

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from etl.core.config import Settings
-from etl.core.errors import BadInputError
+from etl.core.errors import BadInputError, MissingColumnError
 from etl.storage.atomic import TMP_PREFIX, atomic_write_frame, remove_stale_temp_files
 
 TIME_COLUMNS = ("event_timestamp", "created_timestamp")
@@ -137,7 +137,7 @@ def append(settings: Settings, table: Table, frame: pd.DataFrame, now: pd.Timest
         return WriteStats()
     missing = [c for c in ("event_timestamp", *table.key) if c not in frame.columns]
     if missing:
-        raise ValueError(f"silver.{table.name}: frame lacks column(s) {missing}")
+        raise MissingColumnError(f"silver.{table.name}: frame lacks column(s) {missing}")
     frame = frame.drop(columns=["created_timestamp"], errors="ignore")
     frame = frame.drop_duplicates().reset_index(drop=True)
     frame["created_timestamp"] = pd.Timestamp(now).tz_convert("UTC")

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from etl.core.errors import MissingColumnError
+
 INT64_MIN = np.iinfo(np.int64).min
 HIDDEN = [".", "_"]  # .tmp- files of an interrupted writer, _SUCCESS markers
 
@@ -36,7 +38,7 @@ class Window:
         self.lazy = _lazy(path)
         self.schema = self.lazy.collect_schema()
         if ts_col not in self.schema:
-            raise KeyError(f"{path} has no column '{ts_col}' (columns: {list(self.schema)})")
+            raise MissingColumnError(f"{path} has no column '{ts_col}' (columns: {list(self.schema)})")
         cond = None
         dtype = self.schema[ts_col]
         if isinstance(dtype, pl.Date):
@@ -57,7 +59,7 @@ class Window:
     def read(self, columns: list[str]) -> pl.DataFrame:
         missing = [c for c in columns if c not in self.schema]
         if missing:
-            raise KeyError(f"source has no column(s) {missing}")
+            raise MissingColumnError(f"source has no column(s) {missing}")
         return self.filtered.select(columns).collect()
 
     def rows_upper_bound(self) -> int:

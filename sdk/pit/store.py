@@ -43,8 +43,8 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _get_requested_feature_views_to_features_dict
 
-from etl.core.clock import require_utc
-from etl.core.errors import EmptyInputError, NaiveTimestampError
+from etl.core import clock
+from etl.core.errors import EmptyInputError, NaiveTimestampError, UnsupportedError
 from etl.core.pit import factorize_keys, latest_indices, pit_indices
 from sdk.pit.reader import Window, epoch_us
 
@@ -64,6 +64,13 @@ class AlphaOfflineStoreConfig(FeastConfigBaseModel):
     """Feature columns read and gathered per pass (bounds memory beyond the result)."""
 
 
+# Per-call options (``history(as_of=..., bitemporal=...)``) reach the store through this ContextVar
+# because Feast leaves no other channel: ``FeatureStore.get_historical_features`` (0.67) takes
+# only ``entity_df, features, full_feature_names, start_date, end_date,
+# filter_by_created_timestamp`` and forwards no other keyword to ``OfflineStore.
+# get_historical_features``, so an ``as_of`` time or ``bitemporal=False`` cannot be passed as an
+# argument. :func:`pit_options` sets it for one call and always resets it (token, ``finally``),
+# so nothing leaks into the next query, another thread or another task.
 @dataclass(frozen=True)
 class _Options:
     as_of: pd.Timestamp | None = None
@@ -94,17 +101,24 @@ def _reverse_map(source: DataSource) -> dict[str, str]:
 
 def _source_path(source: DataSource, repo_path) -> str:
     if not isinstance(source, FileSource):
-        raise TypeError(f"AlphaOfflineStore reads Feast FileSources only, got {type(source).__name__} ({source.name})")
+        raise UnsupportedError(f"AlphaOfflineStore reads Feast FileSources only, got {type(source).__name__} ({source.name})")
     return FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.path)
 
 
-def _utc_us(value: datetime | None) -> int | None:
-    """A datetime as UTC microseconds (naive: taken as UTC, as Feast does for these bounds)."""
+def _bound_us(value: datetime | None, name: str) -> int | None:
+    """A time bound Feast hands to ``pull_*_from_table_or_query`` as UTC microseconds.
+
+    Feast 0.67 makes these bounds tz-aware itself on its own paths (``FeatureStore.materialize``
+    and ``materialize_incremental``, ``retrieve_saved_dataset``: ``feast.utils.make_tzaware``), but
+    its contract for the offline store is "a naive datetime is UTC" (``make_tzaware``: "We assume
+    tz-naive datetimes are UTC"), and other callers (the offline server, a compute engine) may pass
+    naive ones. So Feast's own rule is applied first, explicitly, and then the warehouse's one
+    conversion (which refuses naive times everywhere else)."""
     if value is None:
         return None
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1000)
+    from feast.utils import make_tzaware
+
+    return clock.instant_us(make_tzaware(value), name)
 
 
 # ----------------------------------------------------------------- the job
@@ -142,7 +156,7 @@ class AlphaRetrievalJob(RetrievalJob):
         return out if isinstance(out, pa.Table) else pa.Table.from_pandas(out, preserve_index=False)
 
     def persist(self, storage, allow_overwrite: bool | None = False, timeout: int | None = None):
-        raise NotImplementedError("AlphaOfflineStore does not persist saved datasets; write the DataFrame yourself")
+        raise UnsupportedError("AlphaOfflineStore does not persist saved datasets; write the DataFrame yourself")
 
 
 def _entity_timestamps(entity_df: pd.DataFrame) -> tuple[str, np.ndarray]:
@@ -152,9 +166,7 @@ def _entity_timestamps(entity_df: pd.DataFrame) -> tuple[str, np.ndarray]:
         if len(dt_cols) != 1:
             raise EmptyInputError(f"the entity frame needs a column named '{ENTITY_TS}' with the time of each row")
         col = dt_cols[0]
-    ts = require_utc(entity_df[col], col)
-    us = pd.DatetimeIndex(ts).as_unit("us").asi8
-    return col, us
+    return col, clock.epoch_us(clock.require_utc(entity_df[col], col))
 
 
 def _join_view(
@@ -263,13 +275,11 @@ class AlphaOfflineStore(OfflineStore):
         if entity_df is None:
             raise EmptyInputError("AlphaOfflineStore needs an entity frame (symbol + event_timestamp rows)")
         if not isinstance(entity_df, pd.DataFrame):
-            raise TypeError(f"AlphaOfflineStore takes a pandas entity frame, not {type(entity_df).__name__} (SQL is not supported)")
+            raise UnsupportedError(f"AlphaOfflineStore takes a pandas entity frame, not {type(entity_df).__name__} (SQL is not supported)")
         store_cfg = config.offline_store
         opts = _OPTIONS.get()
         bitemporal = opts.bitemporal if opts.bitemporal is not None else (store_cfg.bitemporal or filter_by_created_timestamp)
-        as_of_us = None
-        if opts.as_of is not None:
-            as_of_us = int(opts.as_of.tz_convert("UTC").value // 1000)
+        as_of_us = None if opts.as_of is None else clock.instant_us(opts.as_of, "as_of")
         fv_to_features, _ = _get_requested_feature_views_to_features_dict(feature_refs, feature_views, [])
         ts_col, entity_us = _entity_timestamps(entity_df) if len(entity_df) else (ENTITY_TS, np.empty(0, np.int64))
         batch = max(1, int(store_cfg.column_batch))
@@ -375,7 +385,8 @@ def _requested_columns(fv_to_features: dict, full: bool) -> list[str]:
 
 def _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date):
     """Rows with start_date <= event time <= end_date, only the named columns (a polars frame)."""
-    window = Window(_source_path(data_source, config.repo_path), timestamp_field, _utc_us(start_date), _utc_us(end_date))
+    window = Window(_source_path(data_source, config.repo_path), timestamp_field, _bound_us(start_date, "start_date"),
+                    _bound_us(end_date, "end_date"))
     cols = list(dict.fromkeys(join_key_columns + feature_name_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
     return window.read(cols)
 
