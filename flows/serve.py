@@ -6,15 +6,16 @@ Registers two deployments with the server named by ``PREFECT_API_URL`` and
 runs their flow runs in subprocesses until stopped:
 
 * ``nightly/nightly``: on a cron in the exchange's time zone, weekdays at the
-  regular close + the longest source delay + a margin (``etl.schedule``;
-  16:45 America/New_York with the defaults), ``home`` preset;
+  regular close + the longest source delay + a margin (``etl.core.schedule``;
+  16:45 in New York with the defaults), ``home`` preset;
 * ``backfill/backfill``: no schedule, triggered with ``alpha run backfill``
   (or from the UI with its parameters).
 
 It also creates each configured vendor's rate limit (``flows.limits``).
 ``ALPHA_NIGHTLY_CRON`` / ``ALPHA_NIGHTLY_TZ`` override the schedule. The
 schedules are paused when the process stops and resumed when it is served
-again. Nothing happens at import time.
+again. Nothing happens at import time, and the warehouse travels to each flow
+run as its ``home`` parameter (this process never sets ``ALPHA_HOME``).
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ def main(settings=None) -> None:
         check_specs(settings)   # a worker with a broken [[ingest]] table refuses to start
     except AlphaError as exc:
         sys.exit(f"error: {exc}")
-    os.environ["ALPHA_HOME"] = str(settings.home)  # flow-run subprocesses and feature_repo/repo.py see the same home
     # A long-running service sends the flows' INFO logs to the server's UI.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     from flows.prefect_env import configure_prefect

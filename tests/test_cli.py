@@ -10,10 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import SHARED
+
 REPO = Path(__file__).resolve().parents[1]
 ALPHA = str(Path(sys.executable).with_name("alpha"))
 FEAST = str(Path(sys.executable).with_name("feast"))
-STOCKNET = REPO.parent / "shared" / "data" / "stocknet-tweets-prices" / "prices_raw.csv.gz"
+STOCKNET = SHARED / "stocknet-tweets-prices" / "prices_raw.csv.gz"
 
 
 def run(args, home: Path, cwd=REPO, extra_env=None):
@@ -23,10 +25,8 @@ def run(args, home: Path, cwd=REPO, extra_env=None):
 
 
 @pytest.fixture(scope="module")
-def csv_folder(tmp_path_factory):
+def csv_folder(tmp_path_factory, shared_data):
     """Real Yahoo daily prices of three stocknet tickers as a generic CSV folder."""
-    if not STOCKNET.exists():
-        pytest.fail(f"shared data missing: {STOCKNET}")
     prices = pd.read_csv(STOCKNET)
     folder = tmp_path_factory.mktemp("csv")
     for ticker in ["MSFT", "XOM", "JNJ"]:
@@ -119,3 +119,88 @@ def test_latest_replay_and_live_loop_commands(warehouse, tmp_path):
     finally:
         ledger.dispose()
     assert len(orders) and set(orders["status"]) <= {"blocked"}
+
+
+# ------------------------------------------------------------ no process-wide side effects
+
+
+def test_a_command_run_in_process_sets_no_environment(tmp_path):
+    """``--home`` travels as an argument: running a command leaves ``os.environ`` as it was."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from etl.core.config import load_settings
+    from etl.storage.watermarks import open_watermarks
+
+    before = dict(os.environ)
+    out = CliRunner().invoke(app, ["watermarks", "--home", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    store = open_watermarks(load_settings(tmp_path))
+    store.dispose()
+    assert out.output == f"watermarks in {store.display_url}\n    (none yet)\n"
+    assert dict(os.environ) == before and "ALPHA_HOME" not in os.environ
+
+
+def test_a_broker_error_prints_its_message_and_exits_1(capsys):
+    """The broker's errors are AlphaErrors: the CLI prints them as one line, no traceback."""
+    import typer
+
+    from cli.common import friendly
+    from strategy.broker import BrokerError
+
+    @friendly
+    def refused():
+        raise BrokerError("alpaca refused order o-1: insufficient buying power")
+
+    with pytest.raises(typer.Exit) as stop:
+        refused()
+    assert stop.value.exit_code == 1
+    assert capsys.readouterr().err == "error: alpaca refused order o-1: insufficient buying power\n"
+
+
+def test_feast_calls_leave_warning_filters_and_the_feast_logger_as_they_were(tmp_path):
+    """Feast's chatter is silenced around our Feast calls only (a notebook keeps its filters)."""
+    import logging
+    import warnings
+
+    from etl.core.config import load_settings
+    from etl.serving.feast_store import feature_store, quiet_feast
+
+    feast_logger = logging.getLogger("feast")
+    filters, level = list(warnings.filters), feast_logger.level
+    store = feature_store(load_settings(tmp_path))
+    assert type(store).__name__ == "FeatureStore"
+    assert warnings.filters == filters and feast_logger.level == level
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_feast():
+            assert feast_logger.level == logging.WARNING
+            warnings.warn("inside", DeprecationWarning, stacklevel=1)
+        assert feast_logger.level == level
+        warnings.warn("outside", DeprecationWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["outside"]
+
+
+def test_feature_repo_module_lists_every_generated_object(tmp_path, monkeypatch):
+    """``feast apply`` finds the objects with ``dir()``: all of them, for the user's ALPHA_HOME."""
+    import importlib
+
+    from feast import Entity, FeatureService, FeatureView, FileSource
+
+    from feature_repo.definitions import build_definitions
+
+    home = tmp_path.resolve()
+    monkeypatch.setenv("ALPHA_HOME", str(home))
+    sys.modules.pop("feature_repo.repo", None)
+    try:
+        repo = importlib.import_module("feature_repo.repo")
+        found = {n: getattr(repo, n) for n in dir(repo)
+                 if isinstance(getattr(repo, n), Entity | FileSource | FeatureView | FeatureService)}
+    finally:
+        sys.modules.pop("feature_repo.repo", None)
+    defs = build_definitions(home)
+    assert sorted(found) == sorted([f"entity_{n}" for n in defs.entities] + [f"source_{n}" for n in defs.sources]
+                                   + [f"view_{n}" for n in defs.views] + [f"service_{n}" for n in defs.services])
+    assert found["source_bars_daily"].path == str(home / "gold" / "bars_daily.parquet")
+    assert found["view_technicals"] == defs.views["technicals"] and found["service_daily_v1"] == defs.services["daily_v1"]
+    assert os.environ["ALPHA_HOME"] == str(home)

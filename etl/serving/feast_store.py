@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from etl.core.config import FEAST_PROJECT, Settings
@@ -45,16 +47,28 @@ def registry_config(settings: Settings) -> dict:
 
 
 def feature_store(settings: Settings):
-    _quiet_feast()
-    from feast import FeatureStore
+    """A ``FeatureStore`` over this warehouse (Feast's import and set-up chatter silenced)."""
+    with quiet_feast():
+        from feast import FeatureStore
 
-    return FeatureStore(config=repo_config(settings))
+        return FeatureStore(config=repo_config(settings))
 
 
-def _quiet_feast() -> None:
-    warnings.filterwarnings("ignore", module="feast")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.getLogger("feast").setLevel(logging.WARNING)
+@contextmanager
+def quiet_feast() -> Iterator[None]:
+    """Silence Feast's warnings (and every DeprecationWarning) and its INFO logs for the calls
+    inside, and only those: the warning filters and the ``feast`` logger's level are restored
+    on exit, so a caller's notebook or test keeps its own settings."""
+    logger = logging.getLogger("feast")
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="feast")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def apply(settings: Settings) -> list[str]:
@@ -68,11 +82,12 @@ def apply(settings: Settings) -> list[str]:
             f"no gold table for {len(missing)} view(s) ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}) "
             f"in {settings.gold}; run `alpha nightly` after ingesting"
         )
-    from feature_repo.definitions import build_definitions
+    with quiet_feast():
+        from feature_repo.definitions import build_definitions
 
-    store = feature_store(settings)
-    defs = build_definitions(settings.home)
-    store.apply(defs.objects())
+        store = feature_store(settings)
+        defs = build_definitions(settings.home)
+        store.apply(defs.objects())
     return [o.name for o in defs.objects()]
 
 
@@ -99,7 +114,8 @@ def materialize(settings: Settings, start: datetime | None = None, end: datetime
     end = end or datetime.now(UTC)
     store = feature_store(settings)
     try:
-        store.materialize(start_date=start, end_date=end)
+        with quiet_feast():
+            store.materialize(start_date=start, end_date=end)
     except Exception as exc:  # connection problems surface from many Feast layers
         if "redis" in type(exc).__module__.lower() or "Connection" in type(exc).__name__:
             raise OnlineStoreError(f"cannot write to the online store ({settings.online_store_kind}): {exc}") from exc

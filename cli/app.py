@@ -1,0 +1,77 @@
+"""The ``alpha`` command: one typer app, one module per command group.
+
+    alpha demo                      ingest the shared Lean bars, run the nightly flow, backtest, one live tick
+    alpha ingest lean [PATH]        Lean daily bars + factor and map files
+    alpha ingest csv PATH           a folder of <SYMBOL>.csv (date,open,high,low,close,volume)
+    alpha nightly                   Prefect flow in this process: ingest -> health -> factors -> apply -> materialize
+    alpha serve                     serve the nightly (cron) and backfill deployments on PREFECT_API_URL
+    alpha run nightly|backfill      trigger a run (through the Prefect API when PREFECT_API_URL is set)
+    alpha backtest                  vectorbt backtest of the strategy on alpha.history
+    alpha live --once               the same strategy on alpha.latest; prints target positions
+    alpha live --strategy NAME      the live loop: orders to a paper (or Alpaca) broker, a ledger
+    alpha replay --strategy NAME    shadow replay of the live loop on alpha.history == the backtest
+
+Every command honours ``--home`` / ``ALPHA_HOME`` (:mod:`cli.common`). Errors print one
+clear message and exit with status 1. The command modules import their heavy
+dependencies (Feast, Prefect, vectorbt) inside the commands, so ``alpha latest``
+starts cold without them.
+
+=====================  ==========================================
+module                 commands
+=====================  ==========================================
+``cli.ingest``         ingest, compact, watermarks
+``cli.quality``        health
+``cli.features``       features list, features describe
+``cli.orchestration``  nightly, run nightly, run backfill, serve
+``cli.trading``        backtest, live, replay
+``cli.online``         apply, materialize, latest
+``cli.demo``           demo
+=====================  ==========================================
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cli import demo, features, ingest, online, orchestration, quality, trading
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Alpha Warehouse: a point-in-time feature store on Feast.")
+
+# the order here is the order of `alpha --help` (the groups, features and run, are listed last)
+app.command("ingest", help=ingest.INGEST_HELP)(ingest.ingest)
+app.command("compact")(ingest.compact)
+app.command("watermarks")(ingest.watermarks)
+app.command("health")(quality.health)
+
+features_app = typer.Typer(no_args_is_help=True, help="What features exist: list and describe.")
+features_app.command("list")(features.features_list)
+features_app.command("describe")(features.features_describe)
+app.add_typer(features_app, name="features")
+
+app.command("nightly")(orchestration.nightly)
+run_app = typer.Typer(no_args_is_help=True, help="Trigger a flow: on the Prefect server of PREFECT_API_URL (its deployment, "
+                      "served by `alpha serve`), else in this process.")
+run_app.command("nightly")(orchestration.run_nightly_cmd)
+run_app.command("backfill")(orchestration.run_backfill_cmd)
+app.add_typer(run_app, name="run")
+app.command("serve")(orchestration.serve)
+
+app.command("backtest")(trading.backtest)
+app.command("live")(trading.live)
+app.command("replay")(trading.replay)
+
+app.command("apply")(online.apply)
+app.command("materialize")(online.materialize)
+app.command("latest")(online.latest)
+
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
