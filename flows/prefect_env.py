@@ -18,5 +18,7 @@ def configure_prefect(settings: Settings) -> None:
     # task results (the cache of vendor pulls) live in the warehouse, whichever server runs the flow
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(settings.home / "prefect" / "storage"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the temporary server's 20 s default is too little on a loaded 2-core machine (a nightly failed so)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")

@@ -111,7 +111,11 @@ class Alpha:
 
         now = time.monotonic()
         if self._catalog_cache is None or now - self._catalog_cache[0] > self.CATALOG_TTL:
-            views = self.store.list_feature_views()
+            from etl.serving.feast_store import quiet_feast
+
+            with quiet_feast():
+                views = self.store.list_feature_views()
+                services = self.store.list_feature_services()
             catalog = {
                 "features": {fv.name: [f.name for f in fv.features] for fv in views},
                 "entities": {fv.name: list(fv.entities) for fv in views},
@@ -119,7 +123,7 @@ class Alpha:
                 "views": {fv.name: {"features": [f.name for f in fv.features]} for fv in views},
                 "services": {
                     svc.name: [f"{p.name}:{f.name}" for p in svc.feature_view_projections for f in p.features]
-                    for svc in self.store.list_feature_services()
+                    for svc in services
                 },
             }
             self._catalog_cache = (now, catalog)
@@ -225,7 +229,9 @@ class Alpha:
         add_market = MARKET_KEY not in frame.columns and self._needs_market(refs)
         if add_market:  # macro and regime values are the same for every symbol: join them on the market
             frame = frame.assign(**{MARKET_KEY: MARKET})
-        with pit_options(as_of=as_of, bitemporal=bitemporal):
+        from etl.serving.feast_store import quiet_feast
+
+        with pit_options(as_of=as_of, bitemporal=bitemporal), quiet_feast():
             job = self.store.get_historical_features(entity_df=frame, features=feast_features, full_feature_names=full_feature_names)
             out = job.to_df()
         if add_market:
@@ -330,10 +336,14 @@ class Alpha:
         self._check_symbols(symbols)
         extra = {MARKET_KEY: MARKET} if self._needs_market(refs) else {}
         try:
-            response = self.store.get_online_features(
-                features=feast_features, entity_rows=[{ENTITY: s, **extra} for s in symbols], full_feature_names=full_feature_names
-            )
-            raw = response.to_dict(include_event_timestamps=True)
+            from etl.serving.feast_store import quiet_feast
+
+            with quiet_feast():
+                response = self.store.get_online_features(
+                    features=feast_features, entity_rows=[{ENTITY: s, **extra} for s in symbols],
+                    full_feature_names=full_feature_names,
+                )
+                raw = response.to_dict(include_event_timestamps=True)
         except Exception as exc:
             from etl.serving.redis_conn import store_errors  # not before an error: redis is imported only then
 

@@ -4,8 +4,8 @@ Staleness has one rule, :func:`judge_freshness`, shared with the live loop
 (``strategy.live_loop.latest_features``): a value is missing when it is older
 than the view's TTL at the decision time, or after it -- exactly what the
 point-in-time join does in the backtest -- so live and backtest give the same
-targets. The tick's decision time is the freshest value it read (on the
-demo's 2021 data, the warehouse's last availability time).
+targets. The tick's decision time is the warehouse's clock: its newest bar's
+availability time (``sdk.online.store_clock``, the ``now="warehouse"`` of the read).
 """
 
 from __future__ import annotations
@@ -47,14 +47,16 @@ def judge_freshness(latest: pd.DataFrame, names: list[str], decision_time: pd.Ti
 def live_once(client, symbols: list[str] | None = None, strategy=trend_rsi) -> pd.DataFrame:
     symbols = symbols or client.symbols()
     # the warehouse's last session, not the wall clock: a tick on the data there is (the demo's
-    # 2021 data); the decision time is the freshest value read (for every symbol of the warehouse:
-    # its last availability time, the ``now="warehouse"`` of the read)
-    latest = client.latest(symbols, strategy.FEATURES, now="warehouse", allow_stale=True)
+    # 2021 data). A symbol whose values are older than the TTL at that time is not traded, as in
+    # the live loop, whichever symbols were asked for.
+    from sdk.online import store_clock
+
+    decision_time = store_clock(client.settings)
+    latest = client.latest(symbols, strategy.FEATURES, now=decision_time, allow_stale=True)
     names = [f.split(":", 1)[1] for f in strategy.FEATURES]
     ts_cols = [n + "__ts" for n in names]
-    newest = latest[ts_cols].max().max()
-    frame, _ = judge_freshness(latest, names, newest)
-    frame["decision_time"] = newest
+    frame, _ = judge_freshness(latest, names, decision_time)
+    frame["decision_time"] = decision_time
     frame["as_of"] = frame[ts_cols].max(axis=1)
     frame["target_weight"] = strategy.target_positions(frame)
     return frame[["symbol", "as_of", *names, "target_weight"]]

@@ -95,3 +95,15 @@ def test_live_parity_on_redis(redis_warehouse):
     hist["w"] = trend_rsi.target_positions(hist)
     last = hist[hist["decision_time"] == hist["decision_time"].max()].set_index("symbol")["w"]
     assert live.reindex(last.index).tolist() == last.tolist()
+
+
+def test_live_tick_decides_at_the_warehouse_clock_whatever_symbols_are_asked(client):
+    """One staleness rule with the live loop: the tick's decision time is the warehouse's newest
+    availability time, so a symbol asked alone whose values are years old (UW, delisted in 1998)
+    is stale there and gets no position, instead of being judged against its own last bar."""
+    alone = live_once(client, ["UW"]).set_index("symbol")
+    assert alone.loc["UW", "as_of"] < pd.Timestamp("1999-01-01", tz="UTC")
+    assert np.isnan(alone.loc["UW", "rsi_14"]) and alone.loc["UW", "target_weight"] == 0.0
+    together = live_once(client, ["AAPL", "UW"]).set_index("symbol")
+    assert together.loc["UW", "target_weight"] == 0.0
+    assert together.loc["AAPL", "as_of"] == pd.Timestamp("2021-03-31 20:15", tz="UTC")
