@@ -53,10 +53,10 @@ def watermark(settings, source: str, dataset: str, symbol: str) -> str | None:
 
 # ------------------------------------------------------------------ minute
 
-def test_minute_bars_in_dollars_utc_and_known_at_bar_end(tmp_home, lean_root):
-    summary = run_ingest(tmp_home, "lean", "minute", ["AAPL"], "2014-06-05", "2014-06-09", path=str(lean_root))
+def test_minute_bars_in_dollars_utc_and_known_at_bar_end(tmp_home, shared_lean_root):
+    summary = run_ingest(tmp_home, "lean", "minute", ["AAPL"], "2014-06-05", "2014-06-09", path=str(shared_lean_root))
     assert not summary.failed
-    files = sorted((lean_root / "equity_usa_minute").glob("2014060[569]_aapl_minute_trade.csv"))
+    files = sorted((shared_lean_root / "equity_usa_minute").glob("2014060[569]_aapl_minute_trade.csv"))
     lines = sum(len(p.read_text().splitlines()) for p in files)
     assert summary.rows_fetched == lines == summary.rows_written == 2303 and summary.rows_quarantined == 0
     bars = silver.read(tmp_home, tables.BARS_MINUTE).set_index("bar_start")
@@ -77,9 +77,9 @@ def test_minute_bars_in_dollars_utc_and_known_at_bar_end(tmp_home, lean_root):
     assert watermark(tmp_home, "lean", "minute", "AAPL") == "2014-06-09"
 
 
-def test_minute_corrupted_rows_are_quarantined_with_reasons(tmp_home, tmp_path, lean_root):
+def test_minute_corrupted_rows_are_quarantined_with_reasons(tmp_home, tmp_path, shared_lean_root):
     rel = "equity_usa_minute/20140609_aapl_minute_trade.csv"
-    root = lean_copy(tmp_path, lean_root, rel)
+    root = lean_copy(tmp_path, shared_lean_root, rel)
     lines = (root / rel).read_text().splitlines()
     n = len(lines)
     lines[1] = "14460000,924600,abc,924600,924600,59"        # line 2: non-numeric high
@@ -160,8 +160,8 @@ def test_option_chain_real_defect_is_quarantined(tmp_home, lean_root):
 
 # ------------------------------------------------------------------ fine fundamentals
 
-def test_fine_fundamentals_long_format_known_after_filing(tmp_home, lean_root):
-    summary = run_ingest(tmp_home, "lean", "fine_fundamentals", ["AAPL"], "2014-04-01", "2014-04-30", path=str(lean_root))
+def test_fine_fundamentals_long_format_known_after_filing(tmp_home, shared_lean_root):
+    summary = run_ingest(tmp_home, "lean", "fine_fundamentals", ["AAPL"], "2014-04-01", "2014-04-30", path=str(shared_lean_root))
     assert not summary.failed and summary.rows_quarantined == 0
     f = silver.read(tmp_home, tables.FUNDAMENTALS_SNAPSHOTS)
     assert sorted(f["file_date"].unique()) == list(pd.to_datetime(["2014-04-24", "2014-04-29"]))
@@ -186,9 +186,9 @@ def test_fine_fundamentals_long_format_known_after_filing(tmp_home, lean_root):
     assert (f["event_timestamp"].dt.tz_convert(None) > f["period_end"] + pd.Timedelta(days=1)).all()
 
 
-def test_fine_fundamentals_truncated_file_is_quarantined_others_kept(tmp_home, tmp_path, lean_root):
+def test_fine_fundamentals_truncated_file_is_quarantined_others_kept(tmp_home, tmp_path, shared_lean_root):
     good, bad = "equity_usa_fine_fundamentals/ibm/20140331.json", "equity_usa_fine_fundamentals/ibm/20140429.json"
-    root = lean_copy(tmp_path, lean_root, good, bad, "equity_usa_fine_fundamentals/json_code_map.csv")
+    root = lean_copy(tmp_path, shared_lean_root, good, bad, "equity_usa_fine_fundamentals/json_code_map.csv")
     text = (root / bad).read_text()
     (root / bad).write_text(text[: len(text) // 2])
     summary = run_ingest(tmp_home, "lean", "fine_fundamentals", ["IBM"], "2014-03-01", "2014-04-30", path=str(root))
@@ -200,20 +200,20 @@ def test_fine_fundamentals_truncated_file_is_quarantined_others_kept(tmp_home, t
     assert set(f["file_date"]) == {pd.Timestamp("2014-03-31")} and len(f) == summary.rows_written > 900
 
 
-def test_lean_unknown_symbol_fails_that_job_only(tmp_home, lean_root):
-    summary = run_ingest(tmp_home, "lean", "fine_fundamentals", ["NOPE", "BAC"], "2014-01-01", "2014-12-31", path=str(lean_root))
+def test_lean_unknown_symbol_fails_that_job_only(tmp_home, shared_lean_root):
+    summary = run_ingest(tmp_home, "lean", "fine_fundamentals", ["NOPE", "BAC"], "2014-01-01", "2014-12-31", path=str(shared_lean_root))
     assert [r.job.symbol for r in summary.failed] == ["NOPE"] and "no Lean fine fundamentals for NOPE" in summary.failed[0].error
     assert set(silver.read(tmp_home, tables.FUNDAMENTALS_SNAPSHOTS)["symbol"]) == {"BAC"}
 
 
-def test_lean_reingest_is_byte_identical(tmp_home, lean_root):
+def test_lean_reingest_is_byte_identical(tmp_home, shared_lean_root):
     runs = [("minute", ["SPY"], "2013-10-04", "2013-10-07"), ("option_chains", ["TWX"], "2014-06-04", "2014-06-05"),
             ("fine_fundamentals", ["GOOG"], "2014-02-01", "2014-04-30")]
     for dataset, symbols, start, end in runs:
-        assert run_ingest(tmp_home, "lean", dataset, symbols, start, end, path=str(lean_root)).rows_written > 0
+        assert run_ingest(tmp_home, "lean", dataset, symbols, start, end, path=str(shared_lean_root)).rows_written > 0
     before = tree_digest(tmp_home.silver)
     for dataset, symbols, start, end in runs:
-        again = run_ingest(tmp_home, "lean", dataset, symbols, start, end, path=str(lean_root))
+        again = run_ingest(tmp_home, "lean", dataset, symbols, start, end, path=str(shared_lean_root))
         underlying_rows = 2 if dataset == "option_chains" else 0   # one per chain file, not a contract
         assert again.rows_written == 0 and again.results[0].unchanged == again.rows_fetched - underlying_rows
     assert tree_digest(tmp_home.silver) == before

@@ -2,8 +2,8 @@
 
 For each job (one source, dataset and symbol over a date range):
 
-1. fetch: the source's HTTP client lands every response body in bronze
-   *before* the source parses it (the client's ``on_response`` hook);
+1. fetch: every response body is landed in bronze, filed under the job,
+   *before* the source parses it (:meth:`Source.get_json`);
 2. parse and validate: the source returns rows per silver table and the
    rows it rejected, each with a reason;
 3. write: rejected rows to quarantine, good rows appended to silver (a lock
@@ -14,29 +14,46 @@ A crash between any two steps leaves the store valid; rerunning the same
 command fetches the same range again and the idempotent silver append makes
 it a no-op. A failing job (bad key, vendor down, malformed payload) is
 reported with its error and does not stop the other jobs.
+
+A source with :attr:`Source.all_or_nothing` (archives of files: Lean daily
+bars, CSV folders) runs the other way round: every job is read, parsed and
+validated before anything is written or landed. One rejected row or unreadable
+file stops the run: the rejected rows go to quarantine with their reasons,
+:class:`BadInputError` names each file and row, and silver is left exactly as
+it was; any other error is raised as it is.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pandas as pd
 
+from etl.core import clock
 from etl.core.config import Settings
-from etl.core.errors import AlphaError, BadSymbolError, ConfigError, VendorUnavailableError
+from etl.core.errors import AlphaError, BadInputError, BadSymbolError, ConfigError, VendorUnavailableError
 from etl.storage import silver
 from etl.storage.atomic import HomeLock
 from etl.storage.tables import ALL as TABLES
 from etl.storage.watermarks import WatermarkStore, open_watermarks
 
+#: The one symbol rule of every source (command-line symbols, CSV file names, FX pairs,
+#: Lean tickers): 1-20 of A-Z 0-9 . - = ^ _, starting with a letter or digit. Symbols
+#: become partition folders and vendor URL paths; with no ``/`` and no leading dot, no
+#: symbol can be a path segment like ``..`` that escapes a folder or a URL.
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-=^_]{0,19}$")
+SYMBOL_RULE = "1-20 of A-Z 0-9 . - = ^ _, starts with a letter or digit"
+
+
+def is_symbol(text: str) -> bool:
+    """Whether ``text`` (already upper case) follows :data:`SYMBOL_RE`."""
+    return SYMBOL_RE.match(text) is not None
 
 
 def check_symbols(symbols: list[str]) -> list[str]:
@@ -47,14 +64,12 @@ def check_symbols(symbols: list[str]) -> list[str]:
     out, bad = [], []
     for s in symbols:
         t = str(s).strip().upper()
-        if not SYMBOL_RE.match(t) or ".." in t:
+        if not is_symbol(t):
             bad.append(s)
         else:
             out.append(t)
     if bad:
-        raise BadSymbolError(
-            f"not valid symbol(s): {bad!r}; a symbol is 1-20 of A-Z 0-9 . - = ^ _, starts with a letter or digit"
-        )
+        raise BadSymbolError(f"not valid symbol(s): {bad!r}; a symbol is {SYMBOL_RULE}")
     return list(dict.fromkeys(out))
 
 
@@ -65,6 +80,7 @@ class Job:
     symbol: str
     start: pd.Timestamp          # naive date, inclusive
     end: pd.Timestamp            # naive date, inclusive
+    files: tuple[str, ...] = ()  # file sources: the files the job reads, when the source lists them up front
 
     def __str__(self) -> str:
         return f"{self.source}.{self.dataset} {self.symbol} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
@@ -74,17 +90,20 @@ class Job:
 class Parsed:
     """What one job produced: rows per silver table, rejected rows (quarantine
     columns: source, source_file, source_row, symbol, raw, reason), the new
-    watermark and how many rows the vendor sent."""
+    watermark and how many rows the vendor sent.
+
+    All-or-nothing sources also give every problem as ``(file, row, reason)``
+    (rejected rows and unreadable files), the files to land in bronze once the
+    run is known to be good, and the symbols their rows are for."""
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     rejects: pd.DataFrame | None = None
     high_water: str | None = None
     rows_fetched: int = 0
     batch_key: str = ""
-
-
-_current = threading.local()   # the job a worker thread is running (labels its bronze records)
-_shared_limiter: ContextVar = ContextVar("shared_limiter", default=None)  # see get_source
+    problems: list[tuple[str, int | None, str]] = field(default_factory=list)
+    land: list[tuple[Path, str]] = field(default_factory=list)
+    symbols: list[str] = field(default_factory=list)
 
 
 class Limiters:
@@ -108,23 +127,31 @@ class Source:
     datasets: tuple[str, ...] = ()
     needs_symbols: bool = True
     default_rate: float = 5.0     # requests per second unless [vendors.<name>] rate is set
+    all_or_nothing: bool = False  # validate every job before writing any; one reject stops the run (module doc)
 
-    def __init__(self, settings: Settings, path: str | None = None):
+    def __init__(self, settings: Settings, path: str | None = None, limiter=None):
         self.settings = settings
         self.path = path   # file sources: the folder to read (the CLI's --path)
-        self.shared_limiter = _shared_limiter.get()   # acquired before every request, with the client's own
+        self.shared_limiter = limiter   # acquired before every request, with the client's own
 
-    def land(self, fetched) -> None:
+    def land(self, fetched, job: Job | None = None) -> None:
+        """Keep one vendor response in bronze, filed under the job's dataset."""
         from etl.storage.bronze import land_payload
 
-        job = getattr(_current, "job", None)
         land_payload(self.settings, fetched, job.dataset if job is not None else "adhoc")
+
+    def get_json(self, job: Job | None, path_or_url: str, params: dict | None = None):
+        """``(fetched, decoded JSON)`` of a GET through this source's client (``self.client``,
+        built by :meth:`http`): the body is landed in bronze for ``job`` before it is decoded."""
+        fetched = self.client.get(path_or_url, params)
+        self.land(fetched, job)
+        return fetched, fetched.json()
 
     def http(self, default_base_url: str, *, key_env: str | None = None, key_param: str | None = None,
              headers: dict | None = None):
         """This vendor's client: base URL, rate (requests/s, default :attr:`default_rate`), burst,
         retries and timeout from ``[vendors.<name>]`` in config.toml or ``ALPHA_<NAME>_BASE_URL`` /
-        ``ALPHA_<NAME>_RATE``."""
+        ``ALPHA_<NAME>_RATE``. Fetch through :meth:`get_json`, which lands each body in bronze."""
         from etl.core.http import HttpClient, RateLimiter, require_secret
 
         cfg = self.settings.vendor(self.name)
@@ -141,7 +168,6 @@ class Source:
             max_retries=int(cfg.get("max_retries", 4)),
             backoff=float(cfg.get("backoff", 0.5)),
             timeout=float(cfg.get("timeout", 20.0)),
-            on_response=self.land,
         )
 
     def jobs(self, dataset: str, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> list[Job]:
@@ -149,6 +175,10 @@ class Source:
 
     def fetch_parse(self, job: Job) -> Parsed:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def quarantine(self, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path | None:
+        """Keep rejected rows with their reasons (``quarantine/<table>/``)."""
+        return silver.quarantine(self.settings, table, rejects, batch_key, now)
 
     def close(self) -> None:
         pass
@@ -161,25 +191,31 @@ REGISTRY: dict[str, str] = {
     "fred": "etl.sources.vendors.fred:FredSource",
     "lean": "etl.sources.lean.datasets:LeanSource",
     "stocknet": "etl.sources.news_files:StocknetSource",
-    "fx": "etl.sources.lean.datasets:FxCsvSource",
+    "fx": "etl.sources.fx:FxCsvSource",
+    "csv": "etl.sources.csv_folder:CsvFolderSource",
+}
+
+#: (source, dataset) -> "module:Class" where one dataset of a source is its own class
+#: (Lean daily bars run all-or-nothing, the other Lean datasets row by row)
+DATASET_REGISTRY: dict[tuple[str, str], str] = {
+    ("lean", "daily"): "etl.sources.lean.daily:LeanDailySource",
 }
 
 
-def get_source(name: str, settings: Settings, path: str | None = None, limiter=None) -> Source:
-    """The source ``name``; ``limiter`` (anything with ``acquire()``) is taken before every
-    vendor request on top of the vendor's own rate from config."""
-    cls = get_source_class(name)
-    token = _shared_limiter.set(limiter)
-    try:
-        return cls(settings, path=path)
-    finally:
-        _shared_limiter.reset(token)
+def get_source(name: str, settings: Settings, path: str | None = None, limiter=None, dataset: str | None = None) -> Source:
+    """The source ``name`` (the class of ``dataset`` when that dataset has its own); ``limiter``
+    (anything with ``acquire()``) is taken before every vendor request on top of the vendor's
+    own rate from config."""
+    return get_source_class(name, dataset)(settings, path=path, limiter=limiter)
 
 
-def get_source_class(name: str) -> type[Source]:
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    module, cls = REGISTRY[name].split(":")
+def get_source_class(name: str, dataset: str | None = None) -> type[Source]:
+    target = DATASET_REGISTRY.get((name, dataset)) if dataset else None
+    if target is None:
+        if name not in REGISTRY:
+            raise ConfigError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        target = REGISTRY[name]
+    module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -205,6 +241,8 @@ class JobResult:
     error: str | None = None
     transient: bool = False      # the error may go away on a retry (vendor down, network); not a 4xx or bad payload
     seconds: float = 0.0
+    revised: int = 0             # of the rows written, how many are revisions of stored rows (daily bars)
+    symbols: list[str] = field(default_factory=list)   # all-or-nothing sources: the symbols written
 
 
 @dataclass
@@ -248,6 +286,44 @@ class IngestSummary:
         return "\n".join(lines)
 
 
+#: the date range of a job that ingests a whole archive (every file, whatever its dates)
+EVERY_DAY = (pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31"))
+
+
+@dataclass
+class IngestReport:
+    """What an all-or-nothing ingest of an archive wrote (:func:`etl.sources.lean.daily.ingest_lean`,
+    :func:`etl.sources.csv_folder.ingest_csv_folder`)."""
+
+    source: str
+    files: int
+    rows_read: int
+    new: int
+    revised: int
+    unchanged: int
+    symbols: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {self.files} files, {self.rows_read} rows read, {len(self.symbols)} symbols; "
+            f"silver: {self.new} new, {self.revised} revised, {self.unchanged} unchanged"
+        )
+
+    @classmethod
+    def of(cls, summary: IngestSummary) -> IngestReport:
+        written = sum(sum(r.written.values()) for r in summary.results)
+        revised = sum(r.revised for r in summary.results)
+        return cls(
+            summary.source,
+            files=sum(len(r.job.files) for r in summary.results),
+            rows_read=summary.rows_fetched,
+            new=written - revised,
+            revised=revised,
+            unchanged=sum(r.unchanged for r in summary.results),
+            symbols=sorted({s for r in summary.results for s in r.symbols}),
+        )
+
+
 def plan(source: Source, dataset: str, symbols: list[str], start, end, incremental: bool, marks: WatermarkStore) -> tuple[list[Job], list[JobResult]]:
     """Jobs to run and jobs already up to date (incremental: from the day after
     each symbol's watermark)."""
@@ -263,7 +339,7 @@ def plan(source: Source, dataset: str, symbols: list[str], start, end, increment
                 if nxt > job.end:
                     done.append(JobResult(job, skipped=f"watermark {mark} covers the range"))
                     continue
-                job = Job(job.source, job.dataset, job.symbol, max(job.start, nxt), job.end)
+                job = replace(job, start=max(job.start, nxt))
         todo.append(job)
     return todo, done
 
@@ -285,7 +361,7 @@ def run_ingest(
     """Run every job of one source and dataset; see the module docstring. ``limiter``
     (with ``acquire()``) is shared by every request on top of the vendor's own rate."""
     t0 = time.perf_counter()
-    source = get_source(source_name, settings, path=path, limiter=limiter)
+    source = get_source(source_name, settings, path=path, limiter=limiter, dataset=dataset)
     if dataset not in source.datasets:
         raise ConfigError(f"{source_name} has no dataset {dataset!r}; it has: {', '.join(source.datasets)}")
     if source.needs_symbols and not symbols:
@@ -294,7 +370,8 @@ def run_ingest(
     if parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {parallel}")
     silver.recover(settings)
-    marks = open_watermarks(settings)
+    # an all-or-nothing run opens the watermark store only if it needs it
+    marks = None if source.all_or_nothing and not incremental else open_watermarks(settings)
     write_lock = HomeLock(settings.home)
     try:
         todo, results = plan(source, dataset, symbols, start, end, incremental, marks)
@@ -302,66 +379,156 @@ def run_ingest(
         for r in results:
             if progress:
                 progress(r, total)
-
-        def run(job: Job) -> JobResult:
-            t = time.perf_counter()
-            res = JobResult(job)
-            _current.job = job
-            try:
-                parsed = source.fetch_parse(job)
-                res.rows_fetched = parsed.rows_fetched
-                stamp = now if now is not None else pd.Timestamp.now(tz="UTC")
-                with write_lock:
-                    if parsed.rejects is not None and len(parsed.rejects):
-                        key = parsed.batch_key or str(job)
-                        table = next(iter(parsed.tables), dataset)
-                        path = silver.quarantine(settings, table, parsed.rejects, key, stamp)
-                        res.quarantined, res.quarantine_path = len(parsed.rejects), str(path)
-                    for name, frame in parsed.tables.items():
-                        stats = write_table(settings, name, frame, stamp)
-                        res.written[name] = stats.new
-                        res.unchanged += stats.unchanged
-                    if parsed.high_water:
-                        marks.advance(job.source, job.dataset, job.symbol, parsed.high_water, sum(res.written.values()))
-            except AlphaError as exc:
-                res.error = str(exc)
-                res.transient = isinstance(exc, VendorUnavailableError)
-            except OSError as exc:  # network or disk trouble below the vendor client
-                res.error, res.transient = f"{type(exc).__name__}: {exc}", True
-            except Exception as exc:  # a bug or an unexpected library error: report it, keep going
-                res.error = f"{type(exc).__name__}: {exc}"
-            res.seconds = time.perf_counter() - t
-            return res
-
-        if parallel == 1 or len(todo) <= 1:
-            for job in todo:
-                r = run(job)
+        if source.all_or_nothing:
+            for r in _run_all_or_nothing(settings, source, todo, now, write_lock):
                 results.append(r)
                 if progress:
                     progress(r, total)
         else:
-            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"ingest-{source_name}") as pool:
-                futures = [pool.submit(run, job) for job in todo]
-                for fut in as_completed(futures):
-                    r = fut.result()
-                    results.append(r)
-                    if progress:
-                        progress(r, total)
+            _run_each(settings, source, todo, results, now, write_lock, marks, parallel, lambda r: progress and progress(r, total))
     finally:
         source.close()
-        marks.dispose()
+        if marks is not None:
+            marks.dispose()
     order = {s: i for i, s in enumerate(symbols)}
     results.sort(key=lambda r: order.get(r.job.symbol, len(order)))
     return IngestSummary(source_name, dataset, results, time.perf_counter() - t0)
 
 
+def utc_now_us() -> pd.Timestamp:
+    """The wall clock as UTC at microsecond resolution (the write time of an archive ingest)."""
+    return clock.to_utc_us(pd.DatetimeIndex([clock.utc_now()]))[0]
+
+
+def _stamp(now: pd.Timestamp | None) -> pd.Timestamp:
+    return now if now is not None else clock.utc_now()
+
+
+def _run_each(settings: Settings, source: Source, todo: list[Job], results: list[JobResult], now, write_lock: HomeLock,
+              marks: WatermarkStore, parallel: int, report: Callable[[JobResult], object]) -> None:
+    """Row-level runs: each job fetched, parsed and written on its own; a failing job is
+    reported in its result and the other jobs go on."""
+
+    def run(job: Job) -> JobResult:
+        t = time.perf_counter()
+        res = JobResult(job)
+        try:
+            parsed = source.fetch_parse(job)
+            res.rows_fetched = parsed.rows_fetched
+            stamp = _stamp(now)
+            with write_lock:
+                _quarantine(source, job, parsed, res, stamp)
+                _write(settings, parsed, res, stamp)
+                if parsed.high_water:
+                    marks.advance(job.source, job.dataset, job.symbol, parsed.high_water, sum(res.written.values()))
+        except AlphaError as exc:
+            res.error = str(exc)
+            res.transient = isinstance(exc, VendorUnavailableError)
+        except OSError as exc:  # network or disk trouble below the vendor client
+            res.error, res.transient = f"{type(exc).__name__}: {exc}", True
+        except Exception as exc:  # a bug or an unexpected library error: report it, keep going
+            res.error = f"{type(exc).__name__}: {exc}"
+        res.seconds = time.perf_counter() - t
+        return res
+
+    if parallel == 1 or len(todo) <= 1:
+        for job in todo:
+            r = run(job)
+            results.append(r)
+            report(r)
+    else:
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"ingest-{source.name}") as pool:
+            futures = [pool.submit(run, job) for job in todo]
+            for fut in as_completed(futures):
+                r = fut.result()
+                results.append(r)
+                report(r)
+
+
+def _run_all_or_nothing(settings: Settings, source: Source, todo: list[Job], now, write_lock: HomeLock) -> list[JobResult]:
+    """Every job parsed and validated first; any problem -> quarantine and :class:`BadInputError`
+    with nothing written; else each job landed in bronze and written, in order."""
+    t = time.perf_counter()
+    parsed = [(job, source.fetch_parse(job)) for job in todo]
+    stamp = _stamp(now)
+    problems = [p for _, x in parsed for p in (x.problems or _problems(x.rejects))]
+    if problems:
+        bad = [(job, x) for job, x in parsed if x.rejects is not None and len(x.rejects)]
+        where = None
+        if bad:
+            rejects = pd.concat([x.rejects for _, x in bad], ignore_index=True)
+            key = ";".join(x.batch_key or str(job) for job, x in bad)
+            where = source.quarantine(next(iter(bad[0][1].tables), bad[0][0].dataset), rejects, key, stamp)
+        raise BadInputError(problems, str(where) if where is not None else None)
+    results = []
+    marks = None
+    try:
+        with write_lock:
+            for job, x in parsed:
+                res = JobResult(job, rows_fetched=x.rows_fetched, symbols=list(x.symbols))
+                if x.land:
+                    from etl.storage.bronze import land_files
+
+                    land_files(settings, source.name, x.land, stamp)
+                _write(settings, x, res, stamp)
+                if x.high_water:
+                    marks = marks or open_watermarks(settings)
+                    marks.advance(job.source, job.dataset, job.symbol, x.high_water, sum(res.written.values()))
+                res.seconds = time.perf_counter() - t
+                results.append(res)
+    finally:
+        if marks is not None:
+            marks.dispose()
+    return results
+
+
+def _problems(rejects: pd.DataFrame | None) -> list[tuple[str, int | None, str]]:
+    if rejects is None or not len(rejects):
+        return []
+    rows = [None if pd.isna(r) else int(r) for r in rejects["source_row"]]
+    return list(zip(rejects["source_file"].astype(str), rows, rejects["reason"].astype(str), strict=True))
+
+
+def _quarantine(source: Source, job: Job, parsed: Parsed, res: JobResult, stamp: pd.Timestamp) -> None:
+    if parsed.rejects is not None and len(parsed.rejects):
+        key = parsed.batch_key or str(job)
+        table = next(iter(parsed.tables), job.dataset)
+        path = source.quarantine(table, parsed.rejects, key, stamp)
+        res.quarantined, res.quarantine_path = len(parsed.rejects), str(path)
+
+
+def _write(settings: Settings, parsed: Parsed, res: JobResult, stamp: pd.Timestamp) -> None:
+    for name, frame in parsed.tables.items():
+        stats = _write_stats(settings, name, frame, stamp)
+        res.written[name] = stats["new"] + stats["revised"]
+        res.revised += stats["revised"]
+        res.unchanged += stats["unchanged"]
+
+
 def write_table(settings: Settings, name: str, frame: pd.DataFrame, now: pd.Timestamp) -> silver.WriteStats:
     """Append rows to a silver table; daily bars go through the revision-aware writer."""
+    stats = _write_stats(settings, name, frame, now)
+    return silver.WriteStats(new=stats["new"] + stats["revised"], unchanged=stats["unchanged"])
+
+
+def _write_stats(settings: Settings, name: str, frame: pd.DataFrame, now: pd.Timestamp) -> dict[str, int]:
+    """``{new, revised, unchanged}`` rows of one write. Daily bars go through the revision-aware
+    writer; Lean's corporate actions and symbol map replace their tables (counted as nothing)."""
     if name == "bars_daily":
         from etl.storage.bars import write_silver_bars
 
-        stats = write_silver_bars(settings, frame, source=str(frame["source"].iloc[0]) if "source" in frame and len(frame) else name, now=now)
-        return silver.WriteStats(new=stats["new"] + stats["revised"], unchanged=stats["unchanged"])
+        return write_silver_bars(settings, frame, source=str(frame["source"].iloc[0]) if "source" in frame and len(frame) else name, now=now)
+    if name == "corporate_actions":
+        from etl.storage.actions import write_corporate_actions
+
+        write_corporate_actions(settings, frame, now)
+        return {"new": 0, "revised": 0, "unchanged": 0}
+    if name == "symbol_map":
+        from etl.storage.actions import write_symbol_map
+
+        write_symbol_map(settings, frame, now)
+        return {"new": 0, "revised": 0, "unchanged": 0}
     if name not in TABLES:
         raise ConfigError(f"no silver table {name!r}; known: {', '.join(sorted(TABLES))}")
-    return silver.append(settings, TABLES[name], frame, now)
+    stats = silver.append(settings, TABLES[name], frame, now)
+    return {"new": stats.new, "revised": 0, "unchanged": stats.unchanged}

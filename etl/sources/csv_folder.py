@@ -1,17 +1,32 @@
 """The generic CSV folder: one ``<SYMBOL>.csv`` per symbol with columns
-``date,open,high,low,close,volume`` (raw prices, exchange-local session dates)."""
+``date,open,high,low,close,volume`` (raw prices, exchange-local session dates).
+
+``alpha ingest csv --path FOLDER`` reads every file of the folder as one
+all-or-nothing batch (:attr:`etl.sources.base.Source.all_or_nothing`): one
+unreadable file or rejected row stops the ingest before anything is written.
+"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from etl.core.errors import BadInputError
-from etl.quality.bars import REQUIRED_CSV_COLUMNS
-
-SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,14}$")
+from etl.core.config import Settings
+from etl.core.errors import BadInputError, ConfigError
+from etl.quality.bars import REQUIRED_CSV_COLUMNS, validate_bars
+from etl.sources.base import (
+    EVERY_DAY,
+    SYMBOL_RULE,
+    IngestReport,
+    Job,
+    Parsed,
+    Source,
+    is_symbol,
+    run_ingest,
+    utc_now_us,
+)
+from etl.storage.bars import quarantine_rejects
 
 
 def list_csv_files(folder: Path) -> list[Path]:
@@ -25,15 +40,20 @@ def list_csv_files(folder: Path) -> list[Path]:
 
 
 def read_csv_folder(folder: Path) -> tuple[pd.DataFrame, list[tuple[str, int | None, str]]]:
-    """Raw string rows of every CSV in ``folder`` plus file-level problems.
+    """Raw string rows of every CSV in ``folder`` plus file-level problems (see :func:`read_csv_files`)."""
+    return read_csv_files(list_csv_files(folder))
+
+
+def read_csv_files(files: list[Path]) -> tuple[pd.DataFrame, list[tuple[str, int | None, str]]]:
+    """Raw string rows of the given ``<SYMBOL>.csv`` files plus file-level problems.
 
     ``source_row`` is the 1-based line number in the file (the header is line 1).
     """
     frames, problems = [], []
-    for path in list_csv_files(folder):
+    for path in files:
         symbol = path.stem.upper()
-        if not SYMBOL_RE.match(symbol):
-            problems.append((str(path), None, f"file name {path.name!r} is not a valid symbol (A-Z, 0-9, '.', '-')"))
+        if not is_symbol(symbol):
+            problems.append((str(path), None, f"file name {path.name!r} is not a valid symbol ({SYMBOL_RULE})"))
             continue
         try:
             raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
@@ -58,3 +78,50 @@ def read_csv_folder(folder: Path) -> tuple[pd.DataFrame, list[tuple[str, int | N
         frames.append(raw)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*REQUIRED_CSV_COLUMNS, "symbol", "source_file", "source_row"])
     return frame, problems
+
+
+class CsvFolderSource(Source):
+    """Every ``<SYMBOL>.csv`` of the folder ``path`` as one all-or-nothing job of daily bars."""
+
+    name = "csv"
+    datasets = ("daily",)
+    needs_symbols = False
+    all_or_nothing = True
+
+    def folder(self) -> Path:
+        if not self.path:
+            raise ConfigError("csv reads a folder of <SYMBOL>.csv files: pass --path FOLDER")
+        return Path(self.path).resolve()
+
+    def jobs(self, dataset: str, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> list[Job]:
+        if symbols:
+            raise ConfigError(f"csv reads every <SYMBOL>.csv of the folder; give no symbols (got {symbols})")
+        files = list_csv_files(self.folder())
+        return [Job(self.name, dataset, "ALL", start, end, files=tuple(str(p) for p in files))]
+
+    def fetch_parse(self, job: Job) -> Parsed:
+        folder = self.folder()
+        files = [Path(f) for f in job.files]
+        raw, problems = read_csv_files(files)
+        validated = validate_bars(raw, self.settings.calendar)
+        batch_key = f"csv:{folder}:" + ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+        if problems or len(validated.rejects):
+            rejects = validated.rejects if len(validated.rejects) else None
+            return Parsed(rejects=rejects, problems=problems + validated.problems, rows_fetched=len(raw), batch_key=batch_key)
+        good = validated.good.assign(source=f"csv:{folder.name}")
+        return Parsed(
+            tables={"bars_daily": good},
+            rows_fetched=len(raw),
+            batch_key=batch_key,
+            land=[(p, f"{folder.name}/{p.name}") for p in files],
+            symbols=sorted(good["symbol"].unique()),
+        )
+
+    def quarantine(self, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path:
+        return quarantine_rejects(self.settings, rejects, batch_key, now)
+
+
+def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None) -> IngestReport:
+    """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume)."""
+    summary = run_ingest(settings, "csv", "daily", None, *EVERY_DAY, now=now or utc_now_us(), path=str(Path(folder)))
+    return IngestReport.of(summary)

@@ -5,7 +5,7 @@ reads ``tweets_raw_extract.csv.gz`` from ``--path`` (default
 ``../shared/data/stocknet-tweets-prices`` beside the project; see its
 ``SOURCE.txt``: Xu & Cohen, ACL 2018, MIT licence) and lands each tweet that
 mentions ``$TICKER`` as a row of ``news_items`` with the columns the Polygon
-adapter writes (:data:`etl.vendors.polygon.NEWS_COLUMNS`):
+adapter writes (:data:`etl.sources.vendors.polygon.NEWS_COLUMNS`):
 
 - ``item_id`` = the tweet id, ``author`` = the user id, ``description`` = the
   text, ``title`` / ``url`` / ``keywords`` empty, ``publisher`` ``twitter``,
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from etl.core import clock
-from etl.core.config import PROJECT_ROOT, Settings
+from etl.core.config import DEFAULT_CALENDAR, Settings, default_stocknet_path
 from etl.core.errors import BadInputError, ConfigError, UnknownSymbolError
 from etl.sources.base import Job, Parsed, Source
 
@@ -58,10 +58,6 @@ _ZONE = re.compile(r"(?:Z|[+\-]\d\d:?\d\d)$")
 _DIGITS = re.compile(r"^\d+$")
 
 
-def default_stocknet_path() -> Path:
-    return Path(PROJECT_ROOT).parent / "shared" / "data" / "stocknet-tweets-prices"
-
-
 def cashtags(text: str, symbol: str) -> str:
     """The ``$TICKER`` tags of a text, upper case, in order of first use, ``symbol`` first if missing."""
     tags = list(dict.fromkeys(t.upper() for t in _CASHTAG.findall(text)))
@@ -70,7 +66,7 @@ def cashtags(text: str, symbol: str) -> str:
     return ",".join(tags)
 
 
-def news_sessions(published: pd.Series, calendar: str = "XNYS") -> pd.Series:
+def news_sessions(published: pd.Series, calendar: str = DEFAULT_CALENDAR) -> pd.Series:
     """The session each item counts for (naive date, us): the first session whose
     close is strictly after the item's publication time, i.e. its New York day if
     that is a session and it came out before the close, else the next session."""
@@ -93,8 +89,8 @@ class StocknetSource(Source):
     name = "stocknet"
     datasets = ("tweets",)
 
-    def __init__(self, settings: Settings, path: str | None = None):
-        super().__init__(settings, path)
+    def __init__(self, settings: Settings, path: str | None = None, limiter=None):
+        super().__init__(settings, path, limiter)
         self.root = (Path(path) if path else default_stocknet_path()).resolve()
         self._lock = threading.Lock()
         self._lines: list[str] | None = None
@@ -115,7 +111,7 @@ class StocknetSource(Source):
                 from etl.storage.bronze import land_files
 
                 path = self.file()
-                land_files(self.settings, self.name, [(path, path.name)], pd.Timestamp.now(tz="UTC"))
+                land_files(self.settings, self.name, [(path, path.name)], clock.utc_now())
                 data = path.read_bytes()
                 self._digest = hashlib.sha256(data).hexdigest()
                 try:

@@ -1,6 +1,6 @@
-"""File sources: QuantConnect Lean's formats beyond daily bars, and folders of FX bars.
+"""QuantConnect Lean's datasets beyond daily bars (those are in :mod:`etl.sources.lean.daily`).
 
-Both run through :func:`etl.pipeline.run_ingest` like the HTTP vendors: every
+They run through :func:`etl.sources.base.run_ingest` like the HTTP vendors: every
 file read is landed in bronze as it is, each row is validated, a row that
 cannot be trusted goes to quarantine with a reason (never coerced, never
 dropped), and the good rows are appended to silver.
@@ -23,22 +23,14 @@ root's ``SOURCE.txt`` and Lean's ``Data/equity/readme.md``):
   (Morningstar snapshots keyed by numeric codes) -> ``fundamentals_snapshots``,
   one row per field and period; knowable at the end (midnight New York) of the
   filing's FileDate, and never before the end of the snapshot's own date.
-
-FX (``alpha ingest fx --path FOLDER``): ``<PAIR>.csv`` with a tz-aware
-``datetime`` (or ``date``) column holding each bar's START time and
-open/high/low/close[/volume], at any interval up to daily, aggregated into
-24x5 session bars -> ``fx_bars_daily``.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import json
-import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +38,25 @@ import pandas as pd
 
 from etl.core import clock
 from etl.core.config import Settings, default_lean_path
-from etl.core.errors import BadInputError, ConfigError, UnknownSymbolError
+from etl.core.errors import ConfigError, UnknownSymbolError
 from etl.sources.base import SYMBOL_RE, Job, Parsed, Source
 from etl.sources.lean import formats as lean
+from etl.sources.rows import (
+    NEW_YORK,
+    PRICES,
+    Rows,
+    check_bar,
+    concat,
+    data_lines,
+    dated_files,
+    file_reject,
+    file_sha256,
+    naive_us,
+    not_session,
+    read_text,
+    split_lines,
+)
 
-NEW_YORK = "America/New_York"
 MINUTE = "equity_usa_minute"
 COARSE = "equity_usa_coarse_universe"
 OPTIONS = "option_usa_universes"
@@ -61,156 +67,6 @@ COARSE_COLUMNS = ["sid", "ticker", "close", "volume", "dollar_volume", "has_fund
 OPTION_COLUMNS = ["expiry", "strike", "right", "open", "high", "low", "close", "volume", "open_interest",
                   "implied_volatility", "delta", "gamma", "vega", "theta", "rho"]
 GREEKS = ["delta", "gamma", "vega", "theta", "rho"]
-PRICES = ["open", "high", "low", "close"]
-_DATED = re.compile(r"^(\d{8})(?:[._]|$)")
-
-
-# ------------------------------------------------------------------ helpers
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _file_date(path: Path) -> pd.Timestamp | None:
-    m = _DATED.match(path.name)
-    if not m:
-        return None
-    try:
-        return pd.Timestamp(pd.to_datetime(m.group(1), format="%Y%m%d"))
-    except ValueError:
-        return None
-
-
-def _dated_files(paths, start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Timestamp, Path]]:
-    out = []
-    for p in paths:
-        d = _file_date(p)
-        if d is not None and start <= d <= end:
-            out.append((d, p))
-    return sorted(out, key=lambda x: (x[0], x[1].name))
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    return data.decode("utf-8")
-
-
-def _file_reject(source: str, path: Path, symbol: str, reason: str, raw: str = "") -> pd.DataFrame:
-    return pd.DataFrame({"source": [source], "source_file": [str(path)], "source_row": [pd.NA],
-                         "symbol": [symbol], "raw": [raw], "reason": [reason]})
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    frames = [f for f in frames if f is not None and len(f)]
-    if not frames:
-        return None
-    return pd.concat(frames, ignore_index=True)
-
-
-def _split_lines(path: Path, lines: list[tuple[int, str]], columns: list[str], symbol: str, **extra) -> pd.DataFrame:
-    """One row of string fields per input line, with where it came from."""
-    fields = [line.split(",") for _, line in lines]
-    width = len(columns)
-    frame = pd.DataFrame([(f + [""] * width)[:width] for f in fields], columns=columns, dtype=object)
-    if not len(frame):
-        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    frame["n_fields"] = np.array([len(f) for f in fields], dtype=np.int64)
-    frame["source_file"] = str(path)
-    frame["source_row"] = np.array([n for n, _ in lines], dtype=np.int64)
-    frame["symbol"] = symbol
-    frame["raw"] = [line for _, line in lines]
-    for k, v in extra.items():
-        frame[k] = v
-    return frame
-
-
-def _data_lines(text: str) -> list[tuple[int, str]]:
-    """(1-based line number, text) of every non-blank line."""
-    return [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-class _Rows:
-    """Raw string rows of one batch and the rows rejected so far: each row is
-    rejected once, with the first reason found (as :func:`etl.bars.validate_bars`)."""
-
-    def __init__(self, frame: pd.DataFrame, source: str):
-        self.f = frame.reset_index(drop=True)
-        self.source = source
-        self.bad = np.zeros(len(self.f), dtype=bool)
-        self._parts: list[pd.DataFrame] = []
-
-    def __len__(self) -> int:
-        return len(self.f)
-
-    def reject(self, mask, reason: str | Callable[[pd.DataFrame], list[str]]) -> None:
-        m = np.asarray(mask, dtype=bool) & ~self.bad
-        if not m.any():
-            return
-        rows = self.f.loc[m]
-        reasons = list(reason(rows)) if callable(reason) else [reason] * len(rows)
-        self._parts.append(pd.DataFrame({
-            "source": self.source,
-            "source_file": rows["source_file"].to_numpy(),
-            "source_row": rows["source_row"].to_numpy(),
-            "symbol": rows["symbol"].to_numpy(),
-            "raw": rows["raw"].to_numpy(),
-            "reason": reasons,
-        }))
-        self.bad |= m
-
-    def field_count(self, columns: list[str]) -> None:
-        n = len(columns)
-        self.reject(self.f["n_fields"].to_numpy() != n,
-                    lambda r: [f"expected {n} comma-separated fields ({','.join(columns)}), got {k}" for k in r["n_fields"]])
-
-    def number(self, col: str, *, required: bool = True) -> pd.Series:
-        """A column as float64: missing (if required), non-numeric and non-finite values rejected;
-        an empty optional value is NaN."""
-        text = self.f[col].astype(str).str.strip()
-        empty = (text == "").to_numpy()
-        num = pd.to_numeric(text.where(~empty), errors="coerce").astype("float64")
-        if required:
-            self.reject(empty, f"missing {col}")
-        nonnum = ~empty & num.isna().to_numpy()
-        self.reject(nonnum, lambda r: [f"non-numeric {col} {str(v).strip()!r}" for v in r[col]])
-        self.reject(~empty & ~nonnum & ~np.isfinite(num.to_numpy()), lambda r: [f"non-finite {col} {str(v).strip()!r}" for v in r[col]])
-        return num
-
-    def duplicated(self, keys: list[str] | pd.DataFrame, what: Callable[[pd.DataFrame], list[str]]) -> None:
-        """Rows sharing a key: a line repeated exactly is kept once (each further copy
-        is rejected as a copy); rows that disagree are all rejected, since we cannot
-        know which one is right. ``keys`` should include the file."""
-        frame = (self.f[keys] if isinstance(keys, list) else keys).reset_index(drop=True)
-        dup = frame.duplicated(keep=False).to_numpy() & ~self.bad
-        if not dup.any():
-            return
-        cols = [f"k{i}" for i in range(frame.shape[1])]
-        sub = frame.loc[dup].set_axis(cols, axis=1)
-        sub["raw"] = self.f.loc[dup, "raw"].astype(str).str.strip().to_numpy()
-        sub["line"] = self.f.loc[dup, "source_row"].to_numpy()
-        groups = sub.groupby(cols, dropna=False, sort=False)
-        exact = (groups["raw"].transform("nunique") == 1).to_numpy()
-        first = groups["line"].transform("min").to_numpy()
-        copy = np.zeros(len(self.f), dtype=bool)
-        copy[np.flatnonzero(dup)[exact & (sub["line"].to_numpy() != first)]] = True
-        first_of = dict(zip(np.flatnonzero(dup), first, strict=True))
-        self.reject(copy, lambda r: [f"exact copy of line {first_of[i]}" for i in r.index])
-        conflict = np.zeros(len(self.f), dtype=bool)
-        conflict[np.flatnonzero(dup)[~exact]] = True
-        self.reject(conflict, what)
-
-    def rejects(self) -> pd.DataFrame | None:
-        out = _concat(self._parts)
-        if out is None:
-            return None
-        return out.sort_values(["source_file", "source_row"], kind="stable").reset_index(drop=True)
-
-
-def _not_session(rows: _Rows, dates: pd.Series, calendar: str) -> None:
-    ok = clock.is_session(pd.DatetimeIndex(dates), calendar)
-    rows.reject(~ok, lambda r: [f"file date is not a {calendar} session" for _ in range(len(r))])
 
 
 def _close_plus_delay(dates: pd.Series, settings: Settings) -> pd.Series:
@@ -225,11 +81,7 @@ def _close_plus_delay(dates: pd.Series, settings: Settings) -> pd.Series:
 def _end_of_day_new_york(dates: pd.Series) -> pd.Series:
     """Midnight New York at the end of each (naive) date, in UTC."""
     ends = pd.DatetimeIndex(dates) + pd.Timedelta(days=1)
-    return pd.Series(ends.tz_localize(NEW_YORK).tz_convert("UTC").astype("datetime64[us, UTC]"), index=dates.index)
-
-
-def _us(values) -> pd.Series:
-    return pd.to_datetime(values).astype("datetime64[us]")
+    return pd.Series(clock.to_utc_us(ends.tz_localize(NEW_YORK)), index=dates.index)
 
 
 # ------------------------------------------------------------------ Lean
@@ -237,8 +89,9 @@ def _us(values) -> pd.Series:
 class LeanSource(Source):
     """QuantConnect Lean's US equity and option files (see the module doc).
 
-    Daily bars, factor and map files are ingested by :func:`etl.ingest.ingest_lean`
-    (``alpha ingest lean``); this source covers the other datasets. Without
+    Daily bars, factor and map files are the all-or-nothing
+    :class:`etl.sources.lean.daily.LeanDailySource` (``alpha ingest lean``, dataset
+    ``daily``); this source covers the other datasets, row by row. Without
     symbols a dataset covers every symbol that has files.
     """
 
@@ -246,8 +99,8 @@ class LeanSource(Source):
     datasets = ("minute", "coarse_universe", "option_chains", "fine_fundamentals")
     needs_symbols = False
 
-    def __init__(self, settings: Settings, path: str | None = None):
-        super().__init__(settings, path)
+    def __init__(self, settings: Settings, path: str | None = None, limiter=None):
+        super().__init__(settings, path, limiter)
         self.root = (Path(path) if path else default_lean_path()).resolve()
         self._lock = threading.Lock()
         self._maps: dict[str, list[tuple[str, np.datetime64, np.ndarray, np.ndarray]]] | None = None
@@ -298,10 +151,10 @@ class LeanSource(Source):
         from etl.storage.bronze import land_files
 
         with self._lock:  # the bronze manifest is read-modify-write; workers share this source
-            land_files(self.settings, self.name, [(p, str(p.relative_to(self.root))) for p in files], pd.Timestamp.now(tz="UTC"))
+            land_files(self.settings, self.name, [(p, str(p.relative_to(self.root))) for p in files], clock.utc_now())
 
     def _batch_key(self, job: Job, files: list[Path]) -> str:
-        return f"lean:{job.dataset}:{job.symbol}:" + ",".join(f"{p.name}:{_sha256(p)}" for p in files)
+        return f"lean:{job.dataset}:{job.symbol}:" + ",".join(f"{p.name}:{file_sha256(p)}" for p in files)
 
     # -------------------------------------------------------------- minute
     def _minute(self, job: Job) -> Parsed:
@@ -310,37 +163,37 @@ class LeanSource(Source):
         every = sorted(folder.glob(f"*_{t}_minute_trade.csv"))
         if not every:
             raise UnknownSymbolError(f"no Lean minute trade files for {job.symbol} in {folder} (yyyyMMdd_{t}_minute_trade.csv)")
-        files = _dated_files(every, job.start, job.end)
+        files = dated_files(every, job.start, job.end)
         if not files:
             return Parsed(tables={"bars_minute": pd.DataFrame()})
         self._land([p for _, p in files])
         frames, file_rejects = [], []
         for d, p in files:
             try:
-                text = _read_text(p)
+                text = read_text(p)
             except (OSError, UnicodeDecodeError) as exc:
-                file_rejects.append(_file_reject(self.name, p, job.symbol, f"cannot read the file: {exc}"))
+                file_rejects.append(file_reject(self.name, p, job.symbol, f"cannot read the file: {exc}"))
                 continue
-            frames.append(_split_lines(p, _data_lines(text), MINUTE_COLUMNS, job.symbol, file_date=d))
-        raw = _concat(frames)
+            frames.append(split_lines(p, data_lines(text), MINUTE_COLUMNS, job.symbol, file_date=d))
+        raw = concat(frames)
         if raw is None:
-            raw = _split_lines(folder, [], MINUTE_COLUMNS, job.symbol, file_date=pd.NaT)
-        rows = _Rows(raw, self.name)
+            raw = split_lines(folder, [], MINUTE_COLUMNS, job.symbol, file_date=pd.NaT)
+        rows = Rows(raw, self.name)
         rows.field_count(MINUTE_COLUMNS)
         ms = rows.number("ms")
         rows.reject((ms % 60_000 != 0) | (ms < 0) | (ms >= 86_400_000),
                     lambda r: [f"time {str(v).strip()} ms is not a minute of the day (0..86340000, whole minutes)" for v in r["ms"]])
         values = {c: rows.number(c) for c in PRICES + ["volume"]}
-        _check_bar(rows, values)
+        check_bar(rows, values)
         dates = pd.to_datetime(rows.f["file_date"])
-        _not_session(rows, dates, self.settings.calendar)
+        not_session(rows, dates, self.settings.calendar)
         local = dates + pd.to_timedelta(ms.where(~rows.bad), unit="ms")
         start = pd.Series(pd.DatetimeIndex(local).tz_localize(NEW_YORK, ambiguous="NaT", nonexistent="NaT"), index=rows.f.index)
         rows.reject(start.isna().to_numpy(), lambda r: ["time does not exist (or exists twice) in New York on that date" for _ in range(len(r))])
         rows.duplicated(pd.DataFrame({"f": rows.f["source_file"], "ms": ms}),
                         lambda r: [f"minute {str(v).strip()} ms appears more than once in the file with different values" for v in r["ms"]])
         good = ~rows.bad
-        bar_start = start[good].dt.tz_convert("UTC").astype("datetime64[us, UTC]").reset_index(drop=True)
+        bar_start = clock.to_utc_us(start[good]).reset_index(drop=True)
         out = pd.DataFrame({
             "symbol": job.symbol,
             "bar_start": bar_start,
@@ -355,7 +208,7 @@ class LeanSource(Source):
         out = out.sort_values("bar_start", kind="stable").reset_index(drop=True)
         return Parsed(
             tables={"bars_minute": out},
-            rejects=_concat([*file_rejects, rows.rejects()]),
+            rejects=concat([*file_rejects, rows.rejects()]),
             high_water=files[-1][0].strftime("%Y-%m-%d"),
             rows_fetched=len(rows),
             batch_key=self._batch_key(job, [p for _, p in files]),
@@ -407,23 +260,23 @@ class LeanSource(Source):
 
     def _coarse(self, job: Job) -> Parsed:
         folder = self._folder(COARSE)
-        files = _dated_files([p for p in folder.iterdir() if p.name.endswith((".csv", ".csv.gz"))], job.start, job.end)
+        files = dated_files([p for p in folder.iterdir() if p.name.endswith((".csv", ".csv.gz"))], job.start, job.end)
         if not files:
             return Parsed(tables={"universe_membership": pd.DataFrame()})
         self._land([p for _, p in files])
         frames, file_rejects = [], []
         for d, p in files:
             try:
-                text = _read_text(p)
+                text = read_text(p)
             except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
-                file_rejects.append(_file_reject(self.name, p, "ALL", f"cannot read the file: {type(exc).__name__}: {exc}"))
+                file_rejects.append(file_reject(self.name, p, "ALL", f"cannot read the file: {type(exc).__name__}: {exc}"))
                 continue
-            frames.append(_split_lines(p, _data_lines(text), COARSE_COLUMNS, "ALL", file_date=d))
-        raw = _concat(frames)
+            frames.append(split_lines(p, data_lines(text), COARSE_COLUMNS, "ALL", file_date=d))
+        raw = concat(frames)
         if raw is None:
-            raw = _split_lines(folder, [], COARSE_COLUMNS, "ALL", file_date=pd.NaT)
+            raw = split_lines(folder, [], COARSE_COLUMNS, "ALL", file_date=pd.NaT)
         raw["symbol"] = raw["ticker"].astype(str).str.strip()   # label rejects with the ticker as traded
-        rows = _Rows(raw, self.name)
+        rows = Rows(raw, self.name)
         rows.field_count(COARSE_COLUMNS)
         sid = rows.f["sid"].astype(str).str.strip()
         ticker = rows.f["ticker"].astype(str).str.strip()
@@ -443,14 +296,14 @@ class LeanSource(Source):
         for name, s in factors.items():
             rows.reject((s <= 0).to_numpy(), lambda r, c=name: [f"{c} must be > 0, got {str(v).strip()}" for v in r[c]])
         dates = pd.to_datetime(rows.f["file_date"])
-        _not_session(rows, dates, self.settings.calendar)
+        not_session(rows, dates, self.settings.calendar)
         rows.duplicated(pd.DataFrame({"f": rows.f["source_file"], "sid": sid}),
                         lambda r: [f"security id {str(v).strip()!r} is listed more than once that day with different values; "
                                    "cannot tell which row is right" for v in r["sid"]])
         good = ~rows.bad
         out = pd.DataFrame({
             "universe": COARSE_UNIVERSE,
-            "date": _us(dates[good]).to_numpy(),
+            "date": naive_us(dates[good]).to_numpy(),
             "sid": sid[good].to_numpy(dtype=object),
             "ticker": ticker[good].to_numpy(dtype=object),
             "symbol": self.warehouse_symbols(sid[good], dates[good], ticker[good]) if good.any() else np.array([], dtype=object),
@@ -466,7 +319,7 @@ class LeanSource(Source):
         out = out.sort_values(["date", "sid"], kind="stable").reset_index(drop=True)
         return Parsed(
             tables={"universe_membership": out},
-            rejects=_concat([*file_rejects, rows.rejects()]),
+            rejects=concat([*file_rejects, rows.rejects()]),
             high_water=files[-1][0].strftime("%Y-%m-%d"),
             rows_fetched=len(rows),
             batch_key=self._batch_key(job, [p for _, p in files]),
@@ -482,32 +335,32 @@ class LeanSource(Source):
         folder = base / job.symbol.lower()
         if not folder.is_dir():
             raise UnknownSymbolError(f"no Lean option chains for {job.symbol} in {base} ({job.symbol.lower()}/yyyyMMdd.csv)")
-        files = _dated_files(folder.glob("*.csv"), job.start, job.end)
+        files = dated_files(folder.glob("*.csv"), job.start, job.end)
         if not files:
             return Parsed(tables={"option_quotes": pd.DataFrame()})
         self._land([p for _, p in files])
         frames, file_rejects = [], []
         for d, p in files:
             try:
-                lines = _data_lines(_read_text(p))
+                lines = data_lines(read_text(p))
             except (OSError, UnicodeDecodeError) as exc:
-                file_rejects.append(_file_reject(self.name, p, job.symbol, f"cannot read the file: {exc}"))
+                file_rejects.append(file_reject(self.name, p, job.symbol, f"cannot read the file: {exc}"))
                 continue
             if not lines or not lines[0][1].startswith("#"):
-                file_rejects.append(_file_reject(self.name, p, job.symbol, "no header row (#expiry,strike,right,...)", lines[0][1] if lines else ""))
+                file_rejects.append(file_reject(self.name, p, job.symbol, "no header row (#expiry,strike,right,...)", lines[0][1] if lines else ""))
                 continue
             header = [c.strip().lstrip("#").lower() for c in lines[0][1].split(",")]
             if header != OPTION_COLUMNS:
-                file_rejects.append(_file_reject(self.name, p, job.symbol, f"header is {header}, expected {OPTION_COLUMNS}", lines[0][1]))
+                file_rejects.append(file_reject(self.name, p, job.symbol, f"header is {header}, expected {OPTION_COLUMNS}", lines[0][1]))
                 continue
-            frames.append(_split_lines(p, lines[1:], OPTION_COLUMNS, job.symbol, file_date=d))
-        raw = _concat(frames)
+            frames.append(split_lines(p, lines[1:], OPTION_COLUMNS, job.symbol, file_date=d))
+        raw = concat(frames)
         if raw is None:
-            raw = _split_lines(folder, [], OPTION_COLUMNS, job.symbol, file_date=pd.NaT)
-        rows = _Rows(raw, self.name)
+            raw = split_lines(folder, [], OPTION_COLUMNS, job.symbol, file_date=pd.NaT)
+        rows = Rows(raw, self.name)
         rows.field_count(OPTION_COLUMNS)
         dates = pd.to_datetime(rows.f["file_date"])
-        _not_session(rows, dates, self.settings.calendar)
+        not_session(rows, dates, self.settings.calendar)
 
         # the underlying's own row: empty expiry, strike and right; keep its close
         contract_cols = rows.f[["expiry", "strike", "right"]].apply(lambda s: s.astype(str).str.strip())
@@ -548,8 +401,8 @@ class LeanSource(Source):
         g = lambda s: s[good].reset_index(drop=True)  # noqa: E731
         out = pd.DataFrame({
             "underlying": job.symbol,
-            "date": _us(g(dates)),
-            "expiry": _us(g(expiry)),
+            "date": naive_us(g(dates)),
+            "expiry": naive_us(g(expiry)),
             "strike": g(strike).astype("float64"),
             "right": g(right).astype(object),
             **{c: g(values[c]).astype("float64") for c in PRICES + ["volume"]},
@@ -572,7 +425,7 @@ class LeanSource(Source):
         out = out.sort_values(["date", "expiry", "strike", "right"], kind="stable").reset_index(drop=True)
         return Parsed(
             tables={"option_quotes": out},
-            rejects=_concat([*file_rejects, rows.rejects()]),
+            rejects=concat([*file_rejects, rows.rejects()]),
             high_water=files[-1][0].strftime("%Y-%m-%d"),
             rows_fetched=len(rows),
             batch_key=self._batch_key(job, [p for _, p in files]),
@@ -603,23 +456,23 @@ class LeanSource(Source):
         folder = base / job.symbol.lower()
         if not folder.is_dir():
             raise UnknownSymbolError(f"no Lean fine fundamentals for {job.symbol} in {base} ({job.symbol.lower()}/yyyyMMdd.json)")
-        files = _dated_files(folder.glob("*.json"), job.start, job.end)
+        files = dated_files(folder.glob("*.json"), job.start, job.end)
         if not files:
             return Parsed(tables={"fundamentals_snapshots": pd.DataFrame()})
         self._land([p for _, p in files])
         records, rejects = [], []
         for d, p in files:
             try:
-                text = _read_text(p)
+                text = read_text(p)
                 doc = json.loads(text)
             except (OSError, UnicodeDecodeError) as exc:
-                rejects.append(_file_reject(self.name, p, job.symbol, f"cannot read the file: {exc}"))
+                rejects.append(file_reject(self.name, p, job.symbol, f"cannot read the file: {exc}"))
                 continue
             except json.JSONDecodeError as exc:
-                rejects.append(_file_reject(self.name, p, job.symbol, f"not valid JSON ({exc}); truncated or not a fine-fundamental file", text))
+                rejects.append(file_reject(self.name, p, job.symbol, f"not valid JSON ({exc}); truncated or not a fine-fundamental file", text))
                 continue
             if not isinstance(doc, dict) or not isinstance(doc.get("FinancialStatements"), dict):
-                rejects.append(_file_reject(self.name, p, job.symbol, "not a fine-fundamental snapshot: no FinancialStatements object", text))
+                rejects.append(file_reject(self.name, p, job.symbol, "not a fine-fundamental snapshot: no FinancialStatements object", text))
                 continue
             fs = doc["FinancialStatements"]
             filing = {
@@ -635,9 +488,9 @@ class LeanSource(Source):
         frame = pd.DataFrame.from_records(records, columns=["file_date", "field", "period", "value", "text", "period_end", "filed", "form", "accession"])
         out = pd.DataFrame({
             "symbol": job.symbol,
-            "file_date": _us(frame["file_date"]),
-            "period_end": _us(frame["period_end"]),
-            "filed": _us(frame["filed"]),
+            "file_date": naive_us(frame["file_date"]),
+            "period_end": naive_us(frame["period_end"]),
+            "filed": naive_us(frame["filed"]),
             "form": frame["form"].astype(object),
             "accession": frame["accession"].astype(object),
             "field": frame["field"].astype(object),
@@ -652,7 +505,7 @@ class LeanSource(Source):
         out = out.sort_values(["file_date", "field", "period"], kind="stable").reset_index(drop=True)
         return Parsed(
             tables={"fundamentals_snapshots": out},
-            rejects=_concat(rejects),
+            rejects=concat(rejects),
             high_water=files[-1][0].strftime("%Y-%m-%d"),
             rows_fetched=len(out) + len(rejects),
             batch_key=self._batch_key(job, [p for _, p in files]),
@@ -680,187 +533,3 @@ def _value(v) -> tuple[float, str | None]:
     if isinstance(v, str):
         return np.nan, v
     return np.nan, json.dumps(v, sort_keys=True)
-
-
-def _check_bar(rows: _Rows, values: dict[str, pd.Series]) -> None:
-    """Prices > 0, volume >= 0, low <= open, close <= high (as daily bars)."""
-    for c in PRICES:
-        rows.reject((values[c] <= 0).to_numpy(), lambda r, c=c: [f"{c} must be > 0, got {str(v).strip()}" for v in r[c]])
-    rows.reject((values["volume"] < 0).to_numpy(), lambda r: [f"negative volume {str(v).strip()}" for v in r["volume"]])
-    lo, hi = values["low"], values["high"]
-    rows.reject(((lo > hi) | (values["open"] > hi) | (values["close"] > hi) | (values["open"] < lo) | (values["close"] < lo)).to_numpy(),
-                "inconsistent bar: need low <= open, close <= high")
-
-
-# ------------------------------------------------------------------ FX
-
-_ZONE = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)   # a trailing UTC offset (after the time)
-_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-FX_SESSION_END_HOUR = 17   # an FX session D runs from 17:00 New York on D-1 to 17:00 New York on D
-
-
-def fx_sessions(times: pd.Series) -> pd.Series:
-    """The 24x5 session (naive date) of each bar START time (tz-aware): the
-    New York date of ``time + 7 h`` (17:00 New York starts the next session;
-    daylight saving honoured)."""
-    local = times.dt.tz_convert(NEW_YORK).dt.tz_localize(None)
-    return (local + pd.Timedelta(hours=24 - FX_SESSION_END_HOUR)).dt.normalize()
-
-
-def fx_session_bounds(sessions: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(start, end) of each session, UTC: 17:00 New York on D-1 and on D."""
-    idx = pd.DatetimeIndex(sessions) + pd.Timedelta(hours=FX_SESSION_END_HOUR)
-    end = idx.tz_localize(NEW_YORK).tz_convert("UTC")
-    start = (idx - pd.Timedelta(days=1)).tz_localize(NEW_YORK).tz_convert("UTC")
-    return pd.Series(start, index=sessions.index), pd.Series(end, index=sessions.index)
-
-
-class FxCsvSource(Source):
-    """A folder of ``<PAIR>.csv`` FX bars aggregated into 24x5 daily session bars.
-
-    Each row's time is the START of its bar and must carry a time zone (a naive
-    time is rejected, never guessed). A session D runs from 17:00 New York on
-    D-1 to 17:00 on D, Monday to Friday; a bar starting in the weekend (Friday
-    17:00 to Sunday 17:00 New York) is rejected. A session cut by the start or
-    end of the file (its first bar starts a bar interval or more after the
-    session opens, or its last bar ends before it closes) would give a wrong
-    daily bar: its rows are rejected with that reason, so a longer file later
-    writes the session once, whole. The session bar is knowable at 17:00 New
-    York on D + the bar delay.
-    """
-
-    name = "fx"
-    datasets = ("bars",)
-    needs_symbols = False
-
-    def __init__(self, settings: Settings, path: str | None = None):
-        super().__init__(settings, path)
-        self._lock = threading.Lock()
-
-    def folder(self) -> Path:
-        if not self.path:
-            raise ConfigError("fx reads a folder of <PAIR>.csv files: pass --path FOLDER")
-        folder = Path(self.path).resolve()
-        if not folder.is_dir():
-            raise ConfigError(f"fx: {folder} is not a folder of <PAIR>.csv files")
-        return folder
-
-    def files(self) -> dict[str, Path]:
-        return {p.stem.upper(): p for p in sorted(self.folder().iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
-
-    def jobs(self, dataset: str, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> list[Job]:
-        pairs = symbols or sorted(self.files())
-        if not pairs:
-            raise ConfigError(f"no <PAIR>.csv files in {self.folder()}")
-        return [Job(self.name, dataset, p, start, end) for p in pairs]
-
-    def fetch_parse(self, job: Job) -> Parsed:
-        files = self.files()
-        if job.symbol not in files:
-            raise UnknownSymbolError(f"no {job.symbol}.csv in {self.folder()}; it has: {', '.join(sorted(files)) or 'nothing'}")
-        path = files[job.symbol]
-        if not SYMBOL_RE.match(job.symbol):
-            raise BadInputError([(str(path), None, f"file name {path.name!r} is not a pair name (letters and digits, e.g. EURUSD.csv)")])
-        from etl.storage.bronze import land_files
-
-        with self._lock:
-            land_files(self.settings, self.name, [(path, f"{self.folder().name}/{path.name}")], pd.Timestamp.now(tz="UTC"))
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInputError([(str(path), None, f"cannot read the file: {exc}")]) from None
-        lines = _data_lines(text)
-        if not lines:
-            raise BadInputError([(str(path), None, "empty file")])
-        header = [c.strip().lower() for c in next(csv.reader([lines[0][1]]))]
-        time_col = next((c for c in ("datetime", "date") if c in header), None)
-        missing = [c for c in PRICES if c not in header]
-        if time_col is None or missing:
-            need = ([] if time_col else ["datetime (or date)"]) + missing
-            raise BadInputError([(str(path), lines[0][0], f"missing column(s) {need}; found {header}")])
-        columns = [time_col, *PRICES] + (["volume"] if "volume" in header else [])
-        width = len(header)
-        parsed_lines = [next(csv.reader([line])) for _, line in lines[1:]]
-        frame = pd.DataFrame([(f + [""] * width)[:width] for f in parsed_lines], columns=header, dtype=object)
-        if not len(frame):
-            frame = pd.DataFrame({c: pd.Series(dtype=object) for c in header})
-        frame = frame[columns].rename(columns={time_col: "time"})
-        frame["n_fields"] = np.array([len(f) for f in parsed_lines], dtype=np.int64)
-        frame["source_file"] = str(path)
-        frame["source_row"] = np.array([n for n, _ in lines[1:]], dtype=np.int64)
-        frame["symbol"] = job.symbol
-        frame["raw"] = [line for _, line in lines[1:]]
-        rows = _Rows(frame, self.name)
-        rows.reject(rows.f["n_fields"].to_numpy() != width, lambda r: [f"expected {width} fields like the header, got {k}" for k in r["n_fields"]])
-
-        text_time = rows.f["time"].astype(str).str.strip()
-        rows.reject((text_time == "").to_numpy(), "missing time")
-        bare = text_time.str.match(_BARE_DATE).to_numpy()
-        naive = bare | ~text_time.str.contains(_ZONE).to_numpy()
-        rows.reject(bare,
-                    lambda r: [f"bare date {str(v).strip()!r} does not say when the bar started; give a time with its zone, "
-                               "e.g. 2017-10-15T21:00:00+00:00" for v in r["time"]])
-        rows.reject(naive, lambda r: [f"naive time {str(v).strip()!r}: no time zone, and the warehouse never guesses one; "
-                                      "write it with its UTC offset, e.g. 2017-10-15 21:00:00+00:00" for v in r["time"]])
-        times = pd.to_datetime(text_time.where(~rows.bad), utc=True, errors="coerce", format="ISO8601")
-        rows.reject(times.isna().to_numpy(), lambda r: [f"unparseable time {str(v).strip()!r}" for v in r["time"]])
-        values = {c: rows.number(c) for c in PRICES}
-        values["volume"] = rows.number("volume", required=False) if "volume" in columns else pd.Series(np.nan, index=rows.f.index)
-        _check_bar(rows, values)
-        rows.duplicated(pd.DataFrame({"t": times}), lambda r: [f"time {str(v).strip()} appears more than once with different values" for v in r["time"]])
-        sessions = pd.Series(pd.NaT, index=rows.f.index, dtype="datetime64[ns]")
-        ok = ~rows.bad
-        sessions[ok] = fx_sessions(times[ok])
-        weekend = ok & (sessions.dt.dayofweek >= 5).to_numpy()
-        rows.reject(weekend, lambda r: [f"{str(v).strip()} starts in the FX weekend (Friday 17:00 to Sunday 17:00 New York), "
-                                        "outside the 24x5 calendar" for v in r["time"]])
-        self._reject_cut_sessions(rows, times, sessions)
-
-        good = ~rows.bad
-        in_range = good & (sessions >= job.start).to_numpy() & (sessions <= job.end).to_numpy()
-        bars = pd.DataFrame({"session": sessions[in_range], "time": times[in_range],
-                             **{c: values[c][in_range] for c in [*PRICES, "volume"]}}).sort_values("time", kind="stable")
-        g = bars.groupby("session", sort=True)
-        out = pd.DataFrame({
-            "open": g["open"].first(), "high": g["high"].max(), "low": g["low"].min(), "close": g["close"].last(),
-            "volume": g["volume"].sum(min_count=1).where(g["volume"].count() == g.size()),   # NaN when any bar lacks it
-            "bars": g.size().astype("int64"),
-        })
-        out.index.name = "session"
-        out = out.reset_index()
-        out.insert(0, "pair", job.symbol)
-        out["session"] = _us(out["session"])
-        out["source"] = self.name
-        _, end = fx_session_bounds(out["session"])
-        out["event_timestamp"] = (end + pd.Timedelta(minutes=self.settings.bar_delay_minutes)).astype("datetime64[us, UTC]")
-        for c in [*PRICES, "volume"]:
-            out[c] = out[c].astype("float64")
-        return Parsed(
-            tables={"fx_bars_daily": out},
-            rejects=rows.rejects(),
-            high_water=out["session"].max().strftime("%Y-%m-%d") if len(out) else None,
-            rows_fetched=len(rows),
-            batch_key=f"fx:{job.symbol}:{_sha256(path)}",
-        )
-
-    @staticmethod
-    def _reject_cut_sessions(rows: _Rows, times: pd.Series, sessions: pd.Series) -> None:
-        """Reject the rows of the file's first and last session when the file cuts them."""
-        ok = ~rows.bad
-        if ok.sum() < 2:
-            return
-        t = times[ok].sort_values()
-        step = t.diff().dropna()
-        step = step[step > pd.Timedelta(0)].min()   # the bar interval
-        s = sessions[ok]
-        first, last = s.min(), s.max()
-        start, _ = fx_session_bounds(pd.Series([first]))
-        _, end = fx_session_bounds(pd.Series([last]))
-        if t.iloc[0] >= start.iloc[0] + step:
-            rows.reject(ok & (sessions == first).to_numpy(),
-                        f"session {first:%Y-%m-%d} is cut by the start of the file (first bar {t.iloc[0]:%Y-%m-%d %H:%M} UTC, "
-                        f"session opened {start.iloc[0]:%Y-%m-%d %H:%M} UTC): a daily bar from part of it would be wrong")
-        if t.iloc[-1] + step < end.iloc[0]:
-            rows.reject(ok & (sessions == last).to_numpy(),
-                        f"session {last:%Y-%m-%d} is cut by the end of the file (last bar {t.iloc[-1]:%Y-%m-%d %H:%M} UTC, "
-                        f"session closes {end.iloc[0]:%Y-%m-%d %H:%M} UTC): a daily bar from part of it would be wrong")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from etl.core import clock
+from etl.core.config import DEFAULT_CALENDAR
 from etl.storage.bars import VALUE_COLUMNS
 
 DAILY = "equity_usa_daily"
@@ -49,7 +50,7 @@ def read_daily_raw(path: Path) -> pd.DataFrame:
     return raw
 
 
-def read_factor_file(path: Path, calendar: str = "XNYS") -> pd.DataFrame:
+def read_factor_file(path: Path, calendar: str = DEFAULT_CALENDAR) -> pd.DataFrame:
     f = pd.read_csv(path, header=None, names=["factor_date", "price_factor", "split_factor", "reference_price"])
     f["factor_date"] = pd.to_datetime(f["factor_date"].astype(str), format="%Y%m%d")
     f["symbol"] = path.stem.upper()

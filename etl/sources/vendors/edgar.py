@@ -34,6 +34,7 @@ import re
 
 import pandas as pd
 
+from etl.core import clock
 from etl.core.errors import ConfigError, VendorPayloadError
 from etl.core.http import secret
 from etl.sources.base import Job, Parsed, Source
@@ -65,8 +66,8 @@ class EdgarSource(Source):
     default_rate = DEFAULT_RATE
     datasets = ("companyfacts", "submissions")
 
-    def __init__(self, settings, path: str | None = None):
-        super().__init__(settings, path)
+    def __init__(self, settings, path: str | None = None, limiter=None):
+        super().__init__(settings, path, limiter)
         cfg = settings.vendor(self.name)
         agent = str(cfg.get("user_agent") or secret("EDGAR_USER_AGENT", settings.home) or "").strip()
         if not _USER_AGENT_RE.fullmatch(agent):
@@ -104,7 +105,7 @@ class EdgarSource(Source):
 
     def fetch_parse(self, job: Job) -> Parsed:
         cik = self.cik(job.symbol)
-        sub_fetched, sub_obj = self.client.get_json(f"/submissions/CIK{cik:010d}.json")
+        sub_fetched, sub_obj = self.get_json(job, f"/submissions/CIK{cik:010d}.json")
         filings, filing_rejects, n_filings = parse_submissions(sub_obj, job.symbol, cik, sub_fetched.url)
         in_range = filings[filings["filing_date"].between(job.start, job.end)].reset_index(drop=True)
         if job.dataset == "submissions":
@@ -115,7 +116,7 @@ class EdgarSource(Source):
                 rows_fetched=n_filings,
                 batch_key=_batch_key(job, sub_fetched.body),
             )
-        facts_fetched, facts_obj = self.client.get_json(f"/api/xbrl/companyfacts/CIK{cik:010d}.json")
+        facts_fetched, facts_obj = self.get_json(job, f"/api/xbrl/companyfacts/CIK{cik:010d}.json")
         facts, fact_rejects, n_facts = parse_companyfacts(facts_obj, job.symbol, cik, facts_fetched.url)
         accepted = acceptance_times(pd.concat([self._stored_filings(job.symbol, cik), filings], ignore_index=True))
         facts = with_availability(facts, accepted)
@@ -174,7 +175,7 @@ def _parse_dates(values: list[str]) -> pd.Series:
 def end_of_day_utc(dates: pd.Series) -> pd.Series:
     """The end of each (naive) date in New York: the next midnight there, in UTC (us)."""
     nxt = (pd.to_datetime(dates) + pd.Timedelta(days=1)).dt.tz_localize(NEW_YORK)
-    return nxt.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return clock.to_utc_us(nxt)
 
 
 def _check_cik(obj: dict, cik: int, url: str) -> None:

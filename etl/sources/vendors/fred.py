@@ -38,6 +38,7 @@ from datetime import date
 
 import pandas as pd
 
+from etl.core import clock
 from etl.core.errors import ConfigError, VendorError, VendorPayloadError
 from etl.sources.base import Job, Parsed, Source
 from etl.storage.atomic import read_parquet_dir
@@ -71,8 +72,8 @@ class FredSource(Source):
     default_rate = DEFAULT_RATE
     datasets = ("observations",)
 
-    def __init__(self, settings, path: str | None = None):
-        super().__init__(settings, path)
+    def __init__(self, settings, path: str | None = None, limiter=None):
+        super().__init__(settings, path, limiter)
         cfg = settings.vendor(self.name)
         try:
             self.page_limit = int(cfg.get("page_limit", MAX_LIMIT))
@@ -95,7 +96,7 @@ class FredSource(Source):
         digest = hashlib.sha256()
         offset, count, pages = 0, None, 0
         while True:
-            fetched, body = self.client.get_json(OBSERVATIONS_PATH, {**params, "offset": str(offset)})
+            fetched, body = self.get_json(job, OBSERVATIONS_PATH, {**params, "offset": str(offset)})
             digest.update(hashlib.sha256(fetched.body).digest())
             pages += 1
             obs = _observations(body, fetched.url)
@@ -137,7 +138,7 @@ def release_event_times(realtime_start: pd.Series, release_time: pd.Timedelta | 
     end of that day (the next midnight in New York) when the release time is unknown."""
     day = pd.to_datetime(realtime_start, format="%Y-%m-%d")
     local = day + (release_time if release_time is not None else pd.Timedelta(days=1))
-    return local.dt.tz_localize(NEW_YORK, nonexistent="shift_forward", ambiguous=False).dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return clock.to_utc_us(local.dt.tz_localize(NEW_YORK, nonexistent="shift_forward", ambiguous=False))
 
 
 def parse_observations(items: list[tuple[str, int, object]], series: str, release_time: pd.Timedelta | None) -> tuple[pd.DataFrame, pd.DataFrame]:

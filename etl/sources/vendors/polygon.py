@@ -234,7 +234,8 @@ def _duplicates(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def _utc_us(values) -> pd.Series:
-    return pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype("datetime64[us, UTC]")
+    """Tz-aware times (epochs parsed as UTC, fetch times, session opens) as a UTC microsecond Series."""
+    return clock.to_utc_us(pd.Series(values, dtype=object))
 
 
 def _naive_day(values) -> pd.Series:
@@ -264,8 +265,8 @@ class PolygonSource(Source):
     default_rate = 5.0
     datasets = ("daily", "minute", "option_contracts", "option_chain", "news")
 
-    def __init__(self, settings, path: str | None = None):
-        super().__init__(settings, path)
+    def __init__(self, settings, path: str | None = None, limiter=None):
+        super().__init__(settings, path, limiter)
         # built up front so a missing key fails the command before any job runs
         self._client: HttpClient | None = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey")
 
@@ -317,7 +318,7 @@ class PolygonSource(Source):
 
     def _pages(self, path: str, params: dict, batch: _Batch) -> Iterator[tuple[Fetched, list]]:
         """Every page of one request, following ``next_url``."""
-        fetched, body = self.client.get_json(path, params)
+        fetched, body = self.get_json(batch.job, path, params)
         seen: set[str] = set()
         while True:
             results = self._results(fetched, body)
@@ -332,7 +333,7 @@ class PolygonSource(Source):
             if link in seen or len(seen) >= MAX_PAGES:
                 raise self._error(f"polygon: {fetched.url} links to a page already read or more than {MAX_PAGES} pages; stopping")
             seen.add(link)
-            fetched, body = self.client.get_json(path, params)
+            fetched, body = self.get_json(batch.job, path, params)
 
     # ------------------------------------------------------------ aggregates
 
