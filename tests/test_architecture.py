@@ -128,3 +128,39 @@ def test_allowed_layers_are_lower(layer):
     """No two layers may import each other: the table is a strict order (no cycles)."""
     for other in ALLOWED[layer]:
         assert layer not in ALLOWED[other], f"{layer} and {other} may import each other"
+
+
+#: builtin exceptions library code must not raise at a user: an AlphaError subclass says what to do
+BUILTIN_RAISES = {"Exception", "ValueError", "KeyError", "TypeError", "RuntimeError", "IndexError", "LookupError",
+                  "AttributeError", "OSError", "IOError", "AssertionError"}
+
+
+def builtin_raises(root: Path = REPO) -> list[str]:
+    found = []
+    for path in our_modules(root):
+        tree = ast.parse(path.read_text(), str(path))
+        # a module or class __getattr__ must raise AttributeError: that is Python's protocol
+        protocol = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
+                    for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and node.exc is not None and id(node) not in protocol:
+                exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(exc, ast.Name) and exc.id in BUILTIN_RAISES:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: raise {exc.id}")
+    return found
+
+
+def test_library_code_raises_only_alpha_errors():
+    """Every error a user can see is an AlphaError subclass (etl/core/errors.py): no bare
+    ``raise ValueError(...)`` and friends in the packages (re-raising with ``raise`` is fine)."""
+    found = builtin_raises()
+    assert not found, "raise an AlphaError subclass instead:\n" + "\n".join(found)
+
+
+def test_the_raise_check_catches_a_builtin(tmp_path):
+    (tmp_path / "sdk").mkdir()
+    (tmp_path / "sdk" / "probe.py").write_text(
+        "from etl.core.errors import ConfigError\n"
+        "def f(x):\n    if x:\n        raise ValueError('no')\n    raise ConfigError('fine')\n"
+        "def g():\n    try:\n        f(1)\n    except ConfigError:\n        raise\n    raise KeyError\n")
+    assert sorted(builtin_raises(tmp_path)) == ["sdk/probe.py:11: raise KeyError", "sdk/probe.py:4: raise ValueError"]
