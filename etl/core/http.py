@@ -84,7 +84,8 @@ class RateLimiter:
     """A token bucket: at most ``rate`` requests per second on average, bursts of
     ``burst``. Thread-safe; share one instance between all workers of a vendor."""
 
-    def __init__(self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 record: bool = False):
         if rate <= 0:
             raise ConfigError(f"rate limit must be > 0 requests per second, got {rate}")
         self.rate = float(rate)
@@ -95,6 +96,8 @@ class RateLimiter:
         self._last = clock()
         self._lock = threading.Lock()
         self.waited = 0.0
+        #: with ``record``: the clock time of every grant, taken under the lock (what the bucket decided)
+        self.grants: list[float] | None = [] if record else None
 
     def acquire(self) -> None:
         while True:
@@ -104,6 +107,8 @@ class RateLimiter:
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1
+                    if self.grants is not None:
+                        self.grants.append(now)
                     return
                 wait = (1 - self._tokens) / self.rate
                 self.waited += wait
