@@ -12,7 +12,7 @@ One run, against a real ``redis-server`` that the script starts on a free port i
    (``--symbols`` symbols x ``--sessions`` XNYS sessions, ``event_timestamp`` = session close +
    15 min = ``known_timestamp`` = ``created_timestamp``, every feature with its registry dtype,
    1 % of float values missing) and ``gold/symbols.json`` as ``etl.gold`` writes it; then
-   ``sdk.feast_store.apply`` and ``sdk.feast_store.materialize`` (our Redis path, every view);
+   ``etl.serving.feast_store.apply`` and ``etl.serving.feast_store.materialize`` (our Redis path, every view);
 2. reads, in a fresh process: per cell (symbols x features), the three readers are called
    interleaved (alpha, bare, alpha, bare, ... with a Feast call every k-th round), so load from
    other jobs hits them alike; values are checked identical before any timing;
@@ -604,7 +604,7 @@ def write_report(path: Path, meta, reads, frozen, mats, cli, args, load, version
         "",
         f"Warehouse: generated gold files for all {meta['views']} registry views, {meta['symbols']:,} symbols x {meta['sessions']} XNYS sessions "
         f"({meta['features']:,} features, {MISSING:.0%} of float values missing), `feast apply`, then materialized through "
-        f"`sdk.feast_store.materialize` (our Redis path, every view, first run in the process): {meta['materialize_all_s']:.1f} s for "
+        f"`etl.serving.feast_store.materialize` (our Redis path, every view, first run in the process): {meta['materialize_all_s']:.1f} s for "
         f"{meta['materialize_all']['entities_written']:,} (view, entity) rows / {meta['materialize_all']['values_written']:,} values; "
         f"Redis then used {meta['redis_mb']:.0f} MiB.",
         "",
@@ -680,7 +680,7 @@ def write_report(path: Path, meta, reads, frozen, mats, cli, args, load, version
         )
         if cli["median"] > 0.8:
             lines += ["", f"`python -X importtime` of the same command, top-level imports by cumulative time "
-                      f"(sum of top level {cli['import_total']:.2f} s; `sdk.cli` includes `sdk.client` -> pandas):", "",
+                      f"(sum of top level {cli['import_total']:.2f} s; `cli.app` includes `sdk.client` -> pandas):", "",
                       "| module | cumulative |", "|---|---|"]
             lines += [f"| {name} | {sec:.3f} s |" for name, sec in cli["import_top"]]
 

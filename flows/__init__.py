@@ -1,1 +1,1 @@
-"""Prefect flows. Tasks only call into ``etl`` and ``sdk.feast_store``."""
+"""Prefect flows: thin tasks over ``etl.jobs`` (docs/orchestration.md, docs/architecture.md)."""

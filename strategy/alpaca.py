@@ -35,8 +35,8 @@ Errors are :class:`strategy.broker.BrokerError`: 401 (and a 403 without an
 Alpaca error code) say the keys were refused; a refused order (HTTP 403 with
 an Alpaca code such as 40310000 "insufficient buying power", or a 422 other
 than the duplicate) carries Alpaca's message. 429, 5xx and timeouts are
-retried by :class:`etl.http.HttpClient` (honouring ``Retry-After``); nothing
-else is. Missing keys raise :class:`etl.errors.ConfigError` before any request.
+retried by :class:`etl.core.http.HttpClient` (honouring ``Retry-After``); nothing
+else is. Missing keys raise :class:`etl.core.errors.ConfigError` before any request.
 """
 
 from __future__ import annotations

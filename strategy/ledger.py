@@ -256,5 +256,5 @@ class Ledger:
 
 def open_ledger(settings, url: str | None = None) -> Ledger:
     """The warehouse's ledger: ``url`` if given, else ``state_url`` (PostgreSQL), else SQLite
-    at ``$ALPHA_HOME/state/ledger.db`` (as :func:`etl.watermarks.open_watermarks`)."""
+    at ``$ALPHA_HOME/state/ledger.db`` (as :func:`etl.storage.watermarks.open_watermarks`)."""
     return Ledger(url or default_url(settings, "ledger.db"))

@@ -287,7 +287,7 @@ BUILDERS: dict[str, Callable[..., dict[str, pd.DataFrame]]] = {
 
 
 def write_core_lags(settings: Settings) -> None:
-    """The ``_lag1`` twins of the core views that :func:`etl.gold.build_gold` writes."""
+    """The ``_lag1`` twins of the core views that :func:`etl.gold.core.build_gold` writes."""
     from etl.gold.core import gold_path
 
     all_views = registry.views()

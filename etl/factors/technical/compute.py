@@ -22,7 +22,7 @@ from etl.factors.technical.grid import BAR_COLUMNS, FACTORS
 def _check_bars(bars: pd.DataFrame) -> None:
     missing = [c for c in ("session", *BAR_COLUMNS, "event_timestamp") if c not in bars.columns]
     if missing:
-        raise FactorInputError(f"technical: bars lack column(s) {missing}; pass silver bars (etl.bars.read_silver_bars)")
+        raise FactorInputError(f"technical: bars lack column(s) {missing}; pass silver bars (etl.storage.bars.read_silver_bars)")
     if "symbol" in bars.columns and bars["symbol"].nunique() > 1:
         raise FactorInputError(f"technical: compute_technical takes ONE symbol's bars, got {bars['symbol'].nunique()} symbols; group by symbol first")
     session = bars["session"]
