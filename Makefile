@@ -1,12 +1,13 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   -- set up .venv and run the end-to-end demo
-#   make test   -- set up .venv and run the test suite
+#   make test   -- set up .venv and run the test suite (every tier)
+#   make test-fast -- the fast tier only (no session warehouse, server, shared data or slow test)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test test-fast setup bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not integration"
 
 bench: $(STAMP)
 	$(PY) benchmarks/skeleton.py

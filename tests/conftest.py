@@ -2,6 +2,19 @@
 
 Nothing of ours is mocked: warehouses are built by the same ingest, Prefect
 flow, Feast apply and materialize that users run.
+
+Data: ``data/demo/`` ships with the project (the demo's Lean daily bars, factor and
+map files, option chains and interest rates, and the stocknet tweets of four
+symbols; see each folder's SOURCE.txt), so most tests run from a clone alone.
+The larger data sets (minute bars, fundamentals, coarse universes, EDGAR, FRBNY,
+yfinance and StockCharts fixtures) are read from ``../shared/data`` through the
+``shared_data`` / ``shared_lean_root`` fixtures, which skip loudly when it is
+missing, except under ``CI=true``, where they fail.
+
+Tiers: every test that needs a session warehouse, a server (redis, PostgreSQL,
+Prefect, a CLI subprocess), the shared data, or takes over about a second gets the
+``integration`` marker here (:func:`pytest_collection_modifyitems`); ``make
+test-fast`` runs ``-m "not integration"``, ``make test`` runs everything.
 """
 
 from __future__ import annotations
@@ -14,11 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, no_redis, postgres_database
+from tests.servers import free_port, no_redis, no_shared_data, postgres_database
 
 REPO = Path(__file__).resolve().parents[1]
+#: shipped with the project (data/demo/*/SOURCE.txt): what the demo and most tests read
+DATA = REPO / "data" / "demo"
+LEAN = DATA / "quantconnect-lean"
+STOCKNET = DATA / "stocknet-tweets-prices"
+#: the larger data sets beside the repo, optional (see the module doc)
 SHARED = REPO.parent / "shared" / "data"
-LEAN = SHARED / "quantconnect-lean"
+SHARED_LEAN = SHARED / "quantconnect-lean"
 #: symbols of the session warehouse: the AAPL 7:1 split (2014-06-09), an index ETF,
 #: a long history, the GOOG->GOOGL ticker change and a delisted stub (UW, 1998).
 WAREHOUSE_SYMBOLS = ["AAPL", "SPY", "IBM", "GOOGL", "UW"]
@@ -28,15 +46,114 @@ for _var in ("ALPHA_REDIS_URL", "ALPHA_BAR_DELAY_MINUTES", "ALPHA_HOME", "PREFEC
     os.environ.pop(_var, None)
 
 
+def _header(config) -> list[str]:
+    expr = (config.option.markexpr or "").strip()
+    tier = {"": "all (fast + integration)", "not integration": "fast (-m 'not integration')",
+            "integration": "integration only"}.get(expr, f"custom (-m {expr!r})")
+    return [
+        f"tier: {tier}",
+        f"shipped data: {DATA} ({'found' if LEAN.is_dir() and STOCKNET.is_dir() else 'MISSING'})",
+        f"shared data: {SHARED} ({'found' if SHARED.is_dir() else 'MISSING: tests on it skip, or fail under CI=true'})",
+    ]
+
+
 def pytest_report_header(config):
-    return [f"shared data: {SHARED} ({'found' if SHARED.exists() else 'MISSING'})"]
+    return _header(config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    """``-q`` (make test, make test-fast) hides the report header: print the same lines."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and session.config.get_verbosity() < 0:
+        for line in _header(session.config):
+            reporter.write_line(line)
+
+
+#: for a test that reads ``SHARED`` itself: skips (fails under CI=true) without it, and is an integration test
+needs_shared_data = pytest.mark.usefixtures("shared_data")
+
+#: fixtures that make a test an integration test: session warehouses, servers, the shared data
+INTEGRATION_FIXTURES = frozenset({
+    "warehouse", "client", "redis_warehouse", "redis_url", "postgres_url", "shared_data", "shared_lean_root",
+})
+#: test modules that run the ``alpha`` / ``feast`` commands as subprocesses, or Prefect flows,
+#: or Feast itself (importing feast alone takes ~5 s)
+INTEGRATION_MODULES = frozenset({"test_cli.py", "test_ingest_cli.py", "test_orchestration.py", "test_offline_store.py",
+                                 "test_online_store.py"})
+#: (test module, fixture): module fixtures that start a server or run a Prefect flow, or
+#: whose setup takes over about a second (``pytest --durations=0`` on this 2-core machine)
+SLOW_FIXTURES = frozenset({
+    ("test_shared_registry.py", "shared"),       # PostgreSQL
+    ("test_options_factors.py", "data"),         # Lean bars and option chains through the real ingest (~4 s)
+    ("test_technical_grid.py", "lean"),          # three symbols through ingest and the TA-Lib grid (~3 s)
+    ("test_news_factors.py", "home"),            # tweets through the real ingest (~2 s)
+    ("test_revisions.py", "revised"),            # ~2 s
+    ("test_health.py", "lean_store"),            # ~1 s
+})
+#: module::test (every parametrization) that takes over about a second by itself (``--durations=0``,
+#: and its CPU time, which the load of the machine does not inflate)
+SLOW_TESTS = frozenset({
+    "test_feature_registry.py::test_feast_objects_are_generated_from_the_declarations",   # imports feast (~5 s)
+    "test_feature_registry.py::test_features_list_json_is_the_registry",                  # `alpha` subprocess
+    "test_feature_registry.py::test_features_list_table_totals_per_family",               # `alpha` subprocess
+    "test_health.py::test_run_health_finds_a_conflict_and_a_100x_revision",
+    "test_http.py::test_one_rate_limiter_shared_by_four_threads_never_exceeds_its_rate",
+    "test_ingest.py::test_kill_mid_write_leaves_old_or_new_file_never_partial",
+    "test_ingest.py::test_reingest_is_idempotent_byte_for_byte",
+    "test_macro_regime_factors.py::test_fred_every_session_matches_as_of_queries_on_the_rows",
+    "test_pit_engine.py::test_engine_equals_brute_force",
+    "test_pit_engine.py::test_engine_with_a_fixed_knowledge_time",
+    "test_silver_store.py::test_daily_bars_compact_without_changing_reads",
+    "test_vendor_edgar.py::test_apple_fiscal_2014_net_income_first_report_and_later_rereports",
+    "test_vendor_edgar.py::test_apple_restatement_in_a_10k_amendment_is_a_new_row_known_from_its_filing",
+    "test_vendor_edgar.py::test_no_fact_is_available_before_its_filing_day_or_at_its_period_end",
+    "test_vendor_edgar.py::test_same_ingest_twice_is_byte_identical_and_incremental_rerun_writes_nothing",
+    "test_vendor_edgar.py::test_bad_payload_raises_and_is_kept_in_bronze",
+    "test_vendor_edgar.py::test_malformed_facts_are_quarantined_with_reasons",
+    "test_vendor_edgar.py::test_unknown_ticker_fails_its_job_only_and_config_ciks_extend_the_map",
+    "test_vendor_fred.py::test_same_ingest_twice_is_byte_identical",
+    "test_vendor_fred.py::test_a_later_clipped_window_does_not_repeat_values_silver_already_has",
+    "test_vendor_fred.py::test_bad_payload_raises_and_is_kept_in_bronze",
+    "test_vendor_polygon.py::test_the_same_ingest_twice_leaves_silver_byte_identical",
+    "test_vendor_polygon.py::test_the_key_is_never_stored",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the integration tier (see the module doc); everything else is the fast tier."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        module = item.path.name
+        if (names & INTEGRATION_FIXTURES or module in INTEGRATION_MODULES
+                or item.get_closest_marker("slow") or item.get_closest_marker("redis")
+                or any((module, name) in SLOW_FIXTURES for name in names)
+                or f"{module}::{item.originalname}" in SLOW_TESTS):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
 def lean_root() -> Path:
-    if not LEAN.exists():
-        pytest.fail(f"the shared Lean data is missing at {LEAN}; clone the repo beside ../shared")
+    """The Lean data shipped with the project (data/demo/quantconnect-lean)."""
+    if not LEAN.is_dir():
+        pytest.fail(f"the shipped Lean data is missing at {LEAN}; it is part of the repository")
     return LEAN
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: the larger data sets not shipped with the project."""
+    if not SHARED.is_dir():
+        no_shared_data(f"no shared data at {SHARED} (clone the repo beside ../shared)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_lean_root(shared_data) -> Path:
+    """The full shared Lean folder (minute bars, fine fundamentals, coarse universes, ...)."""
+    if not SHARED_LEAN.is_dir():
+        no_shared_data(f"no Lean data at {SHARED_LEAN}")
+    return SHARED_LEAN
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,14 @@ def no_redis(reason: str):
     pytest.skip(msg)
 
 
+def no_shared_data(reason: str):
+    """Skip loudly without the larger shared data sets (../shared/data); under CI=true fail instead."""
+    msg = f"SHARED DATA TESTS NOT RUN: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " (CI=true: tests on the shared data must run)")
+    pytest.skip(msg)
+
+
 @contextlib.contextmanager
 def postgres_database(prefix: str = "alpha_test"):
     """A fresh database on the machine's PostgreSQL (trust auth) for the block, dropped after;

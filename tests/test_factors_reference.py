@@ -32,10 +32,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.testing import assert_allclose
 
 from etl.factors import FACTORS, compute_factors, feature_columns
+from tests.conftest import LEAN, needs_shared_data
+from tests.conftest import SHARED as SHARED_DATA
+from tests.servers import no_shared_data
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STOCKCHARTS = SHARED_DATA / "ta-stockcharts-indicators"
-IBM_CSV = SHARED_DATA / "quantconnect-lean" / "equity_usa_daily" / "ibm.csv"
+IBM_CSV = LEAN / "equity_usa_daily" / "ibm.csv"
 
 #: leading NaN rows of every output. Each value is the first index where the
 #: indicator is defined.
@@ -59,7 +61,7 @@ EXPECTED_WARMUP = {
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        pytest.fail(
+        no_shared_data(
             f"reference data missing: {path} (expected the shared data at {SHARED_DATA}, "
             "i.e. ../shared/data beside the repo checkout)"
         )
@@ -188,6 +190,7 @@ def ref_bb_pctb(close: np.ndarray, n: int = 20, k: float = 2.0, ddof: int = 0) -
 # --------------------------------------------------------------------------- 1. StockCharts worked examples
 
 
+@needs_shared_data
 def test_rsi_matches_stockcharts_once_reseeded():
     sc = _stockcharts("cs-rsi.csv")
     close = sc["Close"].to_numpy(float)
@@ -222,6 +225,7 @@ def test_rsi_matches_stockcharts_once_reseeded():
     assert raw_gap.max() > 1.0
 
 
+@needs_shared_data
 def test_atr_matches_stockcharts_up_to_its_seed():
     sc = _stockcharts("cs-atr.csv")
     high, low, close = (sc[c].to_numpy(float) for c in ("High", "Low", "Close"))
@@ -244,6 +248,7 @@ def test_atr_matches_stockcharts_up_to_its_seed():
     assert_allclose(ref_atr(high, low, close, include_first_bar=True)[13:], sc_atr[13:], rtol=0, atol=1e-9)
 
 
+@needs_shared_data
 def test_sma_and_bollinger_pctb_match_stockcharts():
     sc = _stockcharts("cs-bbands.csv")
     close = sc["Close"].to_numpy(float)
@@ -264,6 +269,7 @@ def test_sma_and_bollinger_pctb_match_stockcharts():
     assert_allclose(ref_bb_pctb(close)[19:], sc["PercentageBand"].to_numpy(float)[19:], rtol=0, atol=1e-6)
 
 
+@needs_shared_data
 def test_macd_matches_stockcharts_once_reseeded():
     sc = _stockcharts("cs-macd.csv")
     close = sc["Close"].to_numpy(float)

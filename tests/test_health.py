@@ -59,7 +59,7 @@ from etl.storage.actions import read_corporate_actions
 from etl.storage.bars import read_silver_bars, write_silver_bars
 from etl.storage.tables import BARS_DAILY
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared_data
 
 YF = SHARED / "yfinance-price-repair-fixtures"
 NAME = re.compile(r"^(?P<ticker>.+?)-(?P<interval>1d|1wk|1h|15m)-(?P<problem>.+?)(?P<fixed>-fixed)?\.csv$")
@@ -139,6 +139,7 @@ NOT_CAUGHT = {
 }
 
 
+@needs_shared_data
 def test_every_price_fixture_is_a_case():
     # all 7 daily split files, both 100x files, the only bad-unit file (hourly) and the weekly split file
     assert len(files("bad-stock-split", "100x-error", intervals=("1d",))) == 9
@@ -148,6 +149,7 @@ def test_every_price_fixture_is_a_case():
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_CAUGHT[n])) if n in NOT_CAUGHT else n for n in PRICE_FILES]
 )
+@needs_shared_data
 def test_price_defects_are_flagged_and_repairs_are_clean(name):
     raw, raw_actions = load_yf(YF / name)
     fixed, fixed_actions = load_yf(YF / name.replace(".csv", "-fixed.csv"))
@@ -187,6 +189,7 @@ def test_price_defects_are_flagged_and_repairs_are_clean(name):
         ("SPM-MI-1d-bad-stock-split.csv", "split_like", ["2022-06-20"]),
     ],
 )
+@needs_shared_data
 def test_price_defect_kinds(name, kind, dates):
     raw, actions = load_yf(YF / name)
     flagged = errors(check_outliers(raw, actions), "outlier")
@@ -194,6 +197,7 @@ def test_price_defect_kinds(name, kind, dates):
     assert flagged["detail"].str.startswith(f"{kind}:").all(), flagged["detail"].tolist()
 
 
+@needs_shared_data
 def test_split_like_move_of_two_is_only_a_warning():
     # SPM-MI repaired: 4.2995 -> 2.2295 on 2022-06-20 is a real -48% day (a rights issue), not a
     # split; a 2:1-like ratio happens in markets, so it is reported but breaches nothing
@@ -209,11 +213,13 @@ def test_split_like_move_of_two_is_only_a_warning():
 DIV_FILES = files("bad-div", intervals=("1d",))
 
 
+@needs_shared_data
 def test_every_bad_div_fixture_is_a_case():
     assert len(DIV_FILES) == 22
 
 
 @pytest.mark.parametrize("name", DIV_FILES)
+@needs_shared_data
 def test_bad_dividends_are_flagged(name):
     raw, raw_actions = load_yf(YF / name)
     fixed, fixed_actions = load_yf(YF / name.replace(".csv", "-fixed.csv"))
@@ -242,6 +248,7 @@ def test_bad_dividends_are_flagged(name):
         ("ABDP-L-1d-bad-div.csv", "2022-05-05", "the price moved +2.4% on the ex-date"),
     ],
 )
+@needs_shared_data
 def test_bad_dividend_reasons(name, date, reason):
     raw, actions = load_yf(YF / name)
     found = check_dividends(raw, actions).set_index("date")
@@ -249,12 +256,14 @@ def test_bad_dividend_reasons(name, date, reason):
 
 
 @pytest.mark.parametrize("name", files("no-bad-divs", intervals=("1d",)))
+@needs_shared_data
 def test_control_files_have_no_errors(name):
     bars, actions = load_yf(YF / name)
     found = pd.concat([check_outliers(bars, actions), check_dividends(bars, actions)])
     assert errors(found).empty, errors(found)
 
 
+@needs_shared_data
 def test_calendar_per_call_matters():
     # Tel Aviv traded Sunday to Thursday: on XTAE one real closure (2024-02-27, municipal
     # elections) is the only gap; on XNYS the same bars look like a broken series
@@ -278,6 +287,7 @@ def test_calendar_per_call_matters():
     assert mixed[["symbol", "date"]].values.tolist() == [["KEN-TA", pd.Timestamp("2024-02-27")]]
 
 
+@needs_shared_data
 def test_flat_closes_with_volume():
     # NVT-L, an illiquid London name whose close is a quoted mid, repeats it for a week at a time
     # while a few trades print: a warning, an error only with a tighter threshold

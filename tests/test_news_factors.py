@@ -16,7 +16,6 @@ import math
 import re
 import shutil
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -28,8 +27,8 @@ from etl.factors.news import FACTORS, OUTPUTS, compute_news, score_items
 from etl.sources.base import run_ingest
 from etl.storage import silver, tables
 from etl.storage.watermarks import open_watermarks
+from tests.conftest import STOCKNET  # the tweets of AAPL, BAC, FB and GOOG shipped in data/demo
 
-STOCKNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "stocknet-tweets-prices"
 CSV = STOCKNET / "tweets_raw_extract.csv.gz"
 NY = ZoneInfo("America/New_York")
 HOLIDAYS = {date(2013, 11, 28), date(2013, 12, 25), date(2014, 1, 1), date(2014, 1, 20), date(2014, 2, 17), date(2014, 4, 18),

@@ -23,7 +23,7 @@ from etl.sources.archive import ingest_lean
 from etl.storage.actions import read_corporate_actions
 from etl.storage.bars import read_silver_bars
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared_data
 
 STOCKCHARTS = SHARED / "ta-stockcharts-indicators"
 SYMBOLS = ["AAPL", "SPY", "IBM"]
@@ -173,6 +173,7 @@ def _stockcharts(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         ("cs-vortex", "ta_vortex_14_minusvi", "-VI14", 1e-5, ""),
     ],
 )
+@needs_shared_data
 def test_grid_values_equal_the_stockcharts_worked_examples(sheet, feature, column, atol, why):
     ours, sc = _stockcharts(sheet)
     expected = sc[column].to_numpy(dtype=float)
@@ -185,6 +186,7 @@ def test_grid_values_equal_the_stockcharts_worked_examples(sheet, feature, colum
 
 
 @pytest.mark.parametrize(("feature", "column"), [("ta_adx_14", "ADX"), ("ta_plus_di_14", "+DI14"), ("ta_minus_di_14", "-DI14"), ("ta_dx_14", "DX")])
+@needs_shared_data
 def test_wilder_directional_indicators_equal_stockcharts_once_the_seed_has_faded(feature, column):
     """StockCharts seeds its Wilder sums one bar differently from TA-Lib: the two
     agree once the seed has decayed (the last 100 of 505 rows)."""
@@ -194,6 +196,7 @@ def test_wilder_directional_indicators_equal_stockcharts_once_the_seed_has_faded
     np.testing.assert_allclose(ours["ta_atr_14"].to_numpy(float)[-100:], sc["TR14"].to_numpy(float)[-100:] / 14, rtol=1e-6)
 
 
+@needs_shared_data
 def test_parabolic_sar_equals_stockcharts_from_the_first_reversal():
     """The sheet starts in a downtrend, TA-Lib picks the first direction from the
     first two bars' directional movement; from the first reversal (row 8) they agree."""
@@ -203,6 +206,7 @@ def test_parabolic_sar_equals_stockcharts_from_the_first_reversal():
 
 
 @pytest.mark.parametrize("n", [1, 5, 10, 20])
+@needs_shared_data
 def test_obv_and_ad_changes_equal_the_stockcharts_lines(n):
     ours, sc = _stockcharts("cs-obv")
     expected = sc["OBV"].diff(n).to_numpy(float)
@@ -214,6 +218,7 @@ def test_obv_and_ad_changes_equal_the_stockcharts_lines(n):
     np.testing.assert_allclose(ours[f"ta_ad_chg_{n}"].to_numpy(float)[rows], expected[rows], rtol=1e-6, atol=2e-4)  # 4-decimal sheet
 
 
+@needs_shared_data
 def test_rsi_equals_wilders_definition_written_out():
     """StockCharts' RSI: the first average gain/loss is the simple mean of the first
     14 changes, then Wilder smoothing. (The sheet's own RSI column seeds an

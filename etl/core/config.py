@@ -25,8 +25,18 @@ DEFAULT_CALENDAR = "XNYS"
 
 def default_lean_path() -> Path:
     """The Lean data folder: ``$ALPHA_LEAN_DATA`` (an empty value counts as unset), else
-    ``../shared/data/quantconnect-lean`` beside the project."""
-    return Path(os.environ.get("ALPHA_LEAN_DATA") or PROJECT_ROOT.parent / "shared" / "data" / "quantconnect-lean")
+    the demo's subset shipped in the project, ``data/demo/quantconnect-lean`` (its
+    ``SOURCE.txt`` says which files; the full folder is ``../shared/data/quantconnect-lean``)."""
+    return Path(os.environ.get("ALPHA_LEAN_DATA") or PROJECT_ROOT / "data" / "demo" / "quantconnect-lean")
+
+
+def default_stocknet_path() -> Path:
+    """The stocknet folder: ``$ALPHA_STOCKNET_DATA`` (an empty value counts as unset), else
+    the demo's subset shipped in the project, ``data/demo/stocknet-tweets-prices`` (the
+    tweets of AAPL, BAC, FB and GOOG; the full folder is ``../shared/data/stocknet-tweets-prices``)."""
+    return Path(os.environ.get("ALPHA_STOCKNET_DATA") or PROJECT_ROOT / "data" / "demo" / "stocknet-tweets-prices")
+
+
 DEFAULT_BAR_DELAY_MINUTES = 15
 DEFAULT_REDIS_TIMEOUT_SECONDS = 2.0
 FEAST_PROJECT = "alpha_warehouse"
