@@ -1,6 +1,6 @@
 """The ``alpha`` command: one typer app, one module per command group.
 
-    alpha demo                      ingest the shared Lean bars, run the nightly flow, backtest, one live tick
+    alpha demo                      ingest the shipped Lean bars, run the nightly flow, backtest, one live tick
     alpha ingest lean [PATH]        Lean daily bars + factor and map files
     alpha ingest csv PATH           a folder of <SYMBOL>.csv (date,open,high,low,close,volume)
     alpha nightly                   Prefect flow in this process: ingest -> health -> factors -> apply -> materialize

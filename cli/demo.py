@@ -1,4 +1,4 @@
-"""``alpha demo``: end to end on the shared data."""
+"""``alpha demo``: end to end on the demo data shipped in data/demo (or $ALPHA_LEAN_DATA)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from cli.orchestration import nightly_line, run_nightly
 from cli.trading import print_targets, replay_against_backtest
 from etl.core.config import default_lean_path
 
-#: symbols of the demo with tweets in the shared stocknet data (2014-2016)
+#: symbols of the demo with tweets in the stocknet data (2014-2016)
 DEMO_NEWS_SYMBOLS = ["AAPL", "BAC", "FB", "GOOG"]
 
 
 @friendly
 def demo(
-    lean: Path | None = typer.Option(None, help="Lean data folder (default: ../shared/data/quantconnect-lean)."),
+    lean: Path | None = typer.Option(None, help="Lean data folder (default: $ALPHA_LEAN_DATA, else the shipped data/demo/quantconnect-lean)."),
     home: Path | None = HomeOpt,
 ):
-    """End to end on the shared data: ingest, health, nightly flow, backtest, one live tick, shadow replay."""
+    """End to end on the shipped demo data: ingest, health, nightly flow, backtest, one live tick, shadow replay."""
     import pandas as pd
 
     from etl.sources.archive import ingest_lean

@@ -21,7 +21,7 @@ SOURCE and --dataset (default first):
   polygon  daily, minute, option_contracts, option_chain, news
   edgar    companyfacts, submissions (SEC wants EDGAR_USER_AGENT)
   fred     observations (SYMBOLS are series ids, e.g. PAYEMS)
-  stocknet tweets: the shared stocknet tweets as news items (--path)
+  stocknet tweets: the stocknet tweets as news items (--path; default $ALPHA_STOCKNET_DATA, else the shipped data)
 Keys (POLYGON_API_KEY, FRED_API_KEY) come from the environment or .env.
 
 Prints a progress bar and a summary (rows fetched, written, quarantined);
@@ -41,7 +41,7 @@ def ingest(
     end: str | None = typer.Option(None, help="Last date (YYYY-MM-DD). Default: today."),
     incremental: bool = typer.Option(False, "--incremental", help="Fetch only what is after each symbol's watermark."),
     parallel: int = typer.Option(1, "--parallel", "-p", min=1, max=64, help="Worker threads (the vendor's rate limit is shared by all)."),
-    path: Path | None = typer.Option(None, "--path", help="File sources: the folder to read (lean default: ../shared/data/quantconnect-lean)."),
+    path: Path | None = typer.Option(None, "--path", help="File sources: the folder to read (lean default: $ALPHA_LEAN_DATA, else the shipped data/demo/quantconnect-lean)."),
     home: Path | None = HomeOpt,
 ):
     import pandas as pd

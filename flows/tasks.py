@@ -53,7 +53,7 @@ def retry_transient(task, task_run, state) -> bool:
         return exc.transient
     except (OnlineStoreError, OSError):
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 -- anything else is a bug or a refusal: never retried
         return False
     return False
 

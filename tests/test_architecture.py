@@ -164,3 +164,17 @@ def test_the_raise_check_catches_a_builtin(tmp_path):
         "def f(x):\n    if x:\n        raise ValueError('no')\n    raise ConfigError('fine')\n"
         "def g():\n    try:\n        f(1)\n    except ConfigError:\n        raise\n    raise KeyError\n")
     assert sorted(builtin_raises(tmp_path)) == ["sdk/probe.py:11: raise KeyError", "sdk/probe.py:4: raise ValueError"]
+
+
+def test_ruff_rules_hold():
+    """The lint rules of pyproject.toml (blind excepts, raise Exception, import order, ...) hold
+    in the whole tree: CI runs this, so a rule broken anywhere fails the build."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is a dev dependency (pip install -e '.[dev]')"
+    out = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", str(REPO)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -3,15 +3,9 @@
 Adapters hand over a *raw* frame of strings exactly as read (one row per
 input line, with ``source_file`` and ``source_row``); :func:`validate_bars`
 parses it, and every row that cannot be trusted is returned with a reason
-instead of being coerced. Silver rows carry three times:
-
-- ``event_timestamp``: when the bar could first be known, the session's close
-  on the exchange calendar plus the configured delay (the same for every
-  version of a bar: it says which session the value belongs to);
-- ``known_timestamp``: when THIS version became knowable. For a first print
-  from an archive (Lean, a CSV history) that is the event time; for a revision
-  it is when we received it;
-- ``created_timestamp``: when we wrote the row.
+instead of being coerced; :func:`raise_if_rejected` quarantines them
+(``etl.storage.bars``, which also says what the three times of a silver row mean)
+and stops the ingest with every reason.
 """
 
 from __future__ import annotations

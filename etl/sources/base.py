@@ -426,7 +426,7 @@ def _run_each(settings: Settings, source: Source, todo: list[Job], results: list
             res.transient = isinstance(exc, VendorUnavailableError)
         except OSError as exc:  # network or disk trouble below the vendor client
             res.error, res.transient = f"{type(exc).__name__}: {exc}", True
-        except Exception as exc:  # a bug or an unexpected library error: report it, keep going
+        except Exception as exc:  # noqa: BLE001 -- a bug or an unexpected library error: report it in the job, keep going
             res.error = f"{type(exc).__name__}: {exc}"
         res.seconds = time.perf_counter() - t
         return res

@@ -1,8 +1,8 @@
 """The stocknet tweets as news items: a file source until a news vendor is configured.
 
 ``alpha ingest stocknet AAPL,FB --dataset tweets --start 2014-01-01 --end 2014-03-31``
-reads ``tweets_raw_extract.csv.gz`` from ``--path`` (default
-``../shared/data/stocknet-tweets-prices`` beside the project; see its
+reads ``tweets_raw_extract.csv.gz`` from ``--path`` (default ``$ALPHA_STOCKNET_DATA``, else
+the demo's four symbols shipped in ``data/demo/stocknet-tweets-prices``; see its
 ``SOURCE.txt``: Xu & Cohen, ACL 2018, MIT licence) and lands each tweet that
 mentions ``$TICKER`` as a row of ``news_items`` with the columns the Polygon
 adapter writes (:data:`etl.sources.vendors.polygon.NEWS_COLUMNS`):
