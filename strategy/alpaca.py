@@ -1,42 +1,8 @@
 """Alpaca's paper-trading REST API (Trading API v2) as a :class:`strategy.broker.Broker`.
 
-Configuration: ``[vendors.alpaca]`` in config.toml (``base_url``, default the
-paper endpoint https://paper-api.alpaca.markets; ``rate`` requests/s, default
-3, Alpaca allows 200/min; ``max_retries``, ``backoff``, ``timeout``) or
-``ALPHA_ALPACA_BASE_URL`` / ``ALPHA_ALPACA_RATE``. The keys are
-``ALPACA_API_KEY_ID`` and ``ALPACA_API_SECRET_KEY`` from the environment or
-``.env``, sent as the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers and
-masked in every message. The live endpoint (https://api.alpaca.markets) is
-refused unless ``allow_live = true`` is set: this adapter is for paper trading.
-
-What is sent and read:
-
-``submit``  ``GET /v2/orders:by_client_order_id`` first: an order Alpaca
-    already has is returned as it is (a restarted live loop never sends it
-    twice). Otherwise ``POST /v2/orders`` with ``symbol``, ``qty`` (whole
-    shares, as a string), ``side`` (buy for +qty, sell for -qty),
-    ``type`` "market", ``time_in_force`` "opg" (the next session's opening
-    auction, like the paper broker's next-open fill) and our
-    ``client_order_id``. A retried POST that had landed is answered with
-    Alpaca's HTTP 422 "client_order_id must be unique": the existing order is
-    fetched and returned.
-``order``   ``GET /v2/orders:by_client_order_id``; HTTP 404 -> None.
-``account`` ``GET /v2/account`` (``cash``, ``equity``) and ``GET /v2/positions``
-    (``symbol`` -> signed ``qty``; Alpaca reports shorts with a negative qty).
-``fills``   ``GET /v2/account/activities/FILL`` (every execution; paged with
-    ``page_token``), each mapped to our ``client_order_id`` through
-    ``GET /v2/orders/{order_id}``. ``fee`` is 0: Alpaca charges no commission
-    on US equities (regulatory pass-through fees are not in this API).
-
-Quantities are signed everywhere (``OrderStatus.qty`` and ``filled_qty``,
-``Fill.qty``): + bought, - sold. Times are tz-aware UTC.
-
-Errors are :class:`strategy.broker.BrokerError`: 401 (and a 403 without an
-Alpaca error code) say the keys were refused; a refused order (HTTP 403 with
-an Alpaca code such as 40310000 "insufficient buying power", or a 422 other
-than the duplicate) carries Alpaca's message. 429, 5xx and timeouts are
-retried by :class:`etl.core.http.HttpClient` (honouring ``Retry-After``); nothing
-else is. Missing keys raise :class:`etl.core.errors.ConfigError` before any request.
+Configuration (``[vendors.alpaca]``, ``ALPACA_API_KEY_ID`` /
+``ALPACA_API_SECRET_KEY``), what each method sends and reads, the errors and
+the limits are in docs/alpaca.md.
 """
 
 from __future__ import annotations

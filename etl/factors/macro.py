@@ -1,48 +1,8 @@
 """Macro factors by vintage, on the market-wide entity (``market = "US"``).
 
-Pure: frames in, frames out. Input is ``macro_observations`` rows (written by
-:mod:`etl.vendors.fred`: ``series_id``, ``period``, ``value``, ``missing``,
-``realtime_start``, ``event_timestamp`` = the vintage's release time); output
-is one row per requested session (view ``macro_daily``).
-
-Point in time. Session *t* has the time ``T = close(t) + delay_minutes`` (the
-bar delay, as for daily bars). Its outputs use only the rows released by then
-(``event_timestamp <= T``); for each period the newest such row is the value
-known at ``T`` (a revision is a later row of the same period). A row flagged
-``missing`` (FRED's ``.``) is a known "no value": NaN, never 0. Each output
-row has ``event_timestamp = known_timestamp = T``: the whole row is as of
-``T``, so later vintages never rewrite it (a revision shows up at the first
-session after its release, as a change of the values of that session).
-
-Per supported series ``S`` (the 29 series of the FRBNY nowcast panel, with the
-transformation its spec gives; ``s`` is the lower-cased id):
-
-- ``macro_<s>_level``: the value of the latest period ``P`` known at ``T``;
-- ``macro_<s>_chg``: ``P`` vs the previous period ``P-1`` (one month, or one
-  quarter for quarterly series), both as known at ``T``, in the spec's
-  transformation: ``chg`` and ``lin`` a difference (series units), ``pch`` a
-  percent change ``100 * (x_P / x_P-1 - 1)``, ``pca`` a compounded annual rate
-  ``100 * ((x_P / x_P-1) ** 4 - 1)`` (quarterly);
-- ``macro_<s>_surprise``: the first print of ``P`` minus a naive forecast
-  made with what was known just before that release (rows with
-  ``event_timestamp`` strictly earlier): the previous period's value plus the
-  mean of the three previous period changes, ``F = x_P-1 + (x_P-1 - x_P-4)/3``
-  for additive series (``chg``, ``lin``; surprise in series units), and the
-  geometric version ``F = x_P-1 * (x_P-1 / x_P-4) ** (1/3)`` for ratio series
-  (``pch``, ``pca``), whose surprise is the transformation of first print vs
-  ``F`` (``100 * (first / F - 1)``, annualised for ``pca``). There is no
-  consensus data; NaN when a needed value was not known before the release
-  (e.g. a period whose first stored vintage is the first one requested);
-- ``macro_<s>_revision``: the value of ``P-1`` known at ``T`` minus its first
-  print (the earliest stored row of ``P-1``), in series units;
-- ``macro_<s>_age_days``: days (86,400 s) from the release that first printed
-  ``P`` to ``T``.
-
-Series in the input that are not declared are ignored; declared series with
-no rows are NaN. No session warm-up: each session reads every vintage
-released by its time, so a loader must pass the observations with
-``event_timestamp <= T`` of the last session (the table as of then), not a
-window of sessions.
+Pure: frames in, frames out (``macro_observations`` in, one row per session
+of view ``macro_daily`` out). The point-in-time rule and the level, change,
+surprise, revision and age outputs are in docs/factors.md (Macro).
 """
 
 from __future__ import annotations

@@ -1,53 +1,8 @@
 """News factors: per-item sentiment, counts, time-decayed sentiment, novelty.
 
-Pure: frames in, frames out. Input is one symbol's ``news_items`` rows (the
-Polygon adapter and the stocknet tweets, :mod:`etl.news_files`, write the
-same columns); output is one row per requested session (view ``news_daily``).
-
-Sentiment is VADER (Hutto, C.J. & Gilbert, E.E. (2014). "VADER: A Parsimonious
-Rule-based Model for Sentiment Analysis of Social Media Text". ICWSM-14;
-package ``vaderSentiment`` 3.3.2), a maintained lexicon and rule model built
-for short social-media text. Each item's text (title and description joined
-by a space) gets VADER's ``compound`` score in [-1, 1] and its ``pos``,
-``neg`` and ``neu`` proportions. An item is positive when compound >= 0.05 and
-negative when compound <= -0.05 (the thresholds the VADER authors recommend).
-
-Point in time. A session *t* with close *C_t* (the exchange calendar, early closes honoured)
-counts the items published in ``[C_{t-1}, C_t)``: before the close of the
-session's own day, or after the previous session's close (evenings, weekends,
-holidays). Every output of session *t* uses only items published before
-*C_t*, and its ``event_timestamp`` is ``C_t + delay_minutes`` (the bar delay,
-as for daily bars); ``known_timestamp`` equals it (news items are not revised).
-
-Outputs (NaN, never 0, when a mean or share has no items):
-
-- ``news_count_1d`` items counted for the session; ``news_count_5d`` for the
-  last 5 sessions;
-- ``news_sent_mean_1d`` mean compound; ``news_sent_pos_share_1d`` /
-  ``news_sent_neg_share_1d`` share of positive / negative items;
-- ``news_sent_decay_hl1`` / ``news_sent_decay_hl5``: mean compound of every
-  item published before *C_t* and at most 30 days earlier, weighted by
-  ``0.5 ** (age / half_life)``, age in days (86,400 s) from publication to
-  *C_t*; ``news_count_decay_hl1`` the sum of those weights (half-life 1 day);
-- ``news_novelty_1d``: share of the session's items that are not a near
-  duplicate of an earlier item of the symbol (earlier publication time,
-  ties broken by item id) published at most 5 days (5 x 86,400 s) before it.
-  Near duplicate: the Jaccard similarity of the two items' word sets is
-  >= 0.8, words being the ``\\w+`` runs of the lower-cased text after URLs,
-  ``$cashtags``, ``@mentions`` and the retweet marker ``rt`` are removed (two
-  items with no words left are duplicates of each other);
-- ``news_abnormal_count``: ``news_count_1d`` over the mean daily count of the
-  20 previous sessions (NaN when that mean is 0).
-
-Coverage. Counts of a window the items do not cover would be wrong zeros,
-not facts, so every output whose window reaches outside the coverage is NaN.
-The coverage is the sessions ``coverage_start..coverage_end`` (defaults: the
-first and last of ``sessions``): an output of session *t* is computed only
-when *t* <= ``coverage_end`` and its window starts at or after the close
-before ``coverage_start`` (1 session for the 1-day outputs, 5 for
-``news_count_5d``, 30 days before *C_t* for the decayed ones, 5 days before
-*C_{t-1}* for novelty, 20 previous sessions for the abnormal count). Each
-factor's ``warmup`` is the number of sessions that guarantees this.
+Pure: frames in, frames out (one symbol's ``news_items`` in, one row per
+session of view ``news_daily`` out). VADER sentiment, the point-in-time
+window, every output and the coverage rule are in docs/factors.md (News).
 """
 
 from __future__ import annotations

@@ -1,41 +1,9 @@
 """Market regime factors on the market-wide entity (``market = "US"``), and
-metrics of a strategy sliced by regime.
+metrics of a strategy sliced by regime (:func:`slice_metrics`).
 
-Pure: frames in, frames out. Input is the daily bars of a market proxy (SPY
-from the Lean daily bars: raw prices, one row per session) and its Lean
-factor rows; output is one row per bar (view ``regime_daily``) with the bar's
-``event_timestamp`` (session close + bar delay) and ``known_timestamp`` (the
-latest known time of the bars used, at least the event time).
-
-Prices are total-return closes ``raw * split_factor * price_factor`` (splits
-and dividends, the factor in force at each session as in
-:func:`etl.factors.core.cumulative_factors`). Every output is a ratio of such
-closes (degree 0 in price), so the factors of actions after session *t*
-cancel and the value at *t* uses only what was known at *t* (see
-:mod:`etl.factors.core`).
-
-Outputs (NaN / <NA> during warm-up, never 0):
-
-- ``regime_vol_pct``: percentile rank of the 21-session realised volatility
-  (std of log total returns, ddof 1, x sqrt 252) within its own trailing 252
-  values ending at *t* (*t* included): the share of those 252 values that are
-  <= today's, in (0, 1]. Warm-up 21 + 251 = 272 sessions;
-- ``regime_vol`` (int64, nullable): 0 low when ``regime_vol_pct <= 0.2``
-  (today's vol is at or below the window's 20th percentile), 2 high when
-  ``> 0.8`` (above the 80th), 1 normal otherwise; <NA> during warm-up
-  (pandas ``Int64``: a missing regime is missing, not a made-up class);
-- ``regime_trend_strength``: total-return close / its 200-session simple
-  moving average - 1 (warm-up 199);
-- ``regime_trend`` (int64, nullable): 1 up when the strength is > 0, -1 down
-  when < 0 (0 only on an exact tie), <NA> during warm-up;
-- ``regime_drawdown``: total-return close / its running peak - 1 (<= 0). The
-  peak is over ALL the history supplied, so its declared warm-up is
-  :data:`FULL_HISTORY` sessions (more than SPY has traded since 1993): give
-  it the proxy's whole history.
-
-:func:`slice_metrics` slices a strategy's daily returns by a regime column,
-using for each return of session *t* the regime of the previous session (the
-latest regime known at the start of *t*).
+Pure: frames in, frames out (SPY's daily bars and factor rows in, one row
+per bar of view ``regime_daily`` out). Prices, outputs, warm-ups and the
+slicing rule are in docs/factors.md (Regime).
 """
 
 from __future__ import annotations

@@ -1,31 +1,8 @@
 """The stocknet tweets as news items: a file source until a news vendor is configured.
 
-``alpha ingest stocknet AAPL,FB --dataset tweets --start 2014-01-01 --end 2014-03-31``
-reads ``tweets_raw_extract.csv.gz`` from ``--path`` (default ``$ALPHA_STOCKNET_DATA``, else
-the demo's four symbols shipped in ``data/demo/stocknet-tweets-prices``; see its
-``SOURCE.txt``: Xu & Cohen, ACL 2018, MIT licence) and lands each tweet that
-mentions ``$TICKER`` as a row of ``news_items`` with the columns the Polygon
-adapter writes (:data:`etl.sources.vendors.polygon.NEWS_COLUMNS`):
-
-- ``item_id`` = the tweet id, ``author`` = the user id, ``description`` = the
-  text, ``title`` / ``url`` / ``keywords`` empty, ``publisher`` ``twitter``,
-  ``tickers`` = the cashtags in the text (upper case, first seen first; the
-  job's ticker is put first when the text lacks it);
-- ``published_at`` = ``created_at_utc`` (Twitter's own UTC time) and
-  ``event_timestamp`` = ``published_at``: a tweet is knowable when posted;
-- ``session`` = the XNYS session the item counts for: its New York day if that
-  is a session and it was posted before that day's close (early closes
-  honoured), otherwise the next session. The dataset's own ``file_date``
-  bucketing is not point in time (a 23:10 UTC tweet is filed under the next
-  day) and is used for nothing but placing a row whose time cannot be read.
-
-One job per ticker covers the tweets posted on the UTC days ``start..end``.
-A row that cannot be trusted (wrong field count, unreadable or zone-less
-time, missing or non-numeric id, empty text, one id with two different
-contents) goes to quarantine with its reason; a tweet seen twice with the
-same id, time, author and text (the dataset holds 203 such copies, which
-differ only in follower and retweet counts) is one item. The file is static,
-so the watermark is ``job.end``.
+``alpha ingest stocknet AAPL,FB --dataset tweets`` lands each tweet that
+mentions ``$TICKER`` as a ``news_items`` row. The column mapping, the session
+rule, quarantine and duplicates are in docs/ingestion.md (Stocknet tweets).
 """
 
 from __future__ import annotations

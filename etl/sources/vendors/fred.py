@@ -1,31 +1,9 @@
 """FRED / ALFRED: macro series observations with their vintages.
 
-One job per series id (the job's "symbol", e.g. ``PAYEMS``)::
-
-    GET /fred/series/observations?series_id=X&realtime_start=START&realtime_end=END
-        &observation_start=1776-07-04&file_type=json&limit=L&offset=O
-
-ALFRED answers with one row per (observation date, real-time period): a
-revised value is a new row whose ``realtime_start`` is the vintage that
-published it. Each row becomes a ``macro_observations`` row; its
-``event_timestamp`` is the release: ``realtime_start`` at the series' release
-time of day in New York (``[vendors.fred.release_times]``, e.g.
-``PAYEMS = "08:30"``), else the END of the ``realtime_start`` day (the next
-midnight in New York): late rather than early.
-
-FRED writes ``.`` for "no value"; such a row is kept with ``value`` NaN and
-``missing`` true, never dropped or turned into 0. Pages are read with
-``offset``/``limit`` (``[vendors.fred] page_limit``, FRED's maximum 100000)
-until ``count`` rows have arrived.
-
-FRED clips every real-time period to the one requested, so a value known
-before ``START`` comes back with ``realtime_start = START`` (its availability
-is then START: late, never early). ``realtime_end`` is what the vendor said
-at fetch time (clipped to ``END``); it tells when a value was superseded, so
-it is not point-in-time information: query as of a time with
-``event_timestamp``. When an incremental run re-reads a value that silver
-already holds from an earlier vintage, the clipped copy adds nothing and is
-left out, so reruns do not pile up copies of the whole series.
+One job per series id (e.g. ``PAYEMS``), each row a ``macro_observations``
+row released at its vintage. The request, the event-time rule, missing
+values, paging and clipped real-time periods are in docs/ingestion.md
+(FRED / ALFRED).
 """
 
 from __future__ import annotations

@@ -1,46 +1,9 @@
 """Polygon.io: daily and minute aggregates, option contracts, option chains, news.
 
-``alpha ingest polygon AAPL,SPY --dataset D --start ... --end ...``; the key is
-``POLYGON_API_KEY`` (sent as the ``apiKey`` query parameter, masked everywhere),
-the base URL and rate (default 5 requests/s) come from ``[vendors.polygon]``.
-
-Each dataset, its silver table and when a row could first be known
-(``event_timestamp``):
-
-``daily`` -> ``bars_daily``
-    ``/v2/aggs/ticker/{T}/range/1/day/{start}/{end}?adjusted=false`` (raw
-    prices). ``t`` is the bar's start, midnight New York of the session; the
-    bars writer sets the event time to the session's XNYS close +
-    ``bar_delay_minutes``. A bar of a session that had not closed when it was
-    fetched is incomplete and is quarantined, never stored as final.
-``minute`` -> ``bars_minute``
-    The same endpoint with ``range/1/minute``. ``bar_start = t`` (UTC),
-    ``bar_end = bar_start + 1 min``, event = ``bar_end`` +
-    ``minute_delay_seconds`` (``[vendors.polygon]``, default 0).
-``option_contracts`` -> ``option_contracts``
-    ``/v3/reference/options/contracts?as_of=D`` for every session D of the
-    range; event = D's session open (the contracts listed that day are known
-    at the open).
-``option_chain`` -> ``option_quotes``
-    ``/v3/snapshot/options/{T}``: the chain as it is now (the date range is
-    not sent). ``date`` = the New York date of the day bar (Polygon stamps
-    ``day.last_updated`` with the bar's start), else of the last quote. The
-    event time is the latest of ``last_quote.last_updated`` and
-    ``day.last_updated`` (ns), and a row with day OHLC is never known before
-    that session's close (or before the fetch, if fetched during the session).
-``news`` -> ``news_items``
-    ``/v2/reference/news?ticker=T&published_utc.gte=..&published_utc.lte=..``
-    (whole UTC days). event = ``published_utc``; ``session`` = the XNYS
-    session an item counts for: its New York day if that is a session and it
-    came out before the close, otherwise the next session.
-
-A page whose envelope is not the documented one (not a JSON object, a status
-other than OK/DELAYED, ``results`` missing or not a list; an aggregate answer
-without ``results`` and ``resultsCount`` 0 is "no data") raises
-:class:`VendorPayloadError` naming the request; its body is already in
-bronze. A result element that fails validation is quarantined with the
-reason, never coerced. ``next_url`` links are followed on the configured base
-URL only, so the key never goes to another host.
+``alpha ingest polygon AAPL,SPY --dataset D --start ... --end ...`` (key
+``POLYGON_API_KEY``, settings ``[vendors.polygon]``). Each dataset's
+endpoint, silver table and event time, and the payload checks, are in
+docs/ingestion.md (Polygon).
 """
 
 from __future__ import annotations
