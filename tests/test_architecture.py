@@ -178,3 +178,17 @@ def test_ruff_rules_hold():
     out = subprocess.run([ruff, "check", "--no-cache", "--output-format", "concise", str(REPO)],
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_docs_table_is_the_enforced_table():
+    """docs/architecture.md's "may import" column says exactly what ALLOWED enforces."""
+    documented = {}
+    for line in (REPO / "docs" / "architecture.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in ALLOWED:
+            may = cells[3]
+            documented[cells[0]] = (set() if may == "nothing of ours" else
+                                    {n for n, _ in LAYERS} - {cells[0], "etl"} if may == "everything" else
+                                    {m.strip() for m in may.split(",")})
+    expected = {layer: allowed - {"etl"} for layer, allowed in ALLOWED.items() if layer != "etl"}
+    assert documented == expected
