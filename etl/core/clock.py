@@ -177,6 +177,13 @@ def utc_now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
+def utc_us(value=None, name: str = "now") -> pd.Timestamp:
+    """One point in time (default: the wall clock) as tz-aware UTC at microsecond resolution, the
+    write time of a silver row; a naive ``value`` raises NaiveTimestampError (see :func:`to_utc`)."""
+    ts = utc_now() if value is None else to_utc(value, name)
+    return to_utc_us(pd.DatetimeIndex([ts]))[0]
+
+
 def to_utc(value, name: str) -> pd.Timestamp:
     """One point in time as tz-aware UTC, or a clear error naming the argument: a naive time is
     never taken as UTC (or anything else)."""

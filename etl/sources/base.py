@@ -286,8 +286,6 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-#: the date range of a job that ingests a whole archive (every file, whatever its dates)
-EVERY_DAY = (pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31"))
 
 
 @dataclass
@@ -322,6 +320,32 @@ class IngestReport:
             unchanged=sum(r.unchanged for r in summary.results),
             symbols=sorted({s for r in summary.results for s in r.symbols}),
         )
+
+
+#: the date range of a job that ingests a whole archive (every file, whatever its dates)
+EVERY_DAY = (pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31"))
+
+
+class BarArchiveSource(Source):
+    """An archive of daily-bar files (Lean daily, a CSV folder) ingested whole: one job of
+    every file, all-or-nothing, rejected bars kept in the bars quarantine."""
+
+    datasets = ("daily",)
+    needs_symbols = False
+    all_or_nothing = True
+
+    def quarantine(self, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path:
+        from etl.storage.bars import quarantine_rejects
+
+        return quarantine_rejects(self.settings, rejects, batch_key, now)
+
+
+def ingest_archive(settings: Settings, source_name: str, path: str | Path, symbols: list[str] | None = None,
+                   now: pd.Timestamp | None = None) -> IngestReport:
+    """Ingest the archive at ``path`` with the :class:`BarArchiveSource` ``source_name``, written
+    at ``now`` (default: the wall clock), and report it as an :class:`IngestReport`."""
+    summary = run_ingest(settings, source_name, "daily", symbols, *EVERY_DAY, now=clock.utc_us(now), path=str(Path(path)))
+    return IngestReport.of(summary)
 
 
 def plan(source: Source, dataset: str, symbols: list[str], start, end, incremental: bool, marks: WatermarkStore) -> tuple[list[Job], list[JobResult]]:
@@ -393,11 +417,6 @@ def run_ingest(
     order = {s: i for i, s in enumerate(symbols)}
     results.sort(key=lambda r: order.get(r.job.symbol, len(order)))
     return IngestSummary(source_name, dataset, results, time.perf_counter() - t0)
-
-
-def utc_now_us() -> pd.Timestamp:
-    """The wall clock as UTC at microsecond resolution (the write time of an archive ingest)."""
-    return clock.to_utc_us(pd.DatetimeIndex([clock.utc_now()]))[0]
 
 
 def _stamp(now: pd.Timestamp | None) -> pd.Timestamp:
@@ -503,12 +522,6 @@ def _write(settings: Settings, parsed: Parsed, res: JobResult, stamp: pd.Timesta
         res.written[name] = stats["new"] + stats["revised"]
         res.revised += stats["revised"]
         res.unchanged += stats["unchanged"]
-
-
-def write_table(settings: Settings, name: str, frame: pd.DataFrame, now: pd.Timestamp) -> silver.WriteStats:
-    """Append rows to a silver table; daily bars go through the revision-aware writer."""
-    stats = _write_stats(settings, name, frame, now)
-    return silver.WriteStats(new=stats["new"] + stats["revised"], unchanged=stats["unchanged"])
 
 
 def _write_stats(settings: Settings, name: str, frame: pd.DataFrame, now: pd.Timestamp) -> dict[str, int]:

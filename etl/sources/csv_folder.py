@@ -15,18 +15,7 @@ import pandas as pd
 from etl.core.config import Settings
 from etl.core.errors import BadInputError, ConfigError
 from etl.quality.bars import REQUIRED_CSV_COLUMNS, validate_bars
-from etl.sources.base import (
-    EVERY_DAY,
-    SYMBOL_RULE,
-    IngestReport,
-    Job,
-    Parsed,
-    Source,
-    is_symbol,
-    run_ingest,
-    utc_now_us,
-)
-from etl.storage.bars import quarantine_rejects
+from etl.sources.base import SYMBOL_RULE, BarArchiveSource, IngestReport, Job, Parsed, ingest_archive, is_symbol
 
 
 def list_csv_files(folder: Path) -> list[Path]:
@@ -80,13 +69,10 @@ def read_csv_files(files: list[Path]) -> tuple[pd.DataFrame, list[tuple[str, int
     return frame, problems
 
 
-class CsvFolderSource(Source):
+class CsvFolderSource(BarArchiveSource):
     """Every ``<SYMBOL>.csv`` of the folder ``path`` as one all-or-nothing job of daily bars."""
 
     name = "csv"
-    datasets = ("daily",)
-    needs_symbols = False
-    all_or_nothing = True
 
     def folder(self) -> Path:
         if not self.path:
@@ -117,11 +103,7 @@ class CsvFolderSource(Source):
             symbols=sorted(good["symbol"].unique()),
         )
 
-    def quarantine(self, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path:
-        return quarantine_rejects(self.settings, rejects, batch_key, now)
-
 
 def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None) -> IngestReport:
     """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume)."""
-    summary = run_ingest(settings, "csv", "daily", None, *EVERY_DAY, now=now or utc_now_us(), path=str(Path(folder)))
-    return IngestReport.of(summary)
+    return ingest_archive(settings, "csv", folder, None, now)

@@ -58,7 +58,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
     from etl.storage import silver
     from etl.storage.tables import BARS_DAILY
 
-    now = clock.to_utc_us(pd.DatetimeIndex([now or clock.utc_now()]))[0]
+    now = clock.utc_us(now)
     if good.empty:
         return {"new": 0, "revised": 0, "unchanged": 0}
     frame = good.copy()

@@ -19,19 +19,15 @@ import pandas as pd
 from etl.core.config import Settings, default_lean_path
 from etl.core.errors import BadInputError
 from etl.quality.bars import validate_bars
-from etl.sources.base import EVERY_DAY, IngestReport, Job, Parsed, Source, run_ingest, utc_now_us
+from etl.sources.base import BarArchiveSource, IngestReport, Job, Parsed, ingest_archive
 from etl.sources.lean import formats as lean
-from etl.storage.bars import quarantine_rejects
 
 
-class LeanDailySource(Source):
+class LeanDailySource(BarArchiveSource):
     """Lean daily bars, factor and map files as one all-or-nothing job (see the module doc).
     Without symbols the job covers every daily file."""
 
     name = "lean"
-    datasets = ("daily",)
-    needs_symbols = False
-    all_or_nothing = True
 
     def __init__(self, settings: Settings, path: str | None = None, limiter=None):
         super().__init__(settings, path, limiter)
@@ -83,12 +79,8 @@ class LeanDailySource(Source):
             symbols=sorted(good["symbol"].unique()),
         )
 
-    def quarantine(self, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path:
-        return quarantine_rejects(self.settings, rejects, batch_key, now)
-
 
 def ingest_lean(settings: Settings, root: str | Path, symbols: list[str] | None = None, now: pd.Timestamp | None = None) -> IngestReport:
     """Ingest Lean daily bars with their factor and map files (all-or-nothing:
     one rejected row stops the whole ingest before anything is written)."""
-    summary = run_ingest(settings, "lean", "daily", symbols, *EVERY_DAY, now=now or utc_now_us(), path=str(Path(root)))
-    return IngestReport.of(summary)
+    return ingest_archive(settings, "lean", root, symbols, now)
