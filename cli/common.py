@@ -1,27 +1,20 @@
-"""What every ``alpha`` command shares: the ``--home`` option, the settings it names, the
-error wrapper and the step lines.
+"""What every ``alpha`` command shares: the ``--home`` option, the error wrapper and the
+step lines.
 
-Nothing here changes the process: the home travels as an argument (``Settings``), never
-through ``os.environ``.
+Nothing here changes the process: a command loads the settings of its ``--home`` with
+``etl.core.config.load_settings`` and passes them on as an argument, never through ``os.environ``.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from pathlib import Path
 
 import typer
 
-from etl.core.config import Settings, load_settings
 from etl.core.errors import AlphaError
 
 HomeOpt = typer.Option(None, "--home", help="Warehouse folder (default: $ALPHA_HOME or .alpha/ in the project).")
-
-
-def settings_for(home: Path | None) -> Settings:
-    """The settings of the warehouse at ``home`` (``--home``; else ``$ALPHA_HOME``, else the default)."""
-    return load_settings(home)
 
 
 def friendly(fn):

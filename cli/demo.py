@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, done, friendly, settings_for, step
+from cli.common import HomeOpt, done, friendly, step
 from cli.orchestration import nightly_line, run_nightly
 from cli.trading import print_targets, replay_against_backtest
-from etl.core.config import default_lean_path
+from etl.core.config import default_lean_path, load_settings
 
 #: symbols of the demo with tweets in the stocknet data (2014-2016)
 DEMO_NEWS_SYMBOLS = ["AAPL", "BAC", "FB", "GOOG"]
@@ -29,7 +29,7 @@ def demo(
     from strategy.backtest import run_backtest
     from strategy.live import live_once
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     lean_path = lean or default_lean_path()
     t0 = step(f"1/6 ingest Lean daily bars, factor and map files, Lean option chains, stocknet tweets -> {settings.home}")
     typer.echo("    " + ingest_lean(settings, lean_path).summary())

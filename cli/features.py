@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, friendly, settings_for
+from cli.common import HomeOpt, friendly
+from etl.core.config import load_settings
 
 
 @friendly
@@ -54,7 +55,7 @@ def features_describe(
     from etl.core.errors import UnknownFeatureError
     from etl.gold.describe import describe_feature
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     try:
         info = describe_feature(settings, name.partition(":")[2] or name)
     except KeyError:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, done, friendly, settings_for, step
-from etl.core.config import default_lean_path
+from cli.common import HomeOpt, done, friendly, step
+from etl.core.config import default_lean_path, load_settings
 
 INGEST_HELP = """Land, validate and store raw data from one SOURCE.
 
@@ -46,7 +46,7 @@ def ingest(
 ):
     import pandas as pd
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     source = source.lower()
     if source not in DEFAULT_DATASET:
         raise typer.BadParameter(f"unknown source {source!r}; choose from {', '.join(DEFAULT_DATASET)}", param_hint="SOURCE")
@@ -104,7 +104,7 @@ def compact(
     from etl.storage import silver
     from etl.storage.tables import ALL
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     names = [table] if table else sorted(ALL)
     unknown = [n for n in names if n not in ALL]
     if unknown:
@@ -122,7 +122,7 @@ def watermarks(home: Path | None = HomeOpt):
     """Show how far each source, dataset and symbol has been ingested."""
     from etl.storage.watermarks import open_watermarks
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     store = open_watermarks(settings)
     try:
         frame = store.all()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, done, friendly, settings_for, step
+from cli.common import HomeOpt, done, friendly, step
+from etl.core.config import load_settings
 
 
 @friendly
@@ -17,7 +18,7 @@ def apply(home: Path | None = HomeOpt):
     """Register the feature views (feast apply) without running the whole flow."""
     from etl.serving.feast_store import apply as do_apply
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     t0 = step("feast apply")
     done(t0, ", ".join(do_apply(settings)))
 
@@ -30,7 +31,7 @@ def materialize(
     """Push the latest feature values to the online store (Redis: only changed winners)."""
     from etl.serving.feast_store import materialize as do_materialize
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     t0 = step(f"materialize to {settings.online_store_kind}")
     out = do_materialize(settings, full=full)
     report = out.get("report")
@@ -54,7 +55,7 @@ def latest(
     """The newest feature values from the online store (no Feast import on Redis)."""
     from sdk.client import Alpha
 
-    client = Alpha(settings=settings_for(home))
+    client = Alpha(settings=load_settings(home))
     refs = features if ":" not in features and "," not in features else [f.strip() for f in features.split(",") if f.strip()]
     frame = client.latest([s.strip() for s in symbols.split(",") if s.strip()], refs, max_age=max_age, allow_stale=allow_stale, now=now)
     if as_json:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, done, friendly, settings_for, step
+from cli.common import HomeOpt, done, friendly, step
+from etl.core.config import load_settings
 from etl.core.errors import AlphaError
 
 
@@ -41,7 +42,7 @@ ForceOpt = typer.Option(False, "--force", help="Recompute factors and re-apply e
 @friendly
 def nightly(home: Path | None = HomeOpt, session: str | None = SessionOpt, force: bool = ForceOpt):
     """Run the nightly flow in this process: ingest -> health -> factors -> apply -> materialize."""
-    settings = settings_for(home)
+    settings = load_settings(home)
     t0 = step(f"nightly flow on {settings.home} (online store: {settings.online_store_kind})")
     result = run_nightly(settings, session, force)
     done(t0, nightly_line(result))
@@ -101,7 +102,7 @@ def _follow(flow_run_id, poll_seconds: float = 2.0):
 def run_nightly_cmd(home: Path | None = HomeOpt, session: str | None = SessionOpt, force: bool = ForceOpt,
                     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the run to finish.")):
     """Trigger the nightly flow."""
-    settings = settings_for(home)
+    settings = load_settings(home)
     t0 = step(f"nightly on {settings.home}")
     if os.environ.get("PREFECT_API_URL"):
         from flows.serve import NIGHTLY
@@ -126,7 +127,7 @@ def run_backfill_cmd(
     home: Path | None = HomeOpt,
 ):
     """Trigger a backfill of SOURCE over a date range, fanned out in chunks under the vendor's rate limit."""
-    settings = settings_for(home)
+    settings = load_settings(home)
     params = {"home": str(settings.home), "source": source, "start": start, "end": end,
               "symbols": [s for s in symbols.split(",") if s.strip()] if symbols else None,
               "dataset": dataset, "chunk_size": chunk_size, "resume": resume, "refresh": refresh}
@@ -155,7 +156,7 @@ def run_backfill_cmd(
 def serve(home: Path | None = HomeOpt):
     """Register the nightly (cron after the close, exchange time zone) and backfill deployments
     on PREFECT_API_URL and run them when scheduled or triggered (until stopped)."""
-    settings = settings_for(home)
+    settings = load_settings(home)
     from flows.serve import main as serve_main
 
     serve_main(settings)

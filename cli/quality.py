@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, done, friendly, settings_for, step
+from cli.common import HomeOpt, done, friendly, step
+from etl.core.config import load_settings
 
 
 @friendly
@@ -17,7 +18,7 @@ def health(
     """Write the data health report (HTML and JSON): coverage, gaps, NaN rates, staleness, outliers, duplicates."""
     from etl.quality.health import run_health
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     t0 = step(f"data health of {settings.home}")
     report = run_health(settings, strict=strict)
     typer.echo(report.text())

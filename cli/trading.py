@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, done, friendly, settings_for, step
+from cli.common import HomeOpt, done, friendly, step
+from etl.core.config import load_settings
 from etl.core.errors import AlphaError
 
 
@@ -26,7 +27,7 @@ def backtest(
     from sdk.client import Alpha
     from strategy.backtest import run_backtest
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     t0 = step(f"backtest {start}..{end}, fees {fees}, slippage {slippage}")
     result = run_backtest(Alpha(settings=settings), symbols.split(",") if symbols else None, start, end, fees, slippage)
     typer.echo(result.summary())
@@ -55,7 +56,7 @@ def live(
     from sdk.client import Alpha
     from strategy.live import live_once
 
-    settings = settings_for(home)
+    settings = load_settings(home)
     t0 = step(f"live tick from the {settings.online_store_kind} online store")
     frame = live_once(Alpha(settings=settings), symbols.split(",") if symbols else None)
     print_targets(frame)
@@ -86,7 +87,7 @@ def _live_loop(name: str, broker_kind: str, once: bool, symbols: str | None, fee
     from strategy.live_loop import run_live
 
     strategy = get_strategy(name)
-    settings = settings_for(home)
+    settings = load_settings(home)
     client = Alpha(settings=settings)
     symbol_list = symbols.split(",") if symbols else client.symbols()
     broker = _make_broker(broker_kind, client, symbol_list, fees, slippage, anchor)
@@ -124,7 +125,7 @@ def replay(
     from strategy import get_strategy
 
     strat = get_strategy(strategy)
-    settings = settings_for(home)
+    settings = load_settings(home)
     client = Alpha(settings=settings)
     symbol_list = symbols.split(",") if symbols else None
     t0 = step(f"shadow replay of {strategy} {start}..{end} (fees {fees}, slippage {slippage}) against the vectorbt backtest")

@@ -117,7 +117,6 @@ class Alpha:
                 views = self.store.list_feature_views()
                 services = self.store.list_feature_services()
             catalog = {
-                "features": {fv.name: [f.name for f in fv.features] for fv in views},
                 "entities": {fv.name: list(fv.entities) for fv in views},
                 # the shape of etl.serving.catalog's, so one resolve_refs serves both backends
                 "views": {fv.name: {"features": [f.name for f in fv.features]} for fv in views},
@@ -130,7 +129,7 @@ class Alpha:
         return self._catalog_cache[1]
 
     def _view_features(self) -> dict[str, list[str]]:
-        return self._catalog()["features"]
+        return {name: info["features"] for name, info in self._catalog()["views"].items()}
 
     def _needs_market(self, refs: list[str]) -> bool:
         """Whether any ref lives in a market-wide view (macro, regime): those join on ``market``."""
