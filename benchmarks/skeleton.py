@@ -49,7 +49,7 @@ def free_port():
 
 def merge_asof_baseline(settings, entity: pd.DataFrame) -> pd.DataFrame:
     """pandas merge_asof per view on the gold Parquet, TTL applied: the plain-pandas floor."""
-    from etl.gold.core import gold_path
+    from etl.gold.layout import gold_path
 
     out = entity.sort_values("event_timestamp").reset_index()
     out["event_timestamp"] = out["event_timestamp"].astype("datetime64[us, UTC]")
@@ -68,7 +68,7 @@ def duckdb_asof_baseline(settings, entity: pd.DataFrame) -> pd.DataFrame:
     """A bare DuckDB ASOF JOIN over the same Parquet files, TTL applied."""
     import duckdb
 
-    from etl.gold.core import gold_path
+    from etl.gold.layout import gold_path
 
     con = duckdb.connect()
     e = entity.reset_index(names="row_id")
@@ -107,10 +107,11 @@ def main() -> None:
 
     for var in ("ALPHA_REDIS_URL", "ALPHA_HOME", "PREFECT_API_URL"):
         os.environ.pop(var, None)
-    from etl.core.config import load_settings
-    from etl.factors import registry
     from etl.gold.core import build_gold
     from etl.gold.families import build_families
+
+    from etl.core.config import load_settings
+    from etl.factors import registry
     from etl.serving import feast_store
     from etl.sources.archive import ingest_lean
     from sdk import connect

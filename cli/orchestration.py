@@ -29,7 +29,7 @@ def nightly_line(result: dict) -> str:
     g, o = result["gold"], result["online"]
     ingest = "; ".join(f"{r['source']}.{r['dataset']} +{r['rows_written']:,} rows" + (" (cached)" if r.get("cached") else "")
                        for r in result["ingest"]) or "no [[ingest]] sources"
-    factors = g["skipped"] if "skipped" in g else f"{g['symbols']} symbols, {g['rows']} rows, {g['features']} features"
+    factors = g["skipped"] if "skipped" in g else f"{g['symbols']} symbols, {g['rows']} rows written, {g['features']} features"
     failed = sum(max(1, len(f["symbols"])) for f in result["failures"])
     return (f"session {result['session']}: {ingest}; {factors}; apply: {result['apply'].get('skipped') or 'done'}; "
             f"online ({o['online_store']}): {o.get('skipped') or 'materialized'}" + (f"; {failed} FAILURE(S), see the summary" if failed else ""))

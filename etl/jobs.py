@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.core.config import PROJECT_ROOT, IngestSpec, Settings
+from etl.core.config import IngestSpec, Settings
 from etl.core.errors import ConfigError
 from etl.sources.base import IngestSummary, check_symbols, run_ingest
 from etl.storage.atomic import atomic_write_text
@@ -136,32 +136,12 @@ def _digest(parts) -> str:
     return h.hexdigest()
 
 
-def silver_fingerprint(settings: Settings) -> str:
-    """Every silver part file's name, size and modification time: silver only ever gains
-    files (appends write new parts, compaction replaces them), so this changes exactly
-    when silver does."""
-    root = settings.silver
-    files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.exists() else []
-    return _digest(f"{p.relative_to(root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-
-
-def code_fingerprint() -> str:
-    """The factor code: every module of ``etl/`` (a change to how anything is computed
-    rebuilds gold)."""
-    files = sorted((PROJECT_ROOT / "etl").rglob("*.py"))
-    return _digest(hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
-
-
-def build_fingerprint(settings: Settings, session) -> str:
-    session = "" if session is None else pd.Timestamp(session).strftime("%Y-%m-%d")
-    return _digest([silver_fingerprint(settings), code_fingerprint(), session, settings.bar_delay_minutes, settings.calendar])
-
-
 def definitions_fingerprint(settings: Settings) -> str:
     """What ``feast apply`` would register: the views, features and services generated
     from the factor declarations, and where they point."""
     from etl.factors import registry
 
+    registry.activate(settings)
     views = sorted((name, repr(view)) for name, view in registry.views().items())
     services = sorted((name, json.dumps(spec, sort_keys=True, default=str)) for name, spec in registry.SERVICES.items())
     return _digest([views, services, settings.registry_url or settings.registry_path, settings.online_store_kind,
@@ -182,34 +162,31 @@ def _write_json(path: Path, data: dict) -> None:
 # ------------------------------------------------------------------ compute, apply, materialize
 
 
-def compute_factors(settings: Settings, session=None, force: bool = False) -> dict:
-    """Core factors and every family into gold, unless nothing they depend on changed."""
+def compute_factors(settings: Settings, session=None, force: bool = False, progress=None) -> dict:
+    """Bring gold up to date with silver: the generic builder (``etl.gold.builder``) computes
+    only what changed -- the new sessions, the symbols with revised bars or new corporate
+    actions, the views whose declaration changed -- and appends it as one committed run.
+    ``progress(message)`` is called for each family and chunk (with an estimate of what remains)."""
     from etl.factors import registry
-    from etl.gold.core import build_gold, gold_path
-    from etl.gold.families import build_families
+    from etl.gold.builder import build
+    from etl.gold.inputs import write_manifest
 
     t0 = time.perf_counter()
-    fingerprint = build_fingerprint(settings, session)
-    record_path = settings.gold / BUILD_RECORD
-    record = _read_json(record_path)
-    complete = all(gold_path(settings, v).exists() for v in registry.views())
-    if not force and complete and record.get("fingerprint") == fingerprint:
-        return {"skipped": f"silver, factor code and session unchanged since {record.get('built_at')}",
-                "fingerprint": fingerprint, "seconds": round(time.perf_counter() - t0, 2)}
-    gold = build_gold(settings)
-    reports = build_families(settings)
+    report = build(settings, force=force, progress=progress)
+    manifest = write_manifest(settings)
     features = sum(1 for f in registry.features().values() if not registry.views()[f.view].lag_of)
     out = {
-        "symbols": gold.symbols,
-        "rows": gold.rows,
-        "revised_rows": gold.revised_rows,
+        "run": report.run,
+        "symbols": len(manifest["symbols"]) if manifest else 0,
+        "rows": sum(report.rows.values()),
         "features": features,
-        "views": {r.view: {"rows": r.rows, "entities": r.entities} for r in reports},
-        "fingerprint": fingerprint,
+        "families": report.families,
+        "views": {v: {"rows": n} for v, n in report.rows.items()},
+        "fingerprint": f"run-{report.run}",
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    _write_json(record_path, {"fingerprint": fingerprint, "built_at": pd.Timestamp.now(tz="UTC").isoformat(),
-                              "session": None if session is None else str(pd.Timestamp(session).date())})
+    if not report.changed:
+        out["skipped"] = "no new or changed inputs: nothing to compute"
     return out
 
 
@@ -230,21 +207,26 @@ def apply_if_changed(settings: Settings, force: bool = False) -> dict:
 
 
 def materialize_if_needed(settings: Settings, gold_fingerprint: str | None = None) -> dict:
-    """Redis: the incremental writer (only changed winners). SQLite: Feast's materialize,
-    skipped when gold did not change since the last one."""
+    """Push what the builds since the last materialize wrote (Redis: our writer over those
+    runs' part files; SQLite: Feast's materialize over the time window those runs cover)."""
+    from etl.gold import layout
     from etl.serving import feast_store
 
     t0 = time.perf_counter()
     record_path = settings.feast_dir / "materialized.json"
     record = _read_json(record_path)
-    if (not settings.redis_url and gold_fingerprint and record.get("fingerprint") == gold_fingerprint
-            and settings.online_sqlite_path.exists()):
-        return {"online_store": "sqlite", "skipped": f"gold unchanged since {record.get('at')}"}
-    out = feast_store.materialize(settings)
+    runs = layout.read_runs(settings)
+    last = int(runs.get("last_run", 0))
+    since = int(record.get("run", 0))
+    online_there = bool(settings.redis_url) or settings.online_sqlite_path.exists()
+    if online_there and since >= last and last > 0:
+        return {"online_store": settings.online_store_kind, "skipped": f"gold unchanged since {record.get('at')} (run {since})"}
+    out = feast_store.materialize(settings, since_run=since if online_there else 0)
     out = {k: (v if isinstance(v, (dict, int, float, str, type(None))) else str(v)) for k, v in out.items()}
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    if gold_fingerprint:
-        _write_json(record_path, {"fingerprint": gold_fingerprint, "at": pd.Timestamp.now(tz="UTC").isoformat()})
+    deferred = (out.get("report") or {}).get("deferred_run") if isinstance(out.get("report"), dict) else None
+    upto = last if deferred is None else min(last, int(deferred) - 1)  # rows known later: read again next time
+    _write_json(record_path, {"run": upto, "at": pd.Timestamp.now(tz="UTC").isoformat()})
     return out
 
 

@@ -1,8 +1,8 @@
 """Feast objects for one warehouse, generated from the factor declarations.
 
 Pure constructors: no I/O, no clients. Every view of
-:func:`etl.factors.registry.views` becomes one ``FileSource`` over
-``gold/<view>.parquet`` and one ``FeatureView``; every entry of
+:func:`etl.factors.registry.views` becomes one ``FileSource`` over the folder
+``gold/<view>/`` of Parquet parts and one ``FeatureView``; every entry of
 :data:`etl.factors.registry.SERVICES` a ``FeatureService``. A new factor is
 therefore one declaration in its family module plus ``alpha apply`` /
 ``feast apply``; nothing here changes.
@@ -53,15 +53,18 @@ class Definitions:
 def _source(gold: Path, view: registry.View) -> FileSource:
     return FileSource(
         name=f"{view.name}_source",
-        path=str(gold / f"{view.name}.parquet"),
+        path=str(gold / view.name),
         timestamp_field="event_timestamp",
         created_timestamp_column="known_timestamp",  # when each value became knowable (bitemporal)
-        description=f"gold/{view.name}.parquet: {view.description}",
+        description=f"gold/{view.name}/ (Parquet parts): {view.description}",
     )
 
 
 def build_definitions(home: Path) -> Definitions:
+    from etl.core.config import load_settings
+
     gold = Path(home) / "gold"
+    registry.activate(load_settings(home))  # the home's own factor modules, if any
     all_views = registry.views()
     entities = {
         name: Entity(name=name, join_keys=[name], value_type=ValueType.STRING, description=ENTITY_DESCRIPTIONS[name])

@@ -63,15 +63,18 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     timings["ingest"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    logger.info("health report ...")
     health = tasks.health(home)
     timings["health"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    logger.info("factors: the generic builder over every family ...")
     gold = tasks.compute(home, day_s, force)
     timings["factors"] = time.perf_counter() - t0
     logger.info("factors: %s", {k: v for k, v in gold.items() if k != "views"})
 
     t0 = time.perf_counter()
+    logger.info("feast apply (if the definitions changed) ...")
     applied = tasks.apply(home, force)
     timings["apply"] = time.perf_counter() - t0
 
@@ -83,6 +86,7 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
         failures.append({"step": "health", "symbols": [], "errors": [{"error": e} for e in health["failed_thresholds"]]})
         logger.warning("online push held back: %s", health["failed_thresholds"])
     else:
+        logger.info("materialize what the builds since the last push wrote ...")
         online = tasks.materialize(home, gold.get("fingerprint"))
     timings["materialize"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
@@ -128,8 +132,10 @@ def summary_markdown(result: dict) -> str:
     if "skipped" in g:
         lines.append(f"skipped: {g['skipped']}")
     else:
-        lines.append(f"{g['symbols']} symbols, {g['rows']:,} symbol-sessions, {g['features']:,} features, "
-                     f"{len(g['views'])} family views, {g['revised_rows']} revised rows")
+        lines.append(f"run {g['run']}: {g['symbols']} symbols, {g['rows']:,} rows written, {g['features']:,} features, "
+                     f"{len(g['views'])} views")
+        lines += ["", "| family | mode | entities built | chunks | rows |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {name} | {f['mode']} | {f['entities']:,} | {f['chunks']} | {f['rows']:,} |" for name, f in g["families"].items()]
     applied = a.get("skipped") or f"{len(result['applied'])} objects registered"
     lines += ["", "## Feast", "", f"apply: {applied}"]
     report = o.get("report") if isinstance(o.get("report"), dict) else None

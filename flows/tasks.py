@@ -110,9 +110,12 @@ def health(home: str) -> dict:
 
 @task(name="compute-factors")
 def compute(home: str, session: str | None, force: bool = False) -> dict:
+    from prefect import get_run_logger
+
     from etl.jobs import compute_factors
 
-    return compute_factors(load_settings(home), session, force=force)
+    logger = get_run_logger()
+    return compute_factors(load_settings(home), session, force=force, progress=logger.info)
 
 
 @task(name="feast-apply")

@@ -222,8 +222,7 @@ def client(warehouse):
 def redis_warehouse(tmp_path_factory, lean_root, redis_url):
     """A warehouse whose online store is the test's own redis-server."""
     from etl.core.config import load_settings
-    from etl.gold.core import build_gold
-    from etl.gold.families import build_families
+    from etl.jobs import compute_factors
     from etl.serving import feast_store
     from etl.sources.archive import ingest_lean
 
@@ -232,8 +231,7 @@ def redis_warehouse(tmp_path_factory, lean_root, redis_url):
     settings = load_settings(home)
     assert settings.online_store_kind == "redis"
     ingest_lean(settings, lean_root, ["AAPL", "SPY", "IBM"])
-    build_gold(settings)
-    build_families(settings)  # every family view must exist before feast apply
+    compute_factors(settings)
     feast_store.apply(settings)
     feast_store.materialize(settings)
     return settings

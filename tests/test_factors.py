@@ -103,8 +103,9 @@ def test_warmup_is_missing_not_zero(aapl):
             assert not (first[col].iloc[:lead] == 0).any()
 
 
-def test_gold_rows_are_available_at_close_plus_delay_and_created_deterministically(warehouse):
-    from etl.gold.core import build_gold, gold_path
+def test_gold_rows_are_available_at_close_plus_delay_and_a_rerun_writes_nothing(warehouse):
+    from etl.gold.layout import gold_path, parts
+    from etl.jobs import compute_factors
 
     settings = warehouse["settings"]
     tech = pd.read_parquet(gold_path(settings, "technicals"))
@@ -112,6 +113,7 @@ def test_gold_rows_are_available_at_close_plus_delay_and_created_deterministical
     expected = clock.availability_times(pd.to_datetime(bars["session_date"]), 15)
     assert (bars["event_timestamp"].to_numpy() == expected.to_numpy()).all()
     assert (tech["event_timestamp"].to_numpy() == bars["event_timestamp"].to_numpy()).all()
-    before = gold_path(settings, "technicals").read_bytes()
-    build_gold(settings)
-    assert gold_path(settings, "technicals").read_bytes() == before  # rebuild is byte-identical
+    before = {p.name: p.read_bytes() for p in parts(settings, "technicals")}
+    again = compute_factors(settings)
+    assert "skipped" in again and again["rows"] == 0  # nothing changed: nothing computed
+    assert {p.name: p.read_bytes() for p in parts(settings, "technicals")} == before  # nor any file touched

@@ -99,7 +99,7 @@ def test_drop_in_over_a_hive_folder_answers_like_alpha_history(warehouse, client
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64
 
-    from etl.gold.core import gold_path
+    from etl.gold.layout import gold_path
 
     gold = pd.read_parquet(gold_path(warehouse["settings"], "technicals"))
     gold["year"] = gold["event_timestamp"].dt.year

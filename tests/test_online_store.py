@@ -32,8 +32,7 @@ def server(tmp_path_factory):
 def home(tmp_path_factory, lean_root, server):
     """A small warehouse (AAPL, SPY, IBM: every view) registered with Feast, nothing online yet."""
     from etl.core.config import load_settings
-    from etl.gold.core import build_gold
-    from etl.gold.families import build_families
+    from etl.jobs import compute_factors
     from etl.serving import feast_store
     from etl.sources.archive import ingest_lean
 
@@ -41,8 +40,7 @@ def home(tmp_path_factory, lean_root, server):
     (home / "config.toml").write_text(f'redis_url = "{server.url}"\n')
     settings = load_settings(home)
     ingest_lean(settings, lean_root, SYMBOLS)
-    build_gold(settings)
-    build_families(settings)
+    compute_factors(settings)
     feast_store.apply(settings)
     return home
 

@@ -538,7 +538,7 @@ def test_empty_chain_gives_an_empty_typed_frame():
 
 
 def test_load_rates_reads_leans_primary_credit_file(monkeypatch, lean_root):
-    from etl.gold.families import load_rates
+    from etl.gold.inputs import load_rates
 
     monkeypatch.setenv("ALPHA_LEAN_DATA", str(lean_root))
     r = load_rates()

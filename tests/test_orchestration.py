@@ -119,7 +119,7 @@ def test_a_broken_ingest_table_is_refused_before_any_work(tmp_path, polygon):
 
 
 def test_nightly_twice_for_a_session_changes_nothing_and_the_next_session_adds_only_its_rows(tmp_path, polygon, redis_pw):
-    from etl.gold.core import gold_path
+    from etl.gold.layout import gold_path
     from etl.storage.bars import read_silver_bars
     from flows.nightly import nightly
     from sdk import Alpha
@@ -175,7 +175,7 @@ def test_nightly_twice_for_a_session_changes_nothing_and_the_next_session_adds_o
 
 
 def test_nightly_reports_a_refused_symbol_and_still_closes_the_session_for_the_others(tmp_path, polygon):
-    from etl.gold.core import gold_path
+    from etl.gold.layout import gold_path
     from flows.nightly import nightly, summary_markdown
 
     polygon.aliases["DENIED"] = "SPY"
@@ -197,7 +197,7 @@ def test_nightly_reports_a_refused_symbol_and_still_closes_the_session_for_the_o
 
 
 def test_strict_health_holds_the_online_push_back_but_keeps_gold(tmp_path, polygon):
-    from etl.gold.core import gold_path
+    from etl.gold.layout import gold_path
     from flows.nightly import nightly
 
     home = tmp_path / "home"

@@ -98,7 +98,7 @@ def test_timezones_of_the_query_do_not_matter(client):
 def test_history_equals_a_brute_force_reference(client, warehouse):
     """Every value equals the brute-force answer: the gold row with the greatest
     event time <= the query time (greatest created time on ties), within the TTL."""
-    from etl.gold.core import gold_path
+    from etl.gold.layout import gold_path
 
     gold = pd.read_parquet(gold_path(warehouse["settings"], "technicals"))
     rng = np.random.default_rng(5)

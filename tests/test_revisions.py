@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from etl.core.config import load_settings
-from etl.gold.core import build_gold
-from etl.gold.families import build_families
+from etl.jobs import compute_factors
 from etl.serving import feast_store
 from etl.sources.archive import ingest_csv_folder
 from sdk import NaiveTimestampError, connect
@@ -44,8 +43,7 @@ def revised(tmp_path_factory):
     (folder / "ACME.csv").write_text(_csv(closes))
     report = ingest_csv_folder(settings, folder, now=T2)
     assert report.revised == 1
-    gold = build_gold(settings)
-    build_families(settings)  # every family view must exist before feast apply
+    gold = compute_factors(settings)
     feast_store.apply(settings)
     return connect(settings.home), gold
 
@@ -55,10 +53,12 @@ def q(*times):
 
 
 def test_revision_reaches_the_features_as_new_rows(revised):
-    _, gold = revised
+    client, gold = revised
     # the restated close changes the factors of 06-06 itself (ret_1d, ret_5d) and of 06-09,
     # whose 1-session return looks back at it; longer windows are still in warm-up (NaN)
-    assert gold.revised_rows == 2
+    tech = pd.read_parquet(client.settings.gold / "technicals")
+    assert (tech["known_timestamp"] == T2).sum() == 2
+    assert gold["views"]["technicals"]["rows"] == len(ROWS) + 2
 
 
 def test_backtest_sees_the_original_until_the_revision_was_known(revised):

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from etl.core.config import load_settings
-from etl.gold.core import build_gold
-from etl.gold.families import build_families
+from etl.jobs import compute_factors
 from etl.serving import feast_store
 from etl.sources.archive import ingest_lean
 from tests.servers import postgres_database
@@ -26,8 +25,7 @@ def _build(tmp_path_factory, lean_root, url):
     (root / "a" / "config.toml").write_text(f'registry_url = "{url}"\n')
     a = load_settings(root / "a")
     ingest_lean(a, lean_root, ["AAPL", "SPY"])
-    build_gold(a)
-    build_families(a)
+    compute_factors(a)
     applied = feast_store.apply(a)
     # researcher B: the same gold on a shared volume, the same registry, no apply of its own
     (root / "b").mkdir()

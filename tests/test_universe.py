@@ -149,15 +149,13 @@ def featured(coarse, lean_root):
     """The same warehouse with Lean daily bars, gold features and the Feast registry
     of a few symbols (real ingest, build_gold and feast apply; like conftest's
     redis_warehouse, without an online store)."""
-    from etl.gold.core import build_gold
-    from etl.gold.families import build_families
+    from etl.jobs import compute_factors
     from etl.serving import feast_store
     from etl.sources.archive import ingest_lean
 
     settings, _ = coarse
     ingest_lean(settings, lean_root, ["AAPL", "IBM", "GOOGL"])
-    build_gold(settings)
-    build_families(settings)  # every family view must exist before feast apply
+    compute_factors(settings)
     feast_store.apply(settings)
     return connect(settings.home)
 

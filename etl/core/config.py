@@ -41,6 +41,7 @@ DEFAULT_BAR_DELAY_MINUTES = 15
 DEFAULT_REDIS_TIMEOUT_SECONDS = 2.0
 FEAST_PROJECT = "alpha_warehouse"
 DEFAULT_NIGHTLY_MARGIN_MINUTES = 30
+DEFAULT_BUILD_CHUNK_SYMBOLS = 512
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class Settings:
     # a breached health threshold holds the nightly's online push back (the live loop then
     # sees yesterday's values go stale and stops trading those symbols)
     nightly_strict_health: bool = False
+    # users' own factor modules (importable names) and folders put on sys.path to import them
+    factor_modules: tuple[str, ...] = ()
+    factor_paths: tuple[str, ...] = ()
+    # entities per chunk of the factor build at most (a chunk is also bounded by its output values)
+    build_chunk_symbols: int = DEFAULT_BUILD_CHUNK_SYMBOLS
 
     @property
     def feast_redis_connection(self) -> str:
@@ -172,7 +178,8 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
         allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors",
-                   "universe", "ingest", "nightly_margin_minutes", "nightly_strict_health", *REDIS_OPTIONS}
+                   "universe", "ingest", "nightly_margin_minutes", "nightly_strict_health", "factor_modules",
+                   "factor_paths", "build_chunk_symbols", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -202,8 +209,17 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         state_url=os.environ.get("ALPHA_STATE_URL") or file_cfg.get("state_url") or None,
         registry_url=os.environ.get("ALPHA_REGISTRY_URL") or file_cfg.get("registry_url") or None,
         vendors=vendors,
+        factor_modules=_names(file_cfg.get("factor_modules", []), f"{cfg_path}: factor_modules"),
+        factor_paths=tuple(str((root / Path(p).expanduser()).resolve()) for p in _names(file_cfg.get("factor_paths", []), f"{cfg_path}: factor_paths")),
+        build_chunk_symbols=_int(file_cfg.get("build_chunk_symbols", DEFAULT_BUILD_CHUNK_SYMBOLS), "build_chunk_symbols"),
         **redis_opts,
     )
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{what} must be a list of strings, e.g. [\"mylab.factors\"], got {value!r}")
+    return tuple(v.strip() for v in value)
 
 
 def _bool(value: object, name: str) -> bool:

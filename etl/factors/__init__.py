@@ -7,6 +7,6 @@
   ``fundamentals``, ``macro``, ``regime``.
 """
 
-from etl.factors.core import FACTORS, FactorSpec, compute_factors, cumulative_factors, feature_columns
+from etl.factors.core import FACTORS, compute_factors, cumulative_factors, feature_columns
 
-__all__ = ["FACTORS", "FactorSpec", "compute_factors", "cumulative_factors", "feature_columns"]
+__all__ = ["FACTORS", "compute_factors", "cumulative_factors", "feature_columns"]

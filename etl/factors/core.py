@@ -1,5 +1,6 @@
-"""The curated daily factors of the ``technicals`` view, declared as :class:`FactorSpec`
-(inputs, warm-up, outputs, price scale, description) and computed by pure functions, and
+"""The curated daily factors of the ``technicals`` view, declared as :class:`~etl.factors.spec.Factor`
+(inputs, warm-up, outputs, price scale and adjustment in ``params``, description, and a
+``compute`` over arrays) and computed by pure functions, and
 the point-in-time corporate-action arithmetic every price factor shares
 (:func:`cumulative_factors`). Why computing on back-adjusted prices and dividing by the
 session's split factor gives exactly what was knowable then: docs/factors.md
@@ -9,29 +10,15 @@ session's split factor gives exactly what was knowable then: docs/factors.md
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from etl.core.errors import FactorInputError
+from etl.factors.spec import Factor, Output
+from etl.factors.warmup import convergence_margin
 
 Arrays = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class FactorSpec:
-    name: str
-    outputs: tuple[str, ...]
-    inputs: tuple[str, ...]
-    warmup: int
-    scale: Literal["price", "free"]
-    prices: Literal["split", "total"]
-    description: str
-    fn: Callable[[Arrays], Arrays]
-    dtype: str = "float64"
-    view: str = "technicals"
 
 
 def _talib():
@@ -85,21 +72,44 @@ def _bb_pctb(a: Arrays) -> Arrays:
     return {"bb_pctb_20": pctb}
 
 
-FACTORS: tuple[FactorSpec, ...] = (
-    FactorSpec("ret_1d", ("ret_1d",), ("close",), 1, "free", "total", "1-session total return (splits and dividends applied)", _returns(1)),
-    FactorSpec("ret_5d", ("ret_5d",), ("close",), 5, "free", "total", "5-session total return", _returns(5)),
-    FactorSpec("ret_21d", ("ret_21d",), ("close",), 21, "free", "total", "21-session total return", _returns(21)),
-    FactorSpec("rv_21d", ("rv_21d",), ("close",), 21, "free", "total", "21-session realised volatility of log total returns, annualised (sqrt 252)", _realised_vol(21)),
-    FactorSpec("rsi_14", ("rsi_14",), ("close",), 14, "free", "split", "TA-Lib RSI(14) on split-adjusted closes", _rsi),
-    FactorSpec("sma_20", ("sma_20",), ("close",), 19, "price", "split", "TA-Lib SMA(20) of closes, in the price scale traded at the session", _sma),
-    FactorSpec("macd", ("macd", "macd_signal", "macd_hist"), ("close",), 33, "price", "split", "TA-Lib MACD(12, 26, 9) in the session's price scale", _macd),
-    FactorSpec("atr_14", ("atr_14",), ("high", "low", "close"), 14, "price", "split", "TA-Lib ATR(14) in dollars of the session's price scale", _atr),
-    FactorSpec("bb_pctb_20", ("bb_pctb_20",), ("close",), 19, "free", "split", "Bollinger %B: (close - lower) / (upper - lower), 20 sessions, 2 sd", _bb_pctb),
+VIEW = "technicals"
+AVAILABILITY = "session close + bar delay (the bar it ends on)"
+
+
+def _core(name: str, outputs: tuple[str, ...], inputs: tuple[str, ...], lookback: int, scale: str, prices: str,
+          description: str, fn: Callable[[Arrays], Arrays], memory: tuple[str, dict] | None = None) -> Factor:
+    """A core factor: ``lookback`` sessions of TA-Lib lookback plus, for recursive ones
+    (``memory`` = TA-Lib function and its kwargs), the convergence margin of the grid's rule."""
+    warmup = lookback + (convergence_margin(*memory) if memory else 0)
+    return Factor(
+        name=name, family="technical", view=VIEW,
+        outputs=tuple(Output(o, "float64", description) for o in outputs),
+        inputs=tuple(f"bars.{c}" for c in inputs) + ("corporate_actions.split_factor",),
+        warmup=warmup, availability=AVAILABILITY, description=description,
+        params=(("scale", scale), ("prices", prices)), compute=fn,
+    )
+
+
+FACTORS: tuple[Factor, ...] = (
+    _core("ret_1d", ("ret_1d",), ("close",), 1, "free", "total", "1-session total return (splits and dividends applied)", _returns(1)),
+    _core("ret_5d", ("ret_5d",), ("close",), 5, "free", "total", "5-session total return", _returns(5)),
+    _core("ret_21d", ("ret_21d",), ("close",), 21, "free", "total", "21-session total return", _returns(21)),
+    _core("rv_21d", ("rv_21d",), ("close",), 21, "free", "total", "21-session realised volatility of log total returns, annualised (sqrt 252)", _realised_vol(21)),
+    _core("rsi_14", ("rsi_14",), ("close",), 14, "free", "split", "TA-Lib RSI(14) on split-adjusted closes", _rsi,
+          ("RSI", {"timeperiod": 14})),
+    _core("sma_20", ("sma_20",), ("close",), 19, "price", "split", "TA-Lib SMA(20) of closes, in the price scale traded at the session", _sma),
+    _core("macd", ("macd", "macd_signal", "macd_hist"), ("close",), 33, "price", "split", "TA-Lib MACD(12, 26, 9) in the session's price scale", _macd,
+          ("MACD", {"slowperiod": 26, "signalperiod": 9})),
+    _core("atr_14", ("atr_14",), ("high", "low", "close"), 14, "price", "split", "TA-Lib ATR(14) in dollars of the session's price scale", _atr,
+          ("ATR", {"timeperiod": 14})),
+    _core("bb_pctb_20", ("bb_pctb_20",), ("close",), 19, "free", "split", "Bollinger %B: (close - lower) / (upper - lower), 20 sessions, 2 sd", _bb_pctb),
 )
+#: sessions of bars the core factors need before the first session they produce
+WARMUP = max(f.warmup for f in FACTORS)
 
 
-def feature_columns(view: str = "technicals") -> list[str]:
-    return [out for spec in FACTORS if spec.view == view for out in spec.outputs]
+def feature_columns(view: str = VIEW) -> list[str]:
+    return [o.name for f in FACTORS if f.view == view for o in f.outputs]
 
 
 def cumulative_factors(sessions: pd.Series | pd.DatetimeIndex, factor_rows: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
@@ -132,11 +142,12 @@ def compute_factors(bars: pd.DataFrame, factor_rows: pd.DataFrame | None = None,
     total_adj = {c: v * split * price for c, v in raw.items()}
     out: dict[str, np.ndarray] = {}
     for spec in specs:
-        inputs = split_adj if spec.prices == "split" else total_adj
-        result = spec.fn(inputs)
-        for name in spec.outputs:
+        params = dict(spec.params)
+        inputs = total_adj if params.get("prices") == "total" else split_adj
+        result = spec.compute(inputs)
+        for name in spec.output_names:
             values = np.asarray(result[name], dtype=float)
-            if spec.scale == "price":
+            if params.get("scale") == "price":
                 values = values / split  # back into the price scale traded at each session
             out[name] = values
     return pd.DataFrame(out, index=bars.index)

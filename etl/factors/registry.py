@@ -1,10 +1,14 @@
-"""Every declared factor, and the feature views and services made from them.
+"""Every declared factor, the families that compute them, and the feature views and
+services made from them.
 
-The registry is the one place that knows which factor modules exist. It
-turns their declarations into view descriptions (name, entity, family,
-outputs, TTL) that ``feature_repo/`` turns into Feast objects and that
-``alpha features list`` prints. Adding a factor = one declaration in its
-family module + ``feast apply`` (``alpha apply``).
+The registry is the one place that knows which factors exist: the built-in families
+(:func:`etl.factors.families.builtin_families`) and the factors of the user's own modules
+named in the home's ``config.toml`` (``factor_modules = ["mylab.factors"]``, each module
+exposing ``FACTORS``), activated with :func:`activate`. It turns their declarations into
+view descriptions (name, entity, family, outputs, TTL) that ``feature_repo/`` turns into
+Feast objects and that ``alpha features list`` prints. A user's factor is checked here
+before any work: unknown input table, a view or output name that clashes with an existing
+one, a missing warm-up or compute (docs/factors.md, Adding a factor).
 
 Lagged variants: every view except the wide TA-Lib grid has a twin
 ``<view>_lag1`` whose features ``<name>_lag1`` hold the previous session's
@@ -16,38 +20,93 @@ on the originals is not feeding on a same-session leak; the service
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
 from etl.core.errors import DeclarationError, UnknownFeatureError
-from etl.factors.spec import Factor, Output
+from etl.factors.families import BAR_OUTPUTS, BARS_VIEW, builtin_families, user_family
+from etl.factors.spec import INPUT_TABLES, Factor, Family, Output
 
-#: family modules, imported on first use
-FAMILY_MODULES: tuple[str, ...] = (
-    "etl.factors.technical",
-    "etl.factors.options",
-    "etl.factors.news",
-    "etl.factors.fundamentals",
-    "etl.factors.macro",
-    "etl.factors.regime",
-)
 #: How long a daily value stays valid in a point-in-time join (covers the
 #: longest NYSE closure since 1990: 2001-09-11..14, 7 calendar days).
 DAILY_TTL = timedelta(days=10)
 LAG_SUFFIX = "_lag1"
-BARS_VIEW = "bars_daily"
 CORE_VIEW = "technicals"
+__all__ = ["BARS_VIEW", "BAR_OUTPUTS", "CORE_VIEW", "DAILY_TTL", "LAG_SUFFIX", "SERVICES", "FeatureInfo", "View", "activate",
+           "all_factors", "factor", "families", "features", "service_views", "views"]
 
-BAR_OUTPUTS: tuple[Output, ...] = (
-    Output("open", "float64", "open, as traded (dollars)"),
-    Output("high", "float64", "high, as traded"),
-    Output("low", "float64", "low, as traded"),
-    Output("close", "float64", "close, as traded"),
-    Output("volume", "float64", "shares traded, as reported"),
-    Output("ticker", "string", "ticker the symbol traded under that session"),
-    Output("session_date", "string", "exchange session date YYYY-MM-DD"),
-)
+_ACTIVE: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+
+
+def activate(modules=(), paths=()) -> None:
+    """Use the user's factor modules (importable names) from now on; ``paths`` are folders put
+    on ``sys.path`` first. Takes a :class:`~etl.core.config.Settings` too."""
+    global _ACTIVE
+    if hasattr(modules, "factor_modules"):
+        modules, paths = modules.factor_modules, modules.factor_paths
+    key = (tuple(modules), tuple(paths))
+    if key != _ACTIVE:
+        _ACTIVE = key
+        for cache in (families, all_factors, views, features):
+            cache.cache_clear()
+
+
+def _user_factors(module_name: str) -> list[Factor]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DeclarationError(f"factor module {module_name!r} cannot be imported ({exc}); put its folder in factor_paths "
+                               "in config.toml or install it in this environment") from exc
+    declared = getattr(module, "FACTORS", None)
+    if declared is None:
+        raise DeclarationError(f"factor module {module_name!r} has no FACTORS list (FACTORS = [Factor(...), ...])")
+    try:
+        declared = list(declared)
+    except TypeError:
+        raise DeclarationError(f"factor module {module_name!r}: FACTORS must be a list of Factor, got {type(declared).__name__}") from None
+    bad = [f for f in declared if not isinstance(f, Factor)]
+    if bad:
+        raise DeclarationError(f"factor module {module_name!r}: FACTORS holds {bad[0]!r}, not a Factor")
+    for f in declared:
+        for ref in f.inputs:
+            table, _, column = str(ref).partition(".")
+            if table not in INPUT_TABLES or not column:
+                raise DeclarationError(f"factor {f.name} ({module_name}): unknown input {ref!r}; an input is <table>.<column> with "
+                                       f"table one of {list(INPUT_TABLES)}")
+    return declared
+
+
+@lru_cache(maxsize=1)
+def families() -> tuple[Family, ...]:
+    """The built-in families, then one family per view of the user's factors."""
+    out = list(builtin_families())
+    modules, paths = _ACTIVE
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    builtin_views = {v for fam in out for v in fam.views}
+    builtin_views |= {v + LAG_SUFFIX for v in builtin_views}
+    by_view: dict[str, list[Factor]] = {}
+    for name in modules:
+        for f in _user_factors(name):
+            if f.view in builtin_views:
+                raise DeclarationError(f"factor {f.name} ({name}): view {f.view!r} is a built-in view; put your factors in a view of "
+                                       "their own (e.g. view='mylab_daily')")
+            if f.view.endswith(LAG_SUFFIX):
+                raise DeclarationError(f"factor {f.name} ({name}): a view name may not end in {LAG_SUFFIX}")
+            by_view.setdefault(f.view, []).append(f)
+    out.extend(user_family(view, tuple(fs)) for view, fs in by_view.items())
+    return tuple(out)
+
+
+def family_of_view(view: str) -> Family:
+    base = view[: -len(LAG_SUFFIX)] if view.endswith(LAG_SUFFIX) else view
+    for fam in families():
+        if base in fam.views:
+            return fam
+    raise UnknownFeatureError(f"no family computes view {view!r}")
 
 
 @dataclass(frozen=True)
@@ -66,40 +125,17 @@ class View:
         return [o.name for o in self.outputs]
 
 
-def _core_factors() -> tuple[Factor, ...]:
-    from etl.factors.core import FACTORS as CORE
-
-    out = []
-    for spec in CORE:
-        desc = spec.description
-        out.append(
-            Factor(
-                name=spec.name,
-                family="technical",
-                view=CORE_VIEW,
-                outputs=tuple(Output(o, "float64", desc) for o in spec.outputs),
-                inputs=tuple(f"bars_daily.{c}" for c in spec.inputs) + ("corporate_actions.split_factor",),
-                warmup=spec.warmup,
-                availability="session close + bar delay (the bar it ends on)",
-                description=desc,
-            )
-        )
-    return tuple(out)
-
-
 @lru_cache(maxsize=1)
 def all_factors() -> tuple[Factor, ...]:
-    factors = list(_core_factors())
-    for module in FAMILY_MODULES:
-        factors.extend(importlib.import_module(module).FACTORS)
+    factors = [f for fam in families() for f in fam.factors]
     names = [f.name for f in factors]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DeclarationError(f"factor names declared twice: {dup}")
-    outs = [o.name for f in factors for o in f.outputs] + [o.name for o in BAR_OUTPUTS]
+    outs = [o.name for f in factors for o in f.outputs]
     dup = sorted({n for n in outs if outs.count(n) > 1})
     if dup:
-        raise DeclarationError(f"feature names declared twice: {dup[:10]}")
+        raise DeclarationError(f"feature names declared twice (an output clashes with an existing feature): {dup[:10]}")
     return tuple(factors)
 
 
@@ -112,9 +148,7 @@ def lagged(name: str) -> bool:
 def views() -> dict[str, View]:
     """Every feature view, in a stable order: bars, core technicals, then each
     family's views in declaration order, then the lagged twins."""
-    out: dict[str, View] = {
-        BARS_VIEW: View(BARS_VIEW, "technical", "symbol", BAR_OUTPUTS, "Raw daily bars as a trader saw them.")
-    }
+    out: dict[str, View] = {}
     grouped: dict[str, list[Factor]] = {}
     for f in all_factors():
         grouped.setdefault(f.view, []).append(f)
@@ -128,8 +162,8 @@ def views() -> dict[str, View]:
             family=factors[0].family,
             entity=factors[0].entity,
             outputs=tuple(o for f in factors for o in f.outputs),
-            description=f"{factors[0].family} factors ({len(factors)} declarations)",
-            factors=tuple(f.name for f in factors),
+            description=factors[0].description if name == BARS_VIEW else f"{factors[0].family} factors ({len(factors)} declarations)",
+            factors=() if name == BARS_VIEW else tuple(f.name for f in factors),
         )
     for name in [n for n in out if lagged(n)]:
         base = out[name]

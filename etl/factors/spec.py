@@ -23,14 +23,22 @@ followed by the output columns.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import pandas as pd
+
 from etl.core.errors import DeclarationError
 
-Family = Literal["technical", "options", "news", "fundamentals", "macro", "regime"]
+#: the built-in families; a user's module declares its own family name
 FAMILIES: tuple[str, ...] = ("technical", "options", "news", "fundamentals", "macro", "regime")
 Dtype = Literal["float64", "float32", "int64", "string", "bool"]
+DTYPES: tuple[str, ...] = ("float64", "float32", "int64", "string", "bool")
+#: the input tables a family may declare (what the generic builder knows how to read)
+INPUT_TABLES: tuple[str, ...] = ("bars", "corporate_actions", "option_quotes", "news", "fundamentals", "macro", "rates")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ class Output:
 @dataclass(frozen=True)
 class Factor:
     name: str
-    family: Family
+    family: str
     view: str
     outputs: tuple[Output, ...]
     inputs: tuple[str, ...]
@@ -52,13 +60,115 @@ class Factor:
     description: str
     entity: Literal["symbol", "market"] = "symbol"
     params: tuple[tuple[str, object], ...] = field(default=())
+    #: a bar factor's own compute: ``compute(bars) -> {output: array}`` on one symbol's bars in
+    #: the point-in-time price scale (see :class:`Family`); None when its family computes it
+    compute: Callable | None = field(default=None, compare=False)
+    #: bump to recompute the factor's view (the declaration's fingerprint includes it)
+    version: str = "1"
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise DeclarationError(f"factor {self.name}: family must be one of {FAMILIES}, got {self.family!r}")
+        if not NAME_RE.match(str(self.name)):
+            raise DeclarationError(f"factor {self.name!r}: a name is lower case letters, digits and _, starting with a letter")
+        if not self.family or not NAME_RE.match(str(self.family)):
+            raise DeclarationError(f"factor {self.name}: family {self.family!r} is not a valid name")
+        if not NAME_RE.match(str(self.view)):
+            raise DeclarationError(f"factor {self.name}: view {self.view!r} is not a valid name")
         if not self.outputs:
             raise DeclarationError(f"factor {self.name}: no outputs")
+        for o in self.outputs:
+            if not isinstance(o, Output):
+                raise DeclarationError(f"factor {self.name}: outputs must be Output(...) objects, got {o!r}")
+            if o.dtype not in DTYPES:
+                raise DeclarationError(f"factor {self.name}: output {o.name} has dtype {o.dtype!r}; one of {DTYPES}")
+        if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
+            raise DeclarationError(f"factor {self.name}: warmup must be a whole number of sessions >= 0, got {self.warmup!r}")
+        if not str(self.availability).strip():
+            raise DeclarationError(f"factor {self.name}: say when its value becomes knowable (availability)")
 
     @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the generic builder hands a family's compute for ONE entity.
+
+    - ``entity``: the symbol (or ``"US"`` for market-wide families);
+    - ``bars``: the symbol's daily bars as known at the step being built, one row per session,
+      sorted (symbol, session, ticker, open, high, low, close, volume, event_timestamp,
+      known_timestamp, created_timestamp), raw prices; for a family with a warm-up, only the
+      ``warmup`` sessions before ``start`` and the sessions from ``start`` on;
+    - ``start``: the first session whose rows are wanted (None: every session);
+    - ``tables``: every other declared input table, this entity's rows (corporate actions,
+      option quotes, news, fundamentals; macro observations and rates whole);
+    - ``calendar``, ``delay_minutes``: the home's exchange calendar and bar delay.
+    """
+
+    entity: str
+    bars: pd.DataFrame | None
+    start: pd.Timestamp | None
+    tables: dict[str, pd.DataFrame | None]
+    calendar: str
+    delay_minutes: int
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        return self.tables.get(name)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How the generic builder computes a set of declared factors (docs/factors.md).
+
+    ``compute(inputs) -> frame``: pure (no I/O, no clock); one row per entity and event time
+    with ``event_timestamp``, ``known_timestamp`` and every output of ``factors``.
+
+    ``warmup`` set (sessions): the family is driven by one symbol's bars: the builder passes
+    only that many sessions before ``start`` and keeps the rows from ``start`` on; a new session
+    computes only that session, a revised bar recomputes from the revised session on (each
+    version known from when it was knowable). ``warmup=None``: the compute needs an entity's
+    whole history; the builder recomputes an entity whose inputs changed and appends the rows
+    that are new.
+    """
+
+    name: str
+    factors: tuple[Factor, ...]
+    inputs: tuple[str, ...]
+    compute: Callable[[Inputs], pd.DataFrame] = field(compare=False)
+    warmup: int | None
+    availability: str
+    entity: Literal["symbol", "market"] = "symbol"
+    #: market families: which symbol's bars they read (e.g. SPY for the regime)
+    proxy: str | None = None
+    version: str = "1"
+    user: bool = False
+    #: "running": a row is known from the newest version of any bar up to it (indicators);
+    #: "row": from its own bar's version (the bars themselves)
+    known_rule: Literal["running", "row"] = "running"
+
+    def __post_init__(self) -> None:
+        if not NAME_RE.match(self.name):
+            raise DeclarationError(f"family {self.name!r}: not a valid name")
+        unknown = [t for t in self.inputs if t not in INPUT_TABLES]
+        if unknown:
+            raise DeclarationError(f"family {self.name}: unknown input table(s) {unknown}; the builder reads {list(INPUT_TABLES)}")
+        if self.warmup is not None and "bars" not in self.inputs:
+            raise DeclarationError(f"family {self.name}: a warm-up counts sessions of bars, so it needs the 'bars' input")
+        if not self.factors:
+            raise DeclarationError(f"family {self.name}: no factors")
+
+    @property
+    def views(self) -> list[str]:
+        return list(dict.fromkeys(f.view for f in self.factors))
+
+    def outputs(self, view: str | None = None) -> list[Output]:
+        return [o for f in self.factors if view is None or f.view == view for o in f.outputs]
+
+    def fingerprint(self) -> str:
+        """What, if changed, recomputes this family's views: its declarations and versions."""
+        import hashlib
+
+        parts = [self.name, self.version, repr(self.inputs), repr(self.warmup), self.entity, repr(self.proxy)]
+        for f in self.factors:
+            parts.append(repr((f.name, f.view, f.outputs, f.inputs, f.warmup, f.params, f.version, f.entity)))
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]

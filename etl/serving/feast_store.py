@@ -74,9 +74,10 @@ def quiet_feast() -> Iterator[None]:
 def apply(settings: Settings) -> list[str]:
     """Register the definitions generated from the factor specs (``feast apply``)."""
     from etl.factors import registry
-    from etl.gold.core import gold_path
+    from etl.gold.layout import parts
 
-    missing = [v for v in registry.views() if not gold_path(settings, v).exists()]
+    registry.activate(settings)
+    missing = [v for v in registry.views() if not parts(settings, v)]
     if missing:
         raise NotIngestedError(
             f"no gold table for {len(missing)} view(s) ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}) "
@@ -91,25 +92,36 @@ def apply(settings: Settings) -> list[str]:
     return [o.name for o in defs.objects()]
 
 
-def materialize(settings: Settings, start: datetime | None = None, end: datetime | None = None, *, full: bool = False) -> dict:
+def materialize(settings: Settings, start: datetime | None = None, end: datetime | None = None, *, full: bool = False,
+                since_run: int = 0) -> dict:
     """Push the latest value of every view, per symbol, to the online store.
 
-    On Redis this is :func:`sdk.online.materialize` (only changed winners, corrections with the
-    same event time and late rows included; ``full=True`` rewrites everything; ``end`` is the
-    knowledge time, default now); on SQLite Feast's own ``materialize``.
+    On Redis this is :func:`etl.serving.redis_writer.materialize` (only changed winners,
+    corrections with the same event time and late rows included; ``since_run``: read only the
+    gold parts of later build runs; ``full=True`` rewrites everything; ``end`` is the
+    knowledge time, default now); on SQLite Feast's own ``materialize`` over the event-time
+    window the runs after ``since_run`` wrote into (every entity whose winner may have moved).
     """
+    from etl.factors import registry
+
+    registry.activate(settings)
     if settings.redis_url:
         from etl.serving import redis_writer
 
-        report = redis_writer.materialize(settings, full=full, now=end)
+        report = redis_writer.materialize(settings, full=full, now=end, since_run=0 if full else since_run)
         return {"start": start, "end": report.now.to_pydatetime(), "online_store": settings.online_store_kind, "report": report.as_dict()}
-    from etl.gold.core import read_symbols_manifest
+    from etl.gold.inputs import read_symbols_manifest
+    from etl.gold.layout import read_runs
 
     manifest = read_symbols_manifest(settings)
     if manifest is None:
         raise NotIngestedError("nothing to materialize: run `alpha nightly` after ingesting")
     import pandas as pd
 
+    if start is None and since_run and not full:
+        firsts = [us for run, us in read_runs(settings).get("min_event", {}).items() if int(run) > since_run]
+        if firsts:
+            start = (pd.Timestamp(min(firsts), unit="us", tz="UTC") - pd.Timedelta(seconds=1)).to_pydatetime()
     start = start or (pd.Timestamp(manifest["first_event"]) - pd.Timedelta(seconds=1)).to_pydatetime()
     end = end or datetime.now(UTC)
     store = feature_store(settings)

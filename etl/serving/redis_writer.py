@@ -52,6 +52,7 @@ class MaterializeReport:
     values_written: int = 0
     seconds: float = 0.0
     per_view: dict = field(default_factory=dict)  # view -> {"written": n, "skipped": n}
+    deferred_run: int | None = None  # the first build run with rows known after ``now`` (read again next time)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -76,27 +77,37 @@ def _us(column) -> object:
     return clock.epoch_us(column)
 
 
-def _view_rows(settings: Settings, name: str, info: dict, now_us: int):
-    """The winners of one view: (entity values, event us, encoded columns, digests)."""
+def _view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run: int = 0):
+    """The winners of one view among the part files of runs after ``since_run``: (entity
+    values, event us, encoded columns, digests, the first run holding rows known after now)."""
+    import numpy as np
     import pyarrow.compute as pc
+    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    path = settings.gold / f"{name}.parquet"
-    if not path.exists():
-        raise NotIngestedError(f"no gold table {path}; run `alpha nightly` (or build the gold tables) before materializing")
+    from etl.gold.layout import part_run, parts
+
+    all_parts = parts(settings, name)
+    if not all_parts:
+        raise NotIngestedError(f"no gold table {settings.gold / name}; run `alpha nightly` (or build the gold tables) before materializing")
+    files = [p for p in all_parts if part_run(p) > since_run]
     entity = info["entity"]
     features = info["features"]
-    schema = pq.read_schema(path)
+    schema = pq.read_schema(all_parts[0])
     created_col = "created_timestamp" if "created_timestamp" in schema.names else None
     missing = [c for c in [entity, "event_timestamp", "known_timestamp", *features] if c not in schema.names]
     if missing:
-        raise OnlineStoreError(f"{path} lacks column(s) {missing[:10]}; rebuild the gold tables (`alpha nightly`)")
+        raise OnlineStoreError(f"{settings.gold / name} lacks column(s) {missing[:10]}; rebuild the gold tables (`alpha nightly`)")
     cols = [entity, "event_timestamp", "known_timestamp", *([created_col] if created_col else []), *features]
-    table = pq.read_table(path, columns=cols)
+    if not files:
+        return [], np.array([], dtype=np.int64), [], [], None
+    table = ds.dataset([str(p) for p in files], format="parquet").to_table(columns=cols)
     codes = pc.dictionary_encode(table.column(entity).combine_chunks()).indices.to_numpy(zero_copy_only=False)
     ev, kn = _us(table.column("event_timestamp")), _us(table.column("known_timestamp"))
-    import numpy as np
-
+    future = None
+    if (kn > now_us).any():
+        future = min(part_run(p) for p in files if pq.read_table(p, columns=["known_timestamp"]).column(0).to_numpy().max() > now_us) \
+            if len(files) > 1 else part_run(files[0])
     cr = _us(table.column(created_col)) if created_col else np.zeros(len(ev), dtype=np.int64)
     idx = pit.winners_at(codes, ev, kn, cr, now_us)
     win = table.take(idx)
@@ -105,14 +116,23 @@ def _view_rows(settings: Settings, name: str, info: dict, now_us: int):
     ev_w, kn_w, cr_w = ev[idx], kn[idx], cr[idx]
     rows = list(zip(*encoded, strict=False)) if encoded else [()] * len(idx)
     digests = [
-        hashlib.blake2b(struct.pack("<qqq", int(e), int(k), int(c)) + b"\xff".join(row), digest_size=16).digest()
+        hashlib.blake2b(struct.pack("<qqq", int(e), int(k), int(c)) + b"\xff".join(row), digest_size=16).digest() + struct.pack("<q", int(e))
         for e, k, c, row in zip(ev_w, kn_w, cr_w, rows, strict=False)
     ]
-    return entities, ev_w, rows, digests
+    return entities, ev_w, rows, digests, future
+
+
+def _beats(digest: bytes, stored: bytes | None) -> bool:
+    """Whether a candidate winner (digest + event) must be written over what Redis holds: nothing
+    stored, an older record, a later event, or the same event with other content."""
+    if stored is None or len(stored) != len(digest):
+        return True
+    cand_event, stored_event = struct.unpack("<q", digest[16:])[0], struct.unpack("<q", stored[16:])[0]
+    return cand_event > stored_event or (cand_event == stored_event and digest[:16] != stored[:16])
 
 
 def materialize(settings: Settings, views: Iterable[str] | None = None, full: bool = False, now=None,
-                *, client=None, batch_keys: int = PIPELINE_KEYS, progress=None) -> MaterializeReport:
+                *, client=None, batch_keys: int = PIPELINE_KEYS, progress=None, since_run: int = 0) -> MaterializeReport:
     """Write the latest value of each view per entity, as known at ``now`` (default: the wall
     clock), to Redis in Feast's layout; only entities whose winner changed since the last run
     unless ``full``. ``progress(view, n)`` is called after each pipeline of ``n`` entities
@@ -130,7 +150,9 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
     report = MaterializeReport(now=now_ts, full=full)
     for name in chosen:
         info = all_views[name]
-        entities, event_us, rows, digests = _view_rows(settings, name, info, now_us)
+        entities, event_us, rows, digests, future = _view_rows(settings, name, info, now_us, since_run)
+        if future is not None:
+            report.deferred_run = future if report.deferred_run is None else min(report.deferred_run, future)
         fkeys = [field_key(name, f) for f in info["features"]]
         tkey = ts_key(name)
         skey = state_key(name)
@@ -143,7 +165,7 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
         else:
             stored = _guard(settings, f"reading the materialization record of {name}",
                             lambda: client.hmget(skey, entities))  # noqa: B023
-            changed = [i for i, (d, s) in enumerate(zip(digests, stored, strict=False)) if d != s]
+            changed = [i for i, (d, s) in enumerate(zip(digests, stored, strict=False)) if _beats(d, s)]
         report.per_view[name]["written"] = len(changed)
         report.per_view[name]["skipped"] = len(entities) - len(changed)
         report.entities_written += len(changed)

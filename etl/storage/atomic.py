@@ -8,6 +8,7 @@ so readers that glob ``*.parquet`` never see them.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -47,6 +48,25 @@ def atomic_write_table(table: pa.Table, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """A temp path beside ``path`` to write to; on success it is fsynced and renamed to
+    ``path``, on error deleted (a crash leaves only a ``.tmp-<pid>-`` file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_frame(frame: pd.DataFrame, path: Path) -> Path:

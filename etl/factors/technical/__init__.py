@@ -6,7 +6,7 @@ availability are in docs/factors.md (Technical). By concept:
 
 - ``grid``: the declarations (one :class:`~etl.factors.spec.Factor` per function and
   parameter set) and the TA-Lib call behind each;
-- ``warmup``: the convergence margin of functions with memory, ``WARMUP_CAP``;
+- ``etl.factors.warmup`` (shared with the core factors): the convergence margin of functions with memory, ``WARMUP_CAP``;
 - ``engine``: the numpy kernel (split regimes, scaled windows, the preallocated block);
 - ``compute``: :func:`compute_technical` (one symbol) and :func:`compute_technical_many`
   (chunks of symbols in forked processes, streamed).
@@ -38,7 +38,7 @@ from etl.factors.technical.grid import (
     calls_for,
     output_names,
 )
-from etl.factors.technical.warmup import MEMORY, WARMUP_CAP
+from etl.factors.warmup import MEMORY, WARMUP_CAP
 
 __all__ = [
     "AVAILABILITY",

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from etl.factors.spec import Factor, Output
-from etl.factors.technical.warmup import WARMUP_CAP, convergence_margin
+from etl.factors.warmup import WARMUP_CAP, convergence_margin
 
 FAMILY = "technical"
 #: TA-Lib group -> feature view

@@ -1,0 +1,735 @@
+"""The one generic factor builder: every family's declared inputs in, gold appended.
+
+For each family (:class:`~etl.factors.spec.Family`) it finds the entities whose inputs
+changed since the family's last build (per-entity state in ``gold/_state``), streams them in
+bounded chunks through worker processes, and has each worker read exactly the declared
+inputs of its chunk, run the family's pure compute and write the chunk's new rows as part
+files (``etl.gold.layout``). The parent holds only per-entity summaries; memory is bounded by
+a chunk, not the universe.
+
+What is recomputed (docs/architecture.md, Gold):
+
+* a family **with a warm-up** (bar-driven: bars, core technicals, the TA-Lib grid, users'
+  factors): the new bar versions of a symbol are replayed in the order they became known.
+  An append (a session after every known one) computes only the new sessions, from the
+  warm-up window before them; a revised bar (or a late one) recomputes from that session on,
+  and only rows whose values changed are written, known from when the revision was. The
+  same replay builds a symbol from nothing, so a night's increment and a full build take
+  the same steps. A newly known corporate action recomputes the symbol's history and writes
+  the rows that changed, known from when the action was received.
+* a family **without a warm-up** (whole history: options, news, fundamentals, macro, regime):
+  an entity whose inputs changed is recomputed and the rows gold does not hold yet are written.
+* a changed declaration (a family's fingerprint: its factors, outputs, inputs, versions)
+  rebuilds that family's views only.
+
+Every written row keeps the gold contract: ``event_timestamp`` (when knowable),
+``known_timestamp`` (when this version was knowable; revisions are new rows), and
+``created_timestamp`` (when the build wrote it). Nothing already written is changed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from etl.core import clock
+from etl.core.config import Settings
+from etl.core.errors import DeclarationError
+from etl.factors import registry
+from etl.factors.families import MARKET
+from etl.factors.spec import Family, Inputs
+from etl.gold import layout
+
+TIME_COLS = ["event_timestamp", "known_timestamp", "created_timestamp"]
+_PANDAS_DTYPES = {"float64": "float64", "float32": "float32", "int64": "Int64", "string": "object", "bool": "boolean"}
+NO_TIME = np.iinfo(np.int64).min
+#: output values (rows x outputs) a chunk computes at most: bounds a worker's memory
+CHUNK_VALUES = 20_000_000
+
+
+# ------------------------------------------------------------------ frames
+
+
+_ARROW = {"float64": "float64", "float32": "float32", "int64": "int64", "string": "string", "bool": "bool"}
+
+
+def arrow_schema(view: registry.View):
+    """The Parquet schema of a view's parts (every part the same, empty ones included)."""
+    import pyarrow as pa
+
+    fields = [pa.field(view.entity, pa.string())]
+    fields += [pa.field(c, pa.timestamp("us", tz="UTC")) for c in TIME_COLS]
+    fields += [pa.field(o.name, pa.type_for_alias(_ARROW[o.dtype])) for o in view.outputs]
+    return pa.schema(fields)
+
+
+def empty_frame(entity: str, outputs) -> pd.DataFrame:
+    columns = {entity: pd.Series(dtype=object)}
+    columns.update({c: pd.Series(dtype="datetime64[us, UTC]") for c in TIME_COLS})
+    columns.update({o.name: pd.Series(dtype=_PANDAS_DTYPES[o.dtype]) for o in outputs})
+    return pd.DataFrame(columns)
+
+
+def finish(frame: pd.DataFrame, view: registry.View, created) -> pd.DataFrame:
+    """Columns in view order, typed, times in UTC us, sorted by time (row-group pruning)."""
+    if frame is None or frame.empty:
+        return empty_frame(view.entity, view.outputs)
+    order = np.lexsort((clock.epoch_us(frame["known_timestamp"]), frame[view.entity].astype(str).to_numpy(),
+                        clock.epoch_us(frame["event_timestamp"])))
+    cols: dict[str, object] = {view.entity: frame[view.entity].astype(str).to_numpy()[order]}
+    for c in ("event_timestamp", "known_timestamp"):
+        cols[c] = pd.to_datetime(frame[c].to_numpy()[order], utc=True).astype("datetime64[us, UTC]")
+    cols["created_timestamp"] = pd.DatetimeIndex([pd.Timestamp(created).tz_convert("UTC")] * len(frame)).as_unit("us")
+    for o in view.outputs:
+        if o.name not in frame.columns:
+            raise DeclarationError(f"view {view.name}: the family's compute did not return {o.name!r}")
+        cols[o.name] = pd.Series(frame[o.name].to_numpy()[order]).astype(_PANDAS_DTYPES[o.dtype]).to_numpy()
+    out = pd.DataFrame(cols)
+    return out.sort_values(["event_timestamp", view.entity, "known_timestamp"], kind="stable").reset_index(drop=True)
+
+
+def _typed_values(frame: pd.DataFrame, outputs) -> list[np.ndarray]:
+    out = []
+    for o in outputs:
+        v = frame[o.name]
+        if o.dtype in ("float32", "float64"):
+            out.append(v.to_numpy(dtype=o.dtype, na_value=np.nan))
+        else:
+            out.append(v.astype(object).where(v.notna(), None).to_numpy())
+    return out
+
+
+def same_rows(a: pd.DataFrame, b: pd.DataFrame, outputs) -> np.ndarray:
+    """Row by row: every output equal (NaN equals NaN), in each output's declared dtype."""
+    same = np.ones(len(a), dtype=bool)
+    for va, vb in zip(_typed_values(a, outputs), _typed_values(b, outputs), strict=True):
+        if va.dtype.kind == "f":
+            same &= (va == vb) | (np.isnan(va) & np.isnan(vb))
+        else:
+            same &= np.array([x == y for x, y in zip(va, vb, strict=True)], dtype=bool)
+    return same
+
+
+def _trim(rows: pd.DataFrame, bars: pd.DataFrame, start) -> pd.DataFrame:
+    if start is None or rows.empty:
+        return rows.reset_index(drop=True)
+    first_event = bars.loc[bars["session"] >= start, "event_timestamp"].min()
+    return rows[rows["event_timestamp"] >= first_event].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ bar-driven replay
+
+
+@dataclass
+class Emitted:
+    base: list[pd.DataFrame] = field(default_factory=list)
+    lag: list[pd.DataFrame] = field(default_factory=list)
+
+
+def latest_per_session(versions: pd.DataFrame) -> pd.DataFrame:
+    """One row per session: the newest version (known, then written) among ``versions``."""
+    v = versions.sort_values(["session", "known_timestamp", "created_timestamp"], kind="stable")
+    return v.drop_duplicates("session", keep="last").reset_index(drop=True)
+
+
+def _window(state: pd.DataFrame, first_session, warmup: int) -> tuple[pd.DataFrame, object]:
+    """The bars a step computes from: ``warmup`` sessions before the session preceding
+    ``first_session`` (its row feeds the lag twin), and that session on."""
+    sessions = state["session"].to_numpy()
+    i0 = int(np.searchsorted(sessions, np.datetime64(first_session), side="left"))
+    start_i = max(0, i0 - 1)
+    lo = max(0, start_i - warmup)
+    return state.iloc[lo:].reset_index(drop=True), sessions[start_i] if len(sessions) else None
+
+
+def _run(family: Family, bars: pd.DataFrame, start, tables: dict, settings_info: tuple[str, int], entity: str) -> pd.DataFrame:
+    calendar, delay = settings_info
+    rows = family.compute(Inputs(entity=entity, bars=bars, start=pd.Timestamp(start) if start is not None else None,
+                                 tables=tables, calendar=calendar, delay_minutes=delay))
+    return _trim(rows, bars, start)
+
+
+def _with_prior_known(family: Family, rows: pd.DataFrame, state: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
+    """A bar-driven row is as new as the newest version of any earlier bar (the whole history's
+    running maximum, as a build from nothing computes it), not only of its window's."""
+    if family.known_rule != "running" or rows.empty or len(window) == len(state):
+        return rows
+    before = state.loc[state["session"] < window["session"].iloc[0], "known_timestamp"]
+    if before.empty:
+        return rows
+    prior = clock.instant_us(before.max(), "known")
+    return rows.assign(known_timestamp=clock.from_epoch_us(np.maximum(clock.epoch_us(rows["known_timestamp"]), prior)))
+
+
+def emit_changes(after: pd.DataFrame, before: pd.DataFrame | None, first_event, outputs, known_floor=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Base rows of ``after`` at or after ``first_event`` that ``before`` lacks or holds with
+    other values, and the lag rows they imply (each emitted row shown again at the entity's
+    next event; a new event whose predecessor did not change shows the predecessor's row)."""
+    after = after.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
+    ev = clock.epoch_us(after["event_timestamp"])
+    first_us = clock.instant_us(pd.Timestamp(first_event), "first event")
+    wanted = ev >= first_us
+    if before is not None and len(before):
+        b = before.drop_duplicates("event_timestamp", keep="last").set_index("event_timestamp")
+        matched = b.reindex(after["event_timestamp"])
+        present = matched["known_timestamp"].notna().to_numpy() if "known_timestamp" in matched else np.zeros(len(after), bool)
+        same = present & same_rows(after, matched.reset_index(drop=True), outputs)
+    else:
+        present = np.zeros(len(after), bool)
+        same = present
+    changed = wanted & ~same
+    known = clock.epoch_us(after["known_timestamp"])
+    if known_floor is not None:
+        known = np.where(changed & present, np.maximum(known, clock.instant_us(known_floor, "known floor")), known)
+    after = after.assign(known_timestamp=clock.from_epoch_us(np.maximum(known, ev)))
+    base = after.loc[changed]
+    # lag rows: row i shown at event i+1
+    idx = np.flatnonzero(changed[:-1]) if len(after) > 1 else np.array([], dtype=int)
+    new_event = wanted & ~present
+    new_idx = np.flatnonzero(new_event[1:]) + 1 if len(after) > 1 else np.array([], dtype=int)
+    from_prev = new_idx[~changed[new_idx - 1]] - 1 if len(new_idx) else new_idx
+    src = np.union1d(idx, from_prev).astype(int)
+    lag = after.iloc[src].copy()
+    nxt = ev[src + 1] if len(src) else np.array([], dtype=np.int64)
+    lag["event_timestamp"] = clock.from_epoch_us(nxt)
+    lag["known_timestamp"] = clock.from_epoch_us(np.maximum(clock.epoch_us(lag["known_timestamp"]) if len(lag) else nxt, nxt))
+    return base.reset_index(drop=True), lag.reset_index(drop=True)
+
+
+def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, tables: dict, settings_info, symbol: str,
+                  actions_changed_at=None, existing_latest: pd.DataFrame | None = None) -> Emitted:
+    """Every step of one symbol's new bar versions (see the module doc)."""
+    out = Emitted()
+    outputs = family.outputs()
+    if versions.empty:
+        return out
+    created = clock.epoch_us(versions["created_timestamp"])
+    is_new = created > hw_created_us
+    old = versions.loc[~is_new]
+    if actions_changed_at is not None:
+        # a corporate action changed the price scale: recompute the history, compare with gold
+        state = latest_per_session(versions)
+        window, start = state, None
+        after = _run(family, window, start, tables, settings_info, symbol)
+        base, lag = emit_changes(after, existing_latest, state["event_timestamp"].iloc[0], outputs, known_floor=actions_changed_at)
+        out.base.append(base)
+        out.lag.append(lag)
+        return out
+    new = versions.loc[is_new].sort_values(["known_timestamp", "session"], kind="stable")
+    if new.empty:
+        return out
+    # change points: a version of a session not after every session known before it
+    sess = new["session"].to_numpy().astype("datetime64[us]").astype(np.int64)
+    seed = old["session"].to_numpy().astype("datetime64[us]").astype(np.int64).max() if len(old) else NO_TIME
+    prev_max = np.maximum.accumulate(np.concatenate([[seed], sess]))[:-1]
+    known_new = clock.epoch_us(new["known_timestamp"])
+    points = np.unique(known_new[sess <= prev_max])
+    edges = [NO_TIME, *points.tolist(), np.iinfo(np.int64).max]
+    for lo_k, hi_k in zip(edges[:-1], edges[1:], strict=True):
+        seg = (known_new >= lo_k) & (known_new < hi_k)
+        if not seg.any():
+            continue
+        s0 = new.loc[seg, "session"].min()
+        after_state = latest_per_session(pd.concat([old, new.loc[known_new < hi_k]]))
+        before_state = latest_per_session(pd.concat([old, new.loc[known_new < lo_k]])) if lo_k != NO_TIME or len(old) else None
+        window, start = _window(after_state, s0, family.warmup)
+        after = _with_prior_known(family, _run(family, window, start, tables, settings_info, symbol), after_state, window)
+        before = None
+        if before_state is not None and len(before_state) and before_state["session"].max() >= s0:
+            bwin = before_state[before_state["session"] >= window["session"].iloc[0]].reset_index(drop=True)
+            before = _run(family, bwin, start, tables, settings_info, symbol)
+        first_event = after_state.loc[after_state["session"] >= s0, "event_timestamp"].min()
+        base, lag = emit_changes(after, before, first_event, outputs)
+        out.base.append(base)
+        out.lag.append(lag)
+    return out
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def bar_summary(settings: Settings) -> pd.DataFrame:
+    """Per symbol: bar versions, newest write time (us), first and last session -- streamed,
+    three columns, so it costs little memory whatever the history."""
+    import polars as pl
+
+    from etl.storage.bars import silver_bars_dir
+
+    root = silver_bars_dir(settings)
+    files = [p for p in root.rglob("*.parquet") if not p.name.startswith((".", "_"))] if root.exists() else []
+    if not files:
+        return pd.DataFrame({"symbol": [], "n": [], "created_us": [], "first": [], "last": []})
+    lf = pl.scan_parquet([str(p) for p in files], hive_partitioning=False)
+    out = (lf.select("symbol", "session", "created_timestamp")
+             .group_by("symbol")
+             .agg(pl.len().alias("n"), pl.col("created_timestamp").dt.epoch("us").max().alias("created_us"),
+                  pl.col("session").min().alias("first"), pl.col("session").max().alias("last"))
+             .sort("symbol")
+             .collect(engine="streaming"))
+    return out.to_pandas()
+
+
+def table_summary(settings: Settings, name: str, key: str | None) -> dict[str, str]:
+    """Per entity of a silver table (or ``"*"`` for the whole table): rows and newest write."""
+    frame = load_table(settings, name, None, columns=[c for c in (key, "created_timestamp") if c])
+    if frame is None or frame.empty:
+        return {}
+    us = clock.epoch_us(frame["created_timestamp"]) if "created_timestamp" in frame else np.zeros(len(frame), np.int64)
+    if key is None:
+        return {"*": f"{len(frame)}:{int(us.max())}"}
+    g = pd.DataFrame({"k": frame[key].astype(str).to_numpy(), "us": us}).groupby("k")["us"].agg(["size", "max"])
+    return {k: f"{int(r['size'])}:{int(r['max'])}" for k, r in g.iterrows()}
+
+
+TABLE_KEYS = {"corporate_actions": "symbol", "option_quotes": "underlying", "news": "symbol", "fundamentals": "symbol",
+              "macro": None, "rates": None}
+
+
+def load_table(settings: Settings, name: str, entities: list[str] | None, columns=None) -> pd.DataFrame | None:
+    """One declared input table, only ``entities``' rows where it has an entity column."""
+    from etl.storage import silver, tables
+
+    key = TABLE_KEYS[name]
+    if name == "corporate_actions":
+        from etl.storage.actions import read_corporate_actions
+
+        frame = read_corporate_actions(settings)
+        if frame is None:
+            return None
+    elif name == "rates":
+        from etl.gold.inputs import load_rates
+
+        frame = load_rates(settings)
+        if "created_timestamp" not in frame.columns:
+            frame = frame.assign(created_timestamp=pd.Timestamp("1970-01-01", tz="UTC"))
+    else:
+        table = {"option_quotes": tables.OPTION_QUOTES, "news": tables.NEWS, "fundamentals": tables.FUNDAMENTALS,
+                 "macro": tables.MACRO}[name]
+        filters = None
+        if entities is not None and key is not None:
+            import pyarrow.dataset as ds
+
+            filters = ds.field(key).isin(list(entities))
+        frame = silver.read(settings, table, filters=filters)
+        if frame.empty:
+            return None
+    if entities is not None and key is not None:
+        frame = frame[frame[key].astype(str).isin(entities)]
+    if columns is not None:
+        frame = frame[[c for c in columns if c in frame.columns]]
+    return frame.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ planning
+
+
+@dataclass(frozen=True)
+class Job:
+    """One entity of one family to bring up to date."""
+
+    entity: str
+    hw_created_us: int = NO_TIME      # bar versions written after this are new (window mode)
+    sig: str = ""                      # the entity's input signature after this build
+    actions_sig: str = ""
+    actions_changed: bool = False
+    cost: int = 1                      # bars to read (chunking)
+
+
+@dataclass
+class FamilyPlan:
+    family: Family
+    jobs: list[Job]
+    state: pd.DataFrame                # the new state of every entity (written at commit)
+    rebuild: bool
+    reason: str
+
+
+def _window_plan(family: Family, bars: pd.DataFrame, actions: dict[str, str], state: pd.DataFrame | None) -> tuple[list[Job], pd.DataFrame]:
+    prev = {} if state is None else {r.entity: r for r in state.itertuples(index=False)}
+    jobs, rows = [], []
+    for r in bars.itertuples(index=False):
+        p = prev.get(r.symbol)
+        hw = int(p.hw_created_us) if p is not None else NO_TIME
+        a_sig = actions.get(r.symbol, "") if "corporate_actions" in family.inputs else ""
+        a_changed = p is not None and a_sig != p.actions_sig
+        if p is None or int(r.created_us) > hw or a_changed:
+            todo = int(r.n) if p is None or a_changed else 8
+            jobs.append(Job(r.symbol, hw, "", a_sig, a_changed, cost=todo))
+        rows.append((r.symbol, max(hw, int(r.created_us)), "", a_sig))
+    new_state = pd.DataFrame(rows, columns=["entity", "hw_created_us", "sig", "actions_sig"])
+    return jobs, new_state
+
+
+def _whole_plan(settings: Settings, family: Family, bars: pd.DataFrame, state: pd.DataFrame | None) -> tuple[list[Job], pd.DataFrame]:
+    prev = {} if state is None else dict(zip(state["entity"], state["sig"], strict=True))
+    bar_sig = {r.symbol: f"{r.n}:{r.created_us}" for r in bars.itertuples(index=False)}
+    summaries = {t: table_summary(settings, t, TABLE_KEYS[t]) for t in family.inputs if t != "bars"}
+    if family.entity == "market":
+        if family.proxy is not None:
+            parts = [bar_sig.get(family.proxy, "")] + [summaries[t].get(family.proxy, "") for t in summaries]
+            entities = {MARKET: parts} if bar_sig.get(family.proxy) else {}
+        else:
+            span = f"{bars['first'].min()}:{bars['last'].max()}" if len(bars) else ""
+            parts = [span] + [summaries[t].get("*", "") for t in summaries]
+            primary = family.inputs[0]
+            entities = {MARKET: parts} if summaries.get(primary) else {}
+    else:
+        primary = family.inputs[0]
+        keys = sorted(summaries.get(primary, {}))
+        entities = {k: [bar_sig.get(k, "")] + [summaries[t].get(k if TABLE_KEYS[t] else "*", "") for t in summaries] for k in keys}
+    jobs, rows = [], []
+    for entity, parts in entities.items():
+        sig = "|".join(parts)
+        if prev.get(entity) != sig:
+            jobs.append(Job(entity, sig=sig, cost=2_600))
+        rows.append((entity, NO_TIME, sig, ""))
+    return jobs, pd.DataFrame(rows, columns=["entity", "hw_created_us", "sig", "actions_sig"])
+
+
+def plan(settings: Settings, families: list[Family] | None = None, force: bool = False) -> list[FamilyPlan]:
+    runs = layout.read_runs(settings)
+    bars = bar_summary(settings)
+    actions = table_summary(settings, "corporate_actions", "symbol")
+    plans = []
+    for fam in families or list(registry.families()):
+        info = runs["families"].get(fam.name)
+        fp = fam.fingerprint()
+        rebuild = force or info is None or info.get("fingerprint") != fp
+        state = None if rebuild else layout.read_state(settings, fam.name)
+        if fam.warmup is not None:
+            jobs, new_state = _window_plan(fam, bars, actions, state)
+        else:
+            jobs, new_state = _whole_plan(settings, fam, bars, state)
+        reason = ("first build" if info is None else "forced" if force else "declaration changed") if rebuild else "incremental"
+        plans.append(FamilyPlan(fam, jobs, new_state, rebuild, reason))
+    return plans
+
+
+def chunks_of(jobs: list[Job], max_symbols: int, n_outputs: int, max_values: int = CHUNK_VALUES) -> list[list[Job]]:
+    """Consecutive entities (sorted, so a chunk's part covers a symbol range) in chunks of at
+    most ``max_symbols`` entities and about ``max_values`` output values (rows x outputs):
+    a worker's memory is bounded by that, whatever the universe."""
+    max_rows = max(1, max_values // max(1, n_outputs))
+    out, cur, cost = [], [], 0
+    for job in jobs:
+        if cur and (len(cur) >= max_symbols or cost + job.cost > max_rows):
+            out.append(cur)
+            cur, cost = [], 0
+        cur.append(job)
+        cost += job.cost
+    if cur:
+        out.append(cur)
+    return out
+
+
+# ------------------------------------------------------------------ the worker
+
+
+@dataclass(frozen=True)
+class Task:
+    home: str
+    family: str
+    run: int
+    chunk: int
+    jobs: tuple[Job, ...]
+    rebuild: bool
+    created: pd.Timestamp
+
+
+@dataclass
+class ChunkResult:
+    family: str
+    chunk: int
+    entities: int
+    rows: dict[str, int]
+    min_event_us: int | None
+    seconds: float
+
+
+def _existing_latest(settings: Settings, view: str, entity_col: str, entities: list[str]) -> pd.DataFrame:
+    """Gold's rows of ``entities`` in one view, every version (for whole-history diffs)."""
+    import pyarrow.dataset as ds
+
+    files = layout.parts(settings, view)
+    if not files:
+        return pd.DataFrame()
+    dataset = ds.dataset([str(p) for p in files], format="parquet")
+    return dataset.to_table(filter=ds.field(entity_col).isin(entities)).to_pandas()
+
+
+def _latest_by_event(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame.sort_values(["event_timestamp", "known_timestamp"], kind="stable").drop_duplicates("event_timestamp", keep="last")
+
+
+def build_chunk(task: Task) -> ChunkResult:
+    """One chunk of one family: read its inputs, compute, write its part files (hidden until
+    the run commits). Runs in a worker process."""
+    from etl.core.config import load_settings
+    from etl.storage.bars import read_silver_bars
+
+    t0 = time.perf_counter()
+    settings = load_settings(task.home)
+    family = next(f for f in registry.families() if f.name == task.family)
+    all_views = registry.views()
+    entities = [j.entity for j in task.jobs]
+    info = (settings.calendar, settings.bar_delay_minutes)
+    bar_symbols = [family.proxy] if family.proxy else (None if family.entity == "market" else entities)
+    bars = None
+    if "bars" in family.inputs and (bar_symbols is not None or family.warmup is not None):
+        bars = read_silver_bars(settings, symbols=bar_symbols, versions="all")
+    tables_all = {t: load_table(settings, t, None if (family.entity == "market" and not family.proxy) else
+                                (bar_symbols if family.proxy else entities))
+                  for t in family.inputs if t != "bars"}
+    if family.name == "macro":
+        from etl.gold.inputs import session_table
+
+        tables_all["sessions"] = session_table(settings)
+    by_symbol = dict(tuple(bars.groupby("symbol", sort=False))) if bars is not None and len(bars) else {}
+    collected: dict[str, list[pd.DataFrame]] = {}
+    for job in task.jobs:
+        key = family.proxy or job.entity
+        tables = {}
+        for t, frame in tables_all.items():
+            k = TABLE_KEYS.get(t)
+            tables[t] = frame[frame[k].astype(str) == key].reset_index(drop=True) if (frame is not None and k) else frame
+        versions = by_symbol.get(key)
+        versions = versions.reset_index(drop=True) if versions is not None else None
+        if family.warmup is not None:
+            existing = None
+            changed_at = None
+            if job.actions_changed:
+                acts = tables.get("corporate_actions")
+                changed_at = acts["created_timestamp"].max() if acts is not None and len(acts) else clock.utc_now()
+                existing = {v: _latest_by_event(_existing_latest(settings, v, "symbol", [job.entity])) for v in family.views}
+            em = replay_symbol(family, versions, job.hw_created_us, tables, info, job.entity,
+                               actions_changed_at=changed_at,
+                               existing_latest=None if existing is None else _merge_views(existing, family))
+            for view in family.views:
+                cols = [all_views[view].entity, "event_timestamp", "known_timestamp", *all_views[view].output_names]
+                for frame in em.base:
+                    collected.setdefault(view, []).append(frame[[c for c in cols if c in frame.columns]])
+                lag = all_views.get(view + registry.LAG_SUFFIX)
+                if lag is not None:
+                    for frame in em.lag:
+                        part = frame[[c for c in cols if c in frame.columns]].rename(columns={n: n + registry.LAG_SUFFIX for n in all_views[view].output_names})
+                        collected.setdefault(lag.name, []).append(part)
+        else:
+            entity_col = "market" if family.entity == "market" else "symbol"
+            inputs_bars = versions if versions is not None else None
+            rows = family.compute(Inputs(entity=job.entity, bars=inputs_bars, start=None, tables=tables,
+                                         calendar=info[0], delay_minutes=info[1]))
+            if rows is None or rows.empty:
+                continue
+            if entity_col not in rows.columns:
+                rows = rows.assign(**{entity_col: job.entity})
+            for view in family.views:
+                v = all_views[view]
+                base = rows[[entity_col, "event_timestamp", "known_timestamp", *v.output_names]]
+                new = _new_rows(base, _existing_latest(settings, view, entity_col, [job.entity]), v.output_names)
+                collected.setdefault(view, []).append(new)
+                lag = all_views.get(view + registry.LAG_SUFFIX)
+                if lag is not None:
+                    lagged = lag_rows(base, entity_col).rename(columns={n: n + registry.LAG_SUFFIX for n in v.output_names})
+                    collected.setdefault(lag.name, []).append(
+                        _new_rows(lagged, _existing_latest(settings, lag.name, entity_col, [job.entity]), lag.output_names))
+    counts, min_event = {}, None
+    views = family.views + [v + registry.LAG_SUFFIX for v in family.views if v + registry.LAG_SUFFIX in all_views]
+    for view in views:
+        frames = [f for f in collected.get(view, []) if len(f)]
+        if not frames:
+            counts[view] = 0
+            continue
+        out = finish(pd.concat(frames, ignore_index=True), all_views[view], task.created)
+        path = layout.hidden(layout.view_dir(settings, view) / layout.part_name(task.run, family.name, task.chunk))
+        write_part(out, path, arrow_schema(all_views[view]))
+        counts[view] = len(out)
+        ev = int(clock.epoch_us(out["event_timestamp"]).min())
+        min_event = ev if min_event is None else min(min_event, ev)
+    return ChunkResult(family.name, task.chunk, len(task.jobs), counts, min_event, time.perf_counter() - t0)
+
+
+def _merge_views(existing: dict[str, pd.DataFrame], family: Family) -> pd.DataFrame | None:
+    frames = [f.set_index("event_timestamp").drop(columns=["symbol", "known_timestamp", "created_timestamp"], errors="ignore")
+              for f in existing.values() if len(f)]
+    if not frames:
+        return None
+    known = pd.concat([f.set_index("event_timestamp")["known_timestamp"] for f in existing.values() if len(f)], axis=1).max(axis=1)
+    merged = pd.concat(frames, axis=1)
+    merged["known_timestamp"] = known
+    return merged.reset_index()
+
+
+def lag_rows(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Each row shown again at the entity's next event time, known from the later of its
+    own known time and that event."""
+    if frame.empty:
+        return frame
+    events = frame[[key, "event_timestamp"]].drop_duplicates().sort_values([key, "event_timestamp"], kind="stable")
+    events["next_event"] = events.groupby(key, sort=False)["event_timestamp"].shift(-1)
+    out = frame.merge(events, on=[key, "event_timestamp"], how="left")
+    out = out[out["next_event"].notna()].copy()
+    out["event_timestamp"] = out["next_event"]
+    out["known_timestamp"] = np.maximum(pd.to_datetime(out["known_timestamp"], utc=True), pd.to_datetime(out["event_timestamp"], utc=True))
+    return out.drop(columns=["next_event"]).reset_index(drop=True)
+
+
+def _new_rows(rows: pd.DataFrame, existing: pd.DataFrame, outputs: list[str]) -> pd.DataFrame:
+    """Rows gold does not hold yet: no stored row with the same event and known time and
+    the same values."""
+    if existing is None or existing.empty or rows.empty:
+        return rows
+    key = ["event_timestamp", "known_timestamp"]
+    rows = rows.copy()
+    for c in key:
+        rows[c] = pd.to_datetime(rows[c], utc=True).astype("datetime64[us, UTC]")
+        existing[c] = pd.to_datetime(existing[c], utc=True).astype("datetime64[us, UTC]")
+    stored = existing.drop_duplicates(key, keep="last").set_index(key)
+    matched = stored.reindex(pd.MultiIndex.from_frame(rows[key]))
+    present = matched[outputs[0]].index.isin(stored.index) if len(outputs) else np.zeros(len(rows), bool)
+    same = np.ones(len(rows), dtype=bool)
+    for c in outputs:
+        a = rows[c].to_numpy()
+        b = matched[c].to_numpy()
+        eq = np.array([(x == y) or (pd.isna(x) and pd.isna(y)) for x, y in zip(a, b, strict=True)], dtype=bool)
+        same &= eq
+    return rows[~(present & same)].reset_index(drop=True)
+
+
+def write_part(frame: pd.DataFrame, path, schema) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl.storage.atomic import atomic_path
+
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="lz4", row_group_size=64_000)
+
+
+# ------------------------------------------------------------------ the run
+
+
+@dataclass
+class BuildReport:
+    run: int | None
+    families: dict[str, dict]
+    rows: dict[str, int]
+    min_event_us: int | None
+    seconds: float
+    recovered: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return any(self.rows.values())
+
+
+def _pool_map(fn, tasks: Iterator[Task], n_jobs: int) -> Iterator[ChunkResult]:
+    if n_jobs <= 1:
+        for t in tasks:
+            yield fn(t)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("fork")) as pool:
+        pending: deque = deque()
+        for t in tasks:
+            pending.append(pool.submit(fn, t))
+            if len(pending) >= 2 * n_jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def build(settings: Settings, families: list[str] | None = None, force: bool = False, n_jobs: int | None = None,
+          progress: Callable[[str], None] | None = None, chunk_symbols: int | None = None) -> BuildReport:
+    """Bring every family's gold up to date with silver (see the module doc)."""
+    t0 = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    registry.activate(settings)
+    recovered = layout.finish_pending(settings)
+    if recovered:
+        say(f"gold: {recovered} (an earlier build was interrupted)")
+    chosen = [f for f in registry.families() if families is None or f.name in families]
+    unknown = sorted(set(families or []) - {f.name for f in chosen})
+    if unknown:
+        raise DeclarationError(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} {unknown}; the families are "
+                               f"{[f.name for f in registry.families()]}")
+    for fam in chosen:
+        if fam.user:
+            from etl.gold.checks import check_user_family
+
+            check_user_family(settings, fam)
+    plans = plan(settings, chosen, force=force)
+    all_views = registry.views()
+    runs = layout.read_runs(settings)
+    if not any(p.jobs or p.rebuild for p in plans):
+        say("factors: every family is up to date with silver")
+        return BuildReport(None, {p.family.name: {"entities": 0, "mode": p.reason, "chunks": 0, "rows": 0} for p in plans}, {}, None,
+                           round(time.perf_counter() - t0, 2), recovered)
+    run = int(runs.get("last_run", 0)) + 1
+    n_jobs = n_jobs or min(2, os.cpu_count() or 1)
+    size = chunk_symbols or settings.build_chunk_symbols
+    created = clock.utc_us()
+    views_touched = sorted({v for p in plans for v in p.family.views} | {v + registry.LAG_SUFFIX for p in plans for v in p.family.views
+                                                                       if v + registry.LAG_SUFFIX in all_views})
+    obsolete = {}
+    for p in plans:
+        if p.rebuild:
+            for v in p.family.views + [v + registry.LAG_SUFFIX for v in p.family.views if v + registry.LAG_SUFFIX in all_views]:
+                obsolete[v] = [f.name for f in layout.parts(settings, v) if f.name != layout.SCHEMA_PART]
+    runs["pending"] = {"run": run, "views": views_touched, "obsolete": obsolete}
+    layout.write_runs(settings, runs)
+    for v in views_touched:
+        path = layout.view_dir(settings, v) / layout.SCHEMA_PART
+        if not path.exists():
+            write_part(empty_frame(all_views[v].entity, all_views[v].outputs), path, arrow_schema(all_views[v]))
+    tasks: list[Task] = []
+    for p in plans:
+        for i, chunk in enumerate(chunks_of(p.jobs, size, len(p.family.outputs()))):
+            tasks.append(Task(str(settings.home), p.family.name, run, i, tuple(chunk), p.rebuild, created))
+    total_cost = sum(j.cost for t in tasks for j in t.jobs) or 1
+    fam_report = {p.family.name: {"entities": len(p.jobs), "mode": p.reason, "chunks": 0, "rows": 0} for p in plans}
+    for p in plans:
+        say(f"factors: {p.family.name}: {len(p.jobs):,} of {len(p.state):,} entities to build ({p.reason})")
+    rows: dict[str, int] = {}
+    min_event = None
+    done_cost = 0
+    started = last_say = time.perf_counter()
+    for k, res in enumerate(_pool_map(build_chunk, iter(tasks), n_jobs if len(tasks) > 1 else 1)):
+        task = tasks[k]
+        done_cost += sum(j.cost for j in task.jobs)
+        for v, n in res.rows.items():
+            rows[v] = rows.get(v, 0) + n
+        fam_report[res.family]["chunks"] += 1
+        fam_report[res.family]["rows"] += sum(res.rows.values())
+        if res.min_event_us is not None:
+            min_event = res.min_event_us if min_event is None else min(min_event, res.min_event_us)
+        elapsed = time.perf_counter() - started
+        eta = elapsed / done_cost * (total_cost - done_cost)
+        if time.perf_counter() - last_say < 2.0 and k + 1 < len(tasks):
+            continue
+        last_say = time.perf_counter()
+        say(f"factors: {res.family} chunk {k + 1}/{len(tasks)} ({res.entities} entities, {sum(res.rows.values()):,} rows) "
+            f"{100 * done_cost / total_cost:.0f}% done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
+    # commit: state files, then the run record (the commit point), then the renames
+    for p in plans:
+        path = layout.state_path(settings, p.family.name, run)
+        from etl.storage.atomic import atomic_write_frame
+
+        atomic_write_frame(p.state, path)
+        runs["families"][p.family.name] = {"run": run, "fingerprint": p.family.fingerprint(), "views": p.family.views}
+    runs["last_run"] = run
+    if min_event is not None:
+        runs.setdefault("min_event", {})[str(run)] = min_event
+    layout.write_runs(settings, runs)
+    layout.finish_pending(settings)
+    return BuildReport(run, fam_report, rows, min_event, round(time.perf_counter() - t0, 2), recovered)

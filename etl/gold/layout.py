@@ -1,0 +1,174 @@
+"""Where gold lives and how a build's files become visible all at once.
+
+Gold is one folder per feature view, ``gold/<view>/``, of Parquet part files, each sorted
+by (event time, entity, known time) so a time window or a symbol range skips row groups:
+
+- ``r<run>-<family>-c<chunk>.parquet``: the rows one build run wrote for one chunk of
+  entities (a night appends a few small ones);
+- ``r<run>-m<k>.parquet``: parts merged by :func:`compact` (a separate step);
+- ``r000000-schema.parquet``: no rows, the view's schema (a view whose inputs were never
+  ingested still answers queries with missing values).
+
+A run is committed atomically: workers write hidden ``.r<run>-...`` files (readers skip
+names starting with ``.`` or ``_``); the commit point is the atomic rewrite of
+``gold/_runs.json`` (the committed run and each family's state file); then the hidden files
+are renamed. A crash before the commit leaves hidden files that the next build deletes; a
+crash after it is rolled forward by the next build. A rerun is therefore idempotent and no
+reader ever sees half a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from etl.core.config import Settings
+from etl.storage.atomic import atomic_write_text
+
+RUNS = "_runs.json"
+STATE_DIR = "_state"
+SCHEMA_PART = "r000000-schema.parquet"
+
+
+def view_dir(settings: Settings, view: str) -> Path:
+    """The folder of one view's part files (what Feast's FileSource names)."""
+    return settings.gold / view
+
+
+def gold_path(settings: Settings, view: str) -> Path:
+    """The path a reader opens for a view (a folder of Parquet parts)."""
+    return view_dir(settings, view)
+
+
+def parts(settings: Settings, view: str) -> list[Path]:
+    folder = view_dir(settings, view)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+
+
+def part_run(path: Path) -> int:
+    """The run that wrote (or, for a merged part, last fed) a part file."""
+    name = path.name
+    return int(name[1:7]) if name.startswith("r") and name[1:7].isdigit() else 0
+
+
+def part_name(run: int, family: str, chunk: int) -> str:
+    return f"r{run:06d}-{family}-c{chunk:05d}.parquet"
+
+
+def hidden(path: Path) -> Path:
+    return path.with_name("." + path.name)
+
+
+def read_runs(settings: Settings) -> dict:
+    path = settings.gold / RUNS
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {"last_run": 0, "families": {}, "pending": None}
+
+
+def write_runs(settings: Settings, runs: dict) -> None:
+    atomic_write_text(settings.gold / RUNS, json.dumps(runs, indent=1, sort_keys=True))
+
+
+def state_path(settings: Settings, family: str, run: int) -> Path:
+    return settings.gold / STATE_DIR / f"{family}-r{run:06d}.parquet"
+
+
+def read_state(settings: Settings, family: str) -> pd.DataFrame | None:
+    info = read_runs(settings)["families"].get(family)
+    if not info:
+        return None
+    path = state_path(settings, family, info["run"])
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def finish_pending(settings: Settings) -> str | None:
+    """Roll a crashed run forward (committed) or back (not committed). Returns what was done."""
+    runs = read_runs(settings)
+    pending = runs.get("pending")
+    if not pending:
+        _remove_orphans(settings, runs)
+        return None
+    run = pending["run"]
+    committed = runs.get("last_run", 0) >= run
+    for view in pending.get("views", []):
+        folder = view_dir(settings, view)
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if p.name.startswith(f".r{run:06d}-"):
+                if committed:
+                    os.replace(p, folder / p.name[1:])
+                else:
+                    p.unlink()
+        if committed:
+            for name in pending.get("obsolete", {}).get(view, []):
+                (folder / name).unlink(missing_ok=True)
+    runs["pending"] = None
+    write_runs(settings, runs)
+    _remove_orphans(settings, runs)
+    return f"run {run} {'rolled forward' if committed else 'rolled back'}"
+
+
+def _remove_orphans(settings: Settings, runs: dict) -> None:
+    """State files no family points to (left by a run that did not commit, or superseded)."""
+    folder = settings.gold / STATE_DIR
+    if not folder.is_dir():
+        return
+    keep = {state_path(settings, fam, info["run"]).name for fam, info in runs["families"].items()}
+    for p in folder.iterdir():
+        if p.suffix == ".parquet" and p.name not in keep:
+            p.unlink(missing_ok=True)
+
+
+def compact(settings: Settings, view: str, target_rows: int = 2_000_000, min_parts: int = 8) -> dict:
+    """Merge a view's small part files into parts of about ``target_rows`` rows, streaming
+    (one input file in memory at a time). Parts are merged in run order, so a later row
+    still comes after an earlier one; the merged part is named after the newest run it holds
+    (materialization then knows it holds nothing newer). The merged file is written before
+    the inputs are removed; readers of a view drop nothing, so a crash between the two
+    leaves duplicate rows only until the next compaction... which is why the inputs are
+    listed in ``_runs.json`` first and removed by :func:`finish_pending` on a crash."""
+    import pyarrow.parquet as pq
+
+    from etl.storage.atomic import atomic_path
+
+    files = [p for p in parts(settings, view) if p.name != SCHEMA_PART]
+    small = [p for p in files if pq.ParquetFile(p).metadata.num_rows < target_rows // 4]
+    if len(small) < min_parts:
+        return {"view": view, "merged": 0, "written": 0}
+    groups, cur, n = [], [], 0
+    for p in small:
+        rows = pq.ParquetFile(p).metadata.num_rows
+        if cur and n + rows > target_rows:
+            groups.append(cur)
+            cur, n = [], 0
+        cur.append(p)
+        n += rows
+    if cur:
+        groups.append(cur)
+    groups = [g for g in groups if len(g) > 1]
+    runs = read_runs(settings)
+    written = 0
+    for k, group in enumerate(groups):
+        newest = max(part_run(p) for p in group)
+        out = view_dir(settings, view) / f"r{newest:06d}-m{os.getpid()}x{k:04d}.parquet"
+        schema = pq.read_schema(group[0])
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for p in group:
+                table = pq.read_table(p)
+                writer.write_table(table.cast(schema), row_group_size=256_000)
+        runs["pending"] = {"run": runs.get("last_run", 0), "views": [view], "obsolete": {view: [p.name for p in group]}}
+        write_runs(settings, runs)
+        for p in group:
+            p.unlink(missing_ok=True)
+        runs["pending"] = None
+        write_runs(settings, runs)
+        written += 1
+    return {"view": view, "merged": sum(len(g) for g in groups), "written": written}
