@@ -107,11 +107,9 @@ def main() -> None:
 
     for var in ("ALPHA_REDIS_URL", "ALPHA_HOME", "PREFECT_API_URL"):
         os.environ.pop(var, None)
-    from etl.gold.core import build_gold
-    from etl.gold.families import build_families
-
     from etl.core.config import load_settings
     from etl.factors import registry
+    from etl.jobs import compute_factors
     from etl.serving import feast_store
     from etl.sources.archive import ingest_lean
     from sdk import connect
@@ -124,12 +122,10 @@ def main() -> None:
         rows.append(("ingest Lean (21 symbols, bronze + silver)", f"{t_ingest:.2f} s", f"{rep.rows_read:,} bars"))
         _, t_reingest, _ = timed(lambda: ingest_lean(settings, LEAN))
         rows.append(("re-ingest, nothing new (idempotent)", f"{t_reingest:.2f} s", ""))
-        gold, t_gold, _ = timed(lambda: build_gold(settings))
-        rows.append(("core factors + gold write", f"{t_gold:.2f} s", f"{gold.rows:,} rows x {gold.features} features"))
-        views, t_fam, _ = timed(lambda: build_families(settings))
-        n_feat = sum(len(registry.views()[v.view].outputs) for v in views)
-        rows.append(("factor families + gold write (TA-Lib grid, regime; no options/news/fundamentals/macro inputs here) and _lag1 twins",
-                     f"{t_fam:.2f} s", f"{len(views)} views, {n_feat:,} features"))
+        gold, t_gold, _ = timed(lambda: compute_factors(settings))
+        rows.append(("every family into gold: the generic builder, 2 worker processes (bars, core technicals, TA-Lib grid, regime; "
+                     "no options/news/fundamentals/macro inputs here) and _lag1 twins",
+                     f"{t_gold:.2f} s", f"{gold['rows']:,} rows, {len(gold['views'])} views, {gold['features']:,} features"))
         _, t_apply, _ = timed(lambda: feast_store.apply(settings))
         rows.append(("feast apply (first, includes `import feast`)", f"{t_apply:.2f} s", ""))
         _, t_mat, _ = timed(lambda: feast_store.materialize(settings))

@@ -21,7 +21,7 @@ module                 commands
 =====================  ==========================================
 ``cli.ingest``         ingest, compact, watermarks
 ``cli.quality``        health
-``cli.features``       features list, features describe
+``cli.features``       features list, describe, build, compact
 ``cli.orchestration``  nightly, run nightly, run backfill, serve
 ``cli.trading``        backtest, live, replay
 ``cli.online``         apply, materialize, latest
@@ -48,6 +48,8 @@ app.command("health")(quality.health)
 features_app = typer.Typer(no_args_is_help=True, help="What features exist: list and describe.")
 features_app.command("list")(features.features_list)
 features_app.command("describe")(features.features_describe)
+features_app.command("build")(features.features_build)
+features_app.command("compact")(features.features_compact)
 app.add_typer(features_app, name="features")
 
 app.command("nightly")(orchestration.nightly)

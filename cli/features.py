@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOpt, friendly
+from cli.common import HomeOpt, done, friendly, step
 from etl.core.config import load_settings
 
 
@@ -16,12 +16,15 @@ def features_list(
     family: str | None = typer.Option(None, help="Only this family: technical, options, news, fundamentals, macro, regime."),
     view: str | None = typer.Option(None, help="Only this feature view."),
     lagged: bool = typer.Option(False, "--lagged", help="Include the _lag1 twins."),
+    home: Path | None = HomeOpt,
 ):
-    """Every declared feature (from the factor declarations; no warehouse needed)."""
+    """Every declared feature: the built-in factors and the home's own factor modules
+    (``factor_modules`` in its config.toml)."""
     import json
 
     from etl.factors import registry
 
+    registry.activate(load_settings(home))
     rows = [
         {"name": f.name, "view": f.view, "family": f.family, "dtype": f.dtype, "entity": f.entity, "factor": f.factor, "description": f.description}
         for f in registry.features().values()
@@ -70,3 +73,43 @@ def features_describe(
                 typer.echo(f"  {k}: {v}")
         else:
             typer.echo(f"{key}: {value}")
+
+
+@friendly
+def features_build(
+    family: list[str] = typer.Option(None, "--family", "-f", help="Only this family (repeat for several), e.g. user_mylab_daily "
+                                     "for a new user factor's view; default every family."),
+    force: bool = typer.Option(False, "--force", help="Rebuild the chosen families from nothing (their views are replaced)."),
+    home: Path | None = HomeOpt,
+):
+    """Bring gold up to date with silver without the rest of the nightly: only what changed is
+    computed (a new factor: its whole history; otherwise the new sessions and revisions)."""
+    from etl.gold.builder import build
+    from etl.gold.inputs import write_manifest
+
+    settings = load_settings(home)
+    t0 = step(f"factor build on {settings.home}" + (f" ({', '.join(family)})" if family else ""))
+    report = build(settings, families=family or None, force=force, progress=lambda m: typer.echo(f"    {m}"))
+    write_manifest(settings)
+    done(t0, f"run {report.run}: {sum(report.rows.values()):,} rows written" if report.run else "nothing to compute")
+
+
+@friendly
+def features_compact(
+    view: list[str] = typer.Argument(None, help="Views to compact (default: every view)."),
+    home: Path | None = HomeOpt,
+):
+    """Merge each view's small part files (one per chunk per night) into larger ones; answers
+    do not change. Run it now and then (e.g. weekly), not during a nightly."""
+    from etl.factors import registry
+    from etl.gold.layout import compact
+
+    settings = load_settings(home)
+    registry.activate(settings)
+    t0 = step(f"compacting gold in {settings.home}")
+    merged = written = 0
+    for name in view or list(registry.views()):
+        out = compact(settings, name)
+        merged += out["merged"]
+        written += out["written"]
+    done(t0, f"{merged} part files merged into {written}")

@@ -71,7 +71,8 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     logger.info("factors: the generic builder over every family ...")
     gold = tasks.compute(home, day_s, force)
     timings["factors"] = time.perf_counter() - t0
-    logger.info("factors: %s", {k: v for k, v in gold.items() if k != "views"})
+    logger.info("factors: %s", gold.get("skipped") or f"run {gold['run']}: {gold['rows']:,} rows written for "
+                f"{sum(f['entities'] for f in gold['families'].values()):,} entity builds in {gold['seconds']} s")
 
     t0 = time.perf_counter()
     logger.info("feast apply (if the definitions changed) ...")

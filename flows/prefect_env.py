@@ -21,4 +21,8 @@ def configure_prefect(settings: Settings) -> None:
     # the temporary server's 20 s default is too little on a loaded 2-core machine (a nightly failed so)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # ...but a run's own log lines (each step, the factor build's chunks with an estimate of
+    # what remains) go to the console and the run's logs in the UI
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")

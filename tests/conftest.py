@@ -84,6 +84,10 @@ INTEGRATION_MODULES = frozenset({"test_cli.py", "test_ingest_cli.py", "test_orch
 #: (test module, fixture): module fixtures that start a server or run a Prefect flow, or
 #: whose setup takes over about a second (``pytest --durations=0`` on this 2-core machine)
 SLOW_FIXTURES = frozenset({
+    ("test_incremental_build.py", "homes"),      # 30 nights of ingest + build on three symbols (~90 s)
+    ("test_user_factors.py", "lab"),             # `alpha` subprocesses: ingest, nightly, build, apply (~150 s)
+    ("test_truncation.py", "cut"),               # two warehouses over every family with inputs (~60 s)
+    ("test_bounded_memory.py", "peaks"),         # two `alpha nightly` runs on generated universes (~4 min)
     ("test_shared_registry.py", "shared"),       # PostgreSQL
     ("test_options_factors.py", "data"),         # Lean bars and option chains through the real ingest (~4 s)
     ("test_technical_grid.py", "lean"),          # three symbols through ingest and the TA-Lib grid (~3 s)

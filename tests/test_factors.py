@@ -97,7 +97,7 @@ def test_warmup_is_missing_not_zero(aapl):
     _, _, f = aapl
     first = f.iloc[:40]
     for spec in FACTORS:
-        for col in spec.outputs:
+        for col in spec.output_names:
             lead = int(first[col].isna().cumprod().sum())
             assert lead >= 1, col
             assert not (first[col].iloc[:lead] == 0).any()

@@ -78,7 +78,7 @@ def _offline_latest(settings, view: str, now: pd.Timestamp) -> pd.DataFrame:
     from etl.factors import registry
 
     info = registry.views()[view]
-    frame = pd.read_parquet(settings.gold / f"{view}.parquet")
+    frame = pd.read_parquet(settings.gold / view)
     frame = frame.reset_index(drop=True).assign(_pos=np.arange(len(frame)))
     frame = frame[(frame["event_timestamp"] <= now) & (frame["known_timestamp"] <= now)]
     frame = frame.sort_values([info.entity, "event_timestamp", "known_timestamp", "created_timestamp", "_pos"], kind="stable")
@@ -183,11 +183,19 @@ def test_online_equals_offline_latest(materialized):
 
 
 def _append_rows(settings, view: str, rows: pd.DataFrame) -> None:
-    path = settings.gold / f"{view}.parquet"
-    frame = pd.read_parquet(path)
-    out = pd.concat([frame, rows.astype(frame.dtypes.to_dict())], ignore_index=True)
-    out.to_parquet(path.with_suffix(".tmp"), index=False)
-    path.with_suffix(".tmp").replace(path)
+    """Rows appended as a build run appends them: a new part file of a new committed run."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl.gold import layout
+
+    runs = layout.read_runs(settings)
+    run = runs["last_run"] + 1
+    schema = pq.read_schema(layout.parts(settings, view)[-1])
+    table = pa.Table.from_pandas(rows[schema.names].reset_index(drop=True), schema=schema, preserve_index=False)
+    pq.write_table(table, layout.view_dir(settings, view) / layout.part_name(run, "test", 0))
+    runs["last_run"] = run
+    layout.write_runs(settings, runs)
 
 
 def test_correction_same_event_time_and_late_rows(home, server, tmp_path):
@@ -205,7 +213,7 @@ def test_correction_same_event_time_and_late_rows(home, server, tmp_path):
         again = redis_writer.materialize(settings)
         assert again.entities_written == 0 and again.entities_skipped == first.entities_written + first.entities_skipped
 
-        bars = pd.read_parquet(settings.gold / "bars_daily.parquet")
+        bars = pd.read_parquet(settings.gold / "bars_daily")
         last = bars[bars["symbol"] == "AAPL"].sort_values(["event_timestamp", "known_timestamp"]).tail(1).copy()
         now = pd.Timestamp.now(tz="UTC").floor("s")
         last["close"] = 999.25

@@ -86,7 +86,7 @@ def _core(name: str, outputs: tuple[str, ...], inputs: tuple[str, ...], lookback
         outputs=tuple(Output(o, "float64", description) for o in outputs),
         inputs=tuple(f"bars.{c}" for c in inputs) + ("corporate_actions.split_factor",),
         warmup=warmup, availability=AVAILABILITY, description=description,
-        params=(("scale", scale), ("prices", prices)), compute=fn,
+        params=(("scale", scale), ("prices", prices), ("lookback", lookback)), compute=fn,
     )
 
 

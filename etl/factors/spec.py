@@ -115,6 +115,51 @@ class Inputs:
     def table(self, name: str) -> pd.DataFrame | None:
         return self.tables.get(name)
 
+    def split_factors(self):
+        """The split factor in force at each bar (1 without corporate actions): multiply raw
+        prices by it for a series without split jumps; divide a price-level result by it to
+        get back to the scale traded at each session."""
+        from etl.factors.core import cumulative_factors
+
+        split, _ = cumulative_factors(self.bars["session"], self.table("corporate_actions"))
+        return split
+
+    def adjusted(self, prices: Literal["split", "total"] = "split") -> pd.DataFrame:
+        """The bars with split- (or split- and dividend-) adjusted prices and volumes: ratios
+        of them across a split are what a trader saw; needs the ``corporate_actions`` input
+        (without it the prices stay raw)."""
+        from etl.factors.core import cumulative_factors
+
+        split, price = cumulative_factors(self.bars["session"], self.table("corporate_actions"))
+        mult = split * price if prices == "total" else split
+        out = self.bars.copy()
+        for c in ("open", "high", "low", "close"):
+            out[c] = out[c].to_numpy(dtype=float) * mult
+        out["volume"] = out["volume"].to_numpy(dtype=float) / split
+        return out
+
+    def asof(self, table: str, column: str, where: dict | None = None):
+        """For each bar, ``column`` of the latest row of input ``table`` (optionally only rows
+        whose columns equal ``where``'s values) whose ``event_timestamp`` -- when it was
+        knowable -- is at or before the bar's: never a value before it was known. NaN before
+        the first."""
+        import numpy as np
+
+        from etl.core import clock
+
+        rows = self.table(table)
+        n = len(self.bars)
+        if rows is None or rows.empty:
+            return np.full(n, np.nan)
+        for k, v in (where or {}).items():
+            rows = rows[rows[k] == v]
+        rows = rows.sort_values([c for c in ("event_timestamp", "created_timestamp") if c in rows.columns], kind="stable")
+        if rows.empty:
+            return np.full(n, np.nan)
+        at = np.searchsorted(clock.epoch_us(rows["event_timestamp"]), clock.epoch_us(self.bars["event_timestamp"]), side="right") - 1
+        values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+        return np.where(at >= 0, values[np.maximum(at, 0)], np.nan)
+
 
 @dataclass(frozen=True)
 class Family:

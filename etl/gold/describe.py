@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from etl.core.config import Settings
 from etl.factors import registry
 
 
 def describe_feature(settings: Settings, name: str) -> dict:
     """Declaration, lineage and coverage of feature ``name`` (KeyError if unknown)."""
+    registry.activate(settings)
     info = registry.features()[name]
     view = registry.views()[info.view]
     out: dict = {
@@ -22,25 +21,32 @@ def describe_feature(settings: Settings, name: str) -> dict:
     }
     if info.factor:
         f = registry.factor(info.factor)
+        family = registry.family_of_view(view.name)
         out["lineage"] = {
             "silver inputs": ", ".join(f.inputs),
+            "computed by": f"family {family.name}{' (user module)' if family.user else ''}; "
+                           + (f"per symbol, {family.warmup} sessions of warm-up" if family.warmup is not None else "whole history per entity"),
             "factor": f"{f.name} ({f.family}){' ' + dict(f.params).__repr__() if f.params else ''}",
             "warm-up": f"{f.warmup} sessions",
             "available": f.availability,
             "lag of": view.lag_of or "-",
             "feature view": view.name,
             "services": ", ".join(s for s in registry.SERVICES if view.name in registry.service_views(s)),
-            "gold file": str(settings.gold / f"{view.name}.parquet"),
+            "gold folder": str(settings.gold / view.name),
         }
     out["coverage"] = coverage(settings, view, name)
     return out
 
 
 def coverage(settings: Settings, view: registry.View, name: str) -> dict:
-    path = settings.gold / f"{view.name}.parquet"
-    if not path.exists():
+    from etl.gold.layout import parts
+
+    files = parts(settings, view.name)
+    if not files:
         return {"status": f"not built in {settings.home} (run `alpha nightly`)"}
-    frame = pd.read_parquet(path, columns=[view.entity, "event_timestamp", name])
+    import pyarrow.dataset as ds
+
+    frame = ds.dataset([str(p) for p in files], format="parquet").to_table(columns=[view.entity, "event_timestamp", name]).to_pandas()
     if frame.empty:
         return {"status": "built, but its inputs were never ingested (empty view)"}
     present = frame[name].notna()

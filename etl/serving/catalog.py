@@ -21,10 +21,13 @@ def catalog_path(settings: Settings) -> Path:
     return settings.feast_dir / CATALOG_FILE
 
 
-def build_catalog() -> dict:
-    """Views (entity, TTL, features with dtypes) and services from the factor registry."""
+def build_catalog(settings: Settings | None = None) -> dict:
+    """Views (entity, TTL, features with dtypes) and services from the factor registry (with
+    the factor modules of ``settings``' home, when given)."""
     from etl.factors import registry
 
+    if settings is not None:
+        registry.activate(settings)
     views = {
         name: {"entity": v.entity, "ttl_seconds": v.ttl.total_seconds(), "features": {o.name: o.dtype for o in v.outputs}}
         for name, v in registry.views().items()
@@ -38,7 +41,7 @@ def build_catalog() -> dict:
 def write_catalog(settings: Settings, catalog: dict | None = None) -> Path:
     from etl.storage.atomic import atomic_write_text  # not at import: `alpha latest` must start fast
 
-    return atomic_write_text(catalog_path(settings), json.dumps(catalog or build_catalog()))
+    return atomic_write_text(catalog_path(settings), json.dumps(catalog or build_catalog(settings)))
 
 
 _CATALOGS: dict[str, tuple[float, dict]] = {}
@@ -51,7 +54,7 @@ def load_catalog(settings: Settings) -> dict:
     try:
         mtime = path.stat().st_mtime
     except FileNotFoundError:
-        return build_catalog()
+        return build_catalog(settings)
     cached = _CATALOGS.get(str(path))
     if cached is None or cached[0] != mtime:
         cached = (mtime, json.loads(path.read_text()))

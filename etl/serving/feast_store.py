@@ -89,6 +89,9 @@ def apply(settings: Settings) -> list[str]:
         store = feature_store(settings)
         defs = build_definitions(settings.home)
         store.apply(defs.objects())
+    from etl.serving.catalog import build_catalog, write_catalog
+
+    write_catalog(settings, build_catalog(settings))  # what the SDK resolves refs against: what was applied
     return [o.name for o in defs.objects()]
 
 

@@ -79,10 +79,12 @@ def _us(column) -> object:
 
 def _view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run: int = 0):
     """The winners of one view among the part files of runs after ``since_run``: (entity
-    values, event us, encoded columns, digests, the first run holding rows known after now)."""
+    values, event us, encoded columns, digests, the first run holding rows known after now).
+    Reads one part file at a time: the times of every part, then the feature values of the
+    winning rows only; memory is bounded by a part and one row per entity."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     from etl.gold.layout import part_run, parts
@@ -98,28 +100,44 @@ def _view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run
     missing = [c for c in [entity, "event_timestamp", "known_timestamp", *features] if c not in schema.names]
     if missing:
         raise OnlineStoreError(f"{settings.gold / name} lacks column(s) {missing[:10]}; rebuild the gold tables (`alpha nightly`)")
-    cols = [entity, "event_timestamp", "known_timestamp", *([created_col] if created_col else []), *features]
     if not files:
         return [], np.array([], dtype=np.int64), [], [], None
-    table = ds.dataset([str(p) for p in files], format="parquet").to_table(columns=cols)
-    codes = pc.dictionary_encode(table.column(entity).combine_chunks()).indices.to_numpy(zero_copy_only=False)
-    ev, kn = _us(table.column("event_timestamp")), _us(table.column("known_timestamp"))
+    # pass 1, one part file at a time (times only): each entity's winner among every part
+    time_cols = [entity, "event_timestamp", "known_timestamp", *([created_col] if created_col else [])]
+    best: dict[str, tuple[int, int, int, int, int]] = {}
     future = None
-    if (kn > now_us).any():
-        future = min(part_run(p) for p in files if pq.read_table(p, columns=["known_timestamp"]).column(0).to_numpy().max() > now_us) \
-            if len(files) > 1 else part_run(files[0])
-    cr = _us(table.column(created_col)) if created_col else np.zeros(len(ev), dtype=np.int64)
-    idx = pit.winners_at(codes, ev, kn, cr, now_us)
-    win = table.take(idx)
-    entities = [str(v) for v in win.column(entity).to_pylist()]
-    encoded = [encode_column(win.column(f).to_pandas(), dtype) for f, dtype in features.items()]
-    ev_w, kn_w, cr_w = ev[idx], kn[idx], cr[idx]
-    rows = list(zip(*encoded, strict=False)) if encoded else [()] * len(idx)
-    digests = [
-        hashlib.blake2b(struct.pack("<qqq", int(e), int(k), int(c)) + b"\xff".join(row), digest_size=16).digest() + struct.pack("<q", int(e))
-        for e, k, c, row in zip(ev_w, kn_w, cr_w, rows, strict=False)
-    ]
-    return entities, ev_w, rows, digests, future
+    for k, path in enumerate(files):
+        t = pq.read_table(path, columns=time_cols)
+        if t.num_rows == 0:
+            continue
+        enc = pc.dictionary_encode(t.column(entity).combine_chunks())
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        ev, kn = _us(t.column("event_timestamp")), _us(t.column("known_timestamp"))
+        cr = _us(t.column(created_col)) if created_col else np.zeros(len(ev), dtype=np.int64)
+        if (kn > now_us).any():
+            future = part_run(path) if future is None else min(future, part_run(path))
+        idx = pit.winners_at(codes, ev, kn, cr, now_us)
+        names = enc.dictionary.to_pylist()
+        for i in idx.tolist():
+            cand = (int(ev[i]), int(kn[i]), int(cr[i]), k, i)  # a tie goes to the later part, then the later row
+            name = names[codes[i]]
+            if name not in best or cand > best[name]:
+                best[name] = cand
+    # pass 2: the winners' feature values, read from the parts that hold them
+    by_part: dict[int, list[tuple[str, tuple]]] = {}
+    for name, cand in best.items():
+        by_part.setdefault(cand[3], []).append((name, cand))
+    entities, ev_w, rows, digests = [], [], [], []
+    for k, items in sorted(by_part.items()):
+        t = pq.read_table(files[k], columns=list(features)).take(pa.array([c[4] for _, c in items]))
+        encoded = [encode_column(t.column(f).to_pandas(), dtype) for f, dtype in features.items()]
+        part_rows = list(zip(*encoded, strict=False)) if encoded else [()] * len(items)
+        for (name, (e, kk, c, _k, _i)), row in zip(items, part_rows, strict=True):
+            entities.append(str(name))
+            ev_w.append(e)
+            rows.append(row)
+            digests.append(hashlib.blake2b(struct.pack("<qqq", e, kk, c) + b"\xff".join(row), digest_size=16).digest() + struct.pack("<q", e))
+    return entities, np.array(ev_w, dtype=np.int64), rows, digests, future
 
 
 def _beats(digest: bytes, stored: bytes | None) -> bool:
@@ -140,7 +158,7 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
     t0 = time.perf_counter()
     now_ts = clock.utc_now() if now is None else clock.to_utc(now, "now")
     now_us = clock.instant_us(now_ts, "now")
-    catalog = build_catalog()
+    catalog = build_catalog(settings)
     all_views = catalog["views"]
     chosen = list(all_views) if views is None else list(views)
     unknown = [v for v in chosen if v not in all_views]
