@@ -47,7 +47,6 @@ from etl.factors.spec import Family, Inputs
 from etl.gold import layout
 
 TIME_COLS = ["event_timestamp", "known_timestamp", "created_timestamp"]
-_PANDAS_DTYPES = {"float64": "float64", "float32": "float32", "int64": "Int64", "string": "object", "bool": "boolean"}
 NO_TIME = np.iinfo(np.int64).min
 #: output values (rows x outputs) a chunk computes at most: bounds a worker's memory
 CHUNK_VALUES = 20_000_000
@@ -69,29 +68,30 @@ def arrow_schema(view: registry.View):
     return pa.schema(fields)
 
 
-def empty_frame(entity: str, outputs) -> pd.DataFrame:
-    columns = {entity: pd.Series(dtype=object)}
-    columns.update({c: pd.Series(dtype="datetime64[us, UTC]") for c in TIME_COLS})
-    columns.update({o.name: pd.Series(dtype=_PANDAS_DTYPES[o.dtype]) for o in outputs})
-    return pd.DataFrame(columns)
+def finish(frame: pd.DataFrame, view: registry.View, created_us: int):
+    """The view's Arrow table: columns in view order, typed, times in UTC us, sorted by (event
+    time, entity, known time) so a time window or a symbol range skips row groups."""
+    import pyarrow as pa
 
-
-def finish(frame: pd.DataFrame, view: registry.View, created) -> pd.DataFrame:
-    """Columns in view order, typed, times in UTC us, sorted by time (row-group pruning)."""
+    schema = arrow_schema(view)
     if frame is None or frame.empty:
-        return empty_frame(view.entity, view.outputs)
-    order = np.lexsort((clock.epoch_us(frame["known_timestamp"]), frame[view.entity].astype(str).to_numpy(),
-                        clock.epoch_us(frame["event_timestamp"])))
-    cols: dict[str, object] = {view.entity: frame[view.entity].astype(str).to_numpy()[order]}
-    for c in ("event_timestamp", "known_timestamp"):
-        cols[c] = pd.to_datetime(frame[c].to_numpy()[order], utc=True).astype("datetime64[us, UTC]")
-    cols["created_timestamp"] = pd.DatetimeIndex([pd.Timestamp(created).tz_convert("UTC")] * len(frame)).as_unit("us")
+        return schema.empty_table()
+    ev, kn = clock.epoch_us(frame["event_timestamp"]), clock.epoch_us(frame["known_timestamp"])
+    ent = frame[view.entity].astype(str).to_numpy()
+    order = np.lexsort((kn, ent, ev))
+    ts = pa.timestamp("us", tz="UTC")
+    arrays = [pa.array(ent[order], pa.string()), pa.array(ev[order], ts), pa.array(kn[order], ts),
+              pa.array(np.full(len(order), created_us, dtype=np.int64), ts)]
     for o in view.outputs:
         if o.name not in frame.columns:
             raise DeclarationError(f"view {view.name}: the family's compute did not return {o.name!r}")
-        cols[o.name] = pd.Series(frame[o.name].to_numpy()[order]).astype(_PANDAS_DTYPES[o.dtype]).to_numpy()
-    out = pd.DataFrame(cols)
-    return out.sort_values(["event_timestamp", view.entity, "known_timestamp"], kind="stable").reset_index(drop=True)
+        col = frame[o.name]
+        if o.dtype in ("float32", "float64"):
+            arrays.append(pa.array(col.to_numpy(dtype=o.dtype, na_value=np.nan)[order]))
+        else:
+            values = col.astype(object).where(col.notna(), None).to_numpy()[order]
+            arrays.append(pa.array(values, type=schema.field(o.name).type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _typed_values(frame: pd.DataFrame, outputs) -> list[np.ndarray]:
@@ -547,11 +547,11 @@ def build_chunk(task: Task) -> ChunkResult:
         if not frames:
             counts[view] = 0
             continue
-        out = finish(pd.concat(frames, ignore_index=True), all_views[view], task.created)
+        out = finish(pd.concat(frames, ignore_index=True), all_views[view], clock.instant_us(task.created, "created"))
         path = layout.hidden(layout.view_dir(settings, view) / layout.part_name(task.run, family.name, task.chunk))
-        write_part(out, path, arrow_schema(all_views[view]))
-        counts[view] = len(out)
-        ev = int(clock.epoch_us(out["event_timestamp"]).min())
+        write_part(out, path)
+        counts[view] = out.num_rows
+        ev = int(clock.epoch_us(out.column("event_timestamp")).min())
         min_event = ev if min_event is None else min(min_event, ev)
     return ChunkResult(family.name, task.chunk, len(task.jobs), counts, min_event, time.perf_counter() - t0)
 
@@ -603,15 +603,16 @@ def _new_rows(rows: pd.DataFrame, existing: pd.DataFrame, outputs: list[str]) ->
     return rows[~(present & same)].reset_index(drop=True)
 
 
-def write_part(frame: pd.DataFrame, path, schema) -> None:
-    import pyarrow as pa
+def write_part(table, path) -> None:
+    """One part file, atomically: LZ4, row groups of 64k rows, statistics (what pruning reads) and
+    dictionaries only on the key and time columns."""
     import pyarrow.parquet as pq
 
     from etl.storage.atomic import atomic_path
 
-    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    keys = table.column_names[:4]
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="lz4", row_group_size=64_000)
+        pq.write_table(table, tmp, compression="lz4", row_group_size=64_000, use_dictionary=keys[:1], write_statistics=keys)
 
 
 # ------------------------------------------------------------------ the run
@@ -691,7 +692,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     for v in views_touched:
         path = layout.view_dir(settings, v) / layout.SCHEMA_PART
         if not path.exists():
-            write_part(empty_frame(all_views[v].entity, all_views[v].outputs), path, arrow_schema(all_views[v]))
+            write_part(arrow_schema(all_views[v]).empty_table(), path)
     tasks: list[Task] = []
     for p in plans:
         for i, chunk in enumerate(chunks_of(p.jobs, size, len(p.family.outputs()))):
