@@ -332,7 +332,14 @@ class AlphaOfflineStore(OfflineStore):
         end_date: datetime | None = None,
     ) -> RetrievalJob:
         def evaluate() -> pa.Table:
-            frame = _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date)
+            # pass 1: keys and times only; pass 2: the winning rows' features, streamed (memory is
+            # bounded by the keys and times of the window, not by its feature values)
+            import polars as pl
+
+            window = Window(_source_path(data_source, config.repo_path), timestamp_field, _bound_us(start_date, "start_date"),
+                            _bound_us(end_date, "end_date"))
+            times = list(dict.fromkeys(join_key_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
+            frame = window.read(times)
             if join_key_columns:
                 _, codes = factorize_keys(
                     [np.empty(0, dtype=object) for _ in join_key_columns],
@@ -341,8 +348,12 @@ class AlphaOfflineStore(OfflineStore):
             else:
                 codes = np.zeros(frame.height, dtype=np.int64)
             created = epoch_us(frame[created_timestamp_column]) if created_timestamp_column else None
-            idx = latest_indices(codes, epoch_us(frame[timestamp_field]), created)
-            out = _to_arrow(frame[np.sort(idx)])
+            idx = np.sort(latest_indices(codes, epoch_us(frame[timestamp_field]), created))
+            del frame, codes
+            cols = list(dict.fromkeys(join_key_columns + feature_name_columns + times))
+            picked = (window.filtered.with_row_index("__row").filter(pl.col("__row").is_in(pl.Series(idx, dtype=pl.UInt32)))
+                      .select(cols).collect(engine="streaming"))
+            out = _to_arrow(picked)
             if not join_key_columns:
                 out = out.append_column(DUMMY_ENTITY_ID, pa.array([DUMMY_ENTITY_VAL] * out.num_rows))
             return out
