@@ -6,14 +6,14 @@ idempotent and skips work whose inputs did not change:
 
 * :func:`ingest_configured` pulls every ``[[ingest]]`` source from its
   watermarks up to the session being closed (a rerun fetches nothing);
-* :func:`compute_factors` rebuilds gold only when silver, the factor code or
-  the session changed since the last build (recorded in
-  ``gold/_build.json``), so a rerun of the same session rewrites no file;
+* :func:`compute_factors` runs the generic builder (``etl.gold.builder``): only what
+  changed since its last run is computed and appended (``gold/_runs.json``), so a rerun
+  of the same session writes no file;
 * :func:`apply_if_changed` runs ``feast apply`` only when the generated
   definitions changed (recorded in ``feast/applied.json``);
-* :func:`materialize_if_needed` pushes changed winners (Redis: our
-  incremental writer; SQLite: Feast's materialize, skipped when gold is
-  unchanged since the last one).
+* :func:`materialize_if_needed` pushes what the build runs since its last push
+  wrote (Redis: our incremental writer over those runs' part files; SQLite: Feast's
+  materialize over the time window they cover), skipped when there was no run.
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ from etl.core.config import IngestSpec, Settings
 from etl.core.errors import ConfigError
 from etl.sources.base import IngestSummary, check_symbols, run_ingest
 from etl.storage.atomic import atomic_write_text
-
-BUILD_RECORD = "_build.json"
-
 
 # ------------------------------------------------------------------ ingest
 
