@@ -93,7 +93,7 @@ def test_feast_objects_are_generated_from_the_declarations(tmp_path):
         assert [f.dtype for f in fv.features] == [kinds.get(o.dtype, f.dtype) for o, f in zip(view.outputs, fv.features, strict=True)]
         assert fv.entities == [view.entity]
         assert fv.ttl == view.ttl
-        assert defs.sources[name].path == str(tmp_path / "gold" / f"{name}.parquet")
+        assert defs.sources[name].path == str(tmp_path / "gold" / name)  # the view's folder of part files
         assert fv.tags["family"] == view.family
     for name in registry.SERVICES:
         svc = defs.services[name]
@@ -156,9 +156,9 @@ def test_describe_shows_lineage_and_coverage(warehouse):
     info = json.loads(out.stdout)
     assert info["view"] == "technicals_lag1" and info["family"] == "technical"
     assert info["lineage"]["lag of"] == "technicals"
-    assert "bars_daily.close" in info["lineage"]["silver inputs"]
+    assert "bars.close" in info["lineage"]["silver inputs"]
     assert "leakage_v2" in info["lineage"]["services"]
-    gold = pd.read_parquet(home / "gold" / "technicals_lag1.parquet", columns=["symbol", "rsi_14_lag1"])
+    gold = pd.read_parquet(home / "gold" / "technicals_lag1", columns=["symbol", "rsi_14_lag1"])
     assert info["coverage"]["rows"] == f"{len(gold):,}"
     assert info["coverage"]["symbols"] == f"{gold.groupby('symbol')['rsi_14_lag1'].count().gt(0).sum()} of {gold['symbol'].nunique()} have values"
 
@@ -232,14 +232,16 @@ def test_lag_views_equal_the_previous_session_through_history(client):
 
 
 def test_nightly_built_every_view_and_latest_serves_market_features(warehouse, client):
+    from etl.gold.layout import parts
+
     built = warehouse["nightly"]["gold"]["views"]
     views = registry.views()
-    assert set(built) == {v for v, info in views.items() if info.lag_of is None} - {registry.BARS_VIEW, registry.CORE_VIEW}
+    assert set(built) == set(views)  # every view and its _lag1 twin, in one run
     gold = warehouse["settings"].gold
-    assert all((gold / f"{v}.parquet").exists() for v in views)  # the _lag1 twins too
-    assert built["ta_momentum"]["rows"] == len(pd.read_parquet(warehouse["settings"].home / "gold" / "technicals.parquet", columns=["symbol"]))
-    assert built["regime_daily"]["entities"] == 1
+    assert all(parts(warehouse["settings"], v) for v in views)
+    assert built["ta_momentum"]["rows"] == len(pd.read_parquet(gold / "technicals", columns=["symbol"]))
+    assert warehouse["nightly"]["gold"]["families"]["regime"]["entities"] == 1
     latest = client.latest(["AAPL", "IBM"], ["regime_daily:regime_vol_pct", "ta_momentum:ta_rsi_14"], now="warehouse")
     assert latest["regime_vol_pct"].nunique() == 1 and latest["regime_vol_pct"].notna().all()
-    gold = pd.read_parquet(warehouse["settings"].home / "gold" / "regime_daily.parquet")
+    gold = pd.read_parquet(warehouse["settings"].home / "gold" / "regime_daily")
     assert latest["regime_vol_pct"].iloc[0] == pytest.approx(gold.sort_values("event_timestamp")["regime_vol_pct"].iloc[-1])

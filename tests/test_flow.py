@@ -10,7 +10,7 @@ from etl.core.errors import NotIngestedError
 def test_nightly_chains_factors_apply_and_materialize(warehouse):
     result = warehouse["nightly"]
     assert result["gold"]["symbols"] == 5
-    assert result["gold"]["rows"] == warehouse["ingest"].rows_read
+    assert result["gold"]["views"]["bars_daily"]["rows"] == warehouse["ingest"].rows_read
     from etl.factors import registry
 
     views = registry.views()

@@ -49,7 +49,7 @@ def test_backtest_writes_a_report_with_metrics_and_plot(backtest):
 def test_backtest_metrics_by_the_regime_known_at_the_start_of_each_session(backtest, warehouse):
     """Each session's return is counted under the previous session's regime (from the
     gold regime table, joined here by hand), never the regime its own close reveals."""
-    gold = pd.read_parquet(warehouse["settings"].gold / "regime_daily.parquet")
+    gold = pd.read_parquet(warehouse["settings"].gold / "regime_daily")
     day = lambda ts: pd.DatetimeIndex(ts).tz_convert("America/New_York").normalize().tz_localize(None)  # noqa: E731
     regime = pd.Series(gold["regime_vol"].to_numpy(), index=day(gold["event_timestamp"])).dropna().sort_index()
     returns = pd.Series(backtest.returns.to_numpy(), index=day(backtest.returns.index))

@@ -672,6 +672,11 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     plans = plan(settings, chosen, force=force)
     all_views = registry.views()
     runs = layout.read_runs(settings)
+    if not any(p.jobs for p in plans) and not any(len(p.state) for p in plans):
+        from etl.core.errors import NotIngestedError
+
+        raise NotIngestedError(f"nothing in silver to compute factors from ({settings.silver}); run `alpha ingest lean` or "
+                               "`alpha ingest csv --path DIR` first")
     if not any(p.jobs or p.rebuild for p in plans):
         say("factors: every family is up to date with silver")
         return BuildReport(None, {p.family.name: {"entities": 0, "mode": p.reason, "chunks": 0, "rows": 0} for p in plans}, {}, None,
@@ -701,7 +706,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     fam_report = {p.family.name: {"entities": len(p.jobs), "mode": p.reason, "chunks": 0, "rows": 0} for p in plans}
     for p in plans:
         say(f"factors: {p.family.name}: {len(p.jobs):,} of {len(p.state):,} entities to build ({p.reason})")
-    rows: dict[str, int] = {}
+    rows: dict[str, int] = dict.fromkeys(views_touched, 0)
     min_event = None
     done_cost = 0
     started = last_say = time.perf_counter()
