@@ -134,6 +134,9 @@ class Emitted:
 
 def latest_per_session(versions: pd.DataFrame) -> pd.DataFrame:
     """One row per session: the newest version (known, then written) among ``versions``."""
+    sess = versions["session"].to_numpy()
+    if len(sess) < 2 or (np.diff(sess.astype("datetime64[us]").astype(np.int64)) > 0).all():
+        return versions.reset_index(drop=True)  # one version per session, in order (the usual case)
     v = versions.sort_values(["session", "known_timestamp", "created_timestamp"], kind="stable")
     return v.drop_duplicates("session", keep="last").reset_index(drop=True)
 
@@ -229,6 +232,7 @@ def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, ta
     seed = old["session"].to_numpy().astype("datetime64[us]").astype(np.int64).max() if len(old) else NO_TIME
     prev_max = np.maximum.accumulate(np.concatenate([[seed], sess]))[:-1]
     known_new = clock.epoch_us(new["known_timestamp"])
+    known_all = clock.epoch_us(versions["known_timestamp"])
     points = np.unique(known_new[sess <= prev_max])
     edges = [NO_TIME, *points.tolist(), np.iinfo(np.int64).max]
     for lo_k, hi_k in zip(edges[:-1], edges[1:], strict=True):
@@ -236,8 +240,9 @@ def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, ta
         if not seg.any():
             continue
         s0 = new.loc[seg, "session"].min()
-        after_state = latest_per_session(pd.concat([old, new.loc[known_new < hi_k]]))
-        before_state = latest_per_session(pd.concat([old, new.loc[known_new < lo_k]])) if lo_k != NO_TIME or len(old) else None
+        # the versions known before each edge, kept in silver's order (session, known, written)
+        after_state = latest_per_session(versions.loc[~is_new | (is_new & (known_all < hi_k))])
+        before_state = latest_per_session(versions.loc[~is_new | (is_new & (known_all < lo_k))]) if lo_k != NO_TIME or len(old) else None
         window, start = _window(after_state, s0, family.warmup)
         after = _with_prior_known(family, _run(family, window, start, tables, settings_info, symbol), after_state, window)
         before = None
@@ -512,15 +517,9 @@ def build_chunk(task: Task) -> ChunkResult:
             em = replay_symbol(family, versions, job.hw_created_us, tables, info, job.entity,
                                actions_changed_at=changed_at,
                                existing_latest=None if existing is None else _merge_views(existing, family))
-            for view in family.views:
-                cols = [all_views[view].entity, "event_timestamp", "known_timestamp", *all_views[view].output_names]
-                for frame in em.base:
-                    collected.setdefault(view, []).append(frame[[c for c in cols if c in frame.columns]])
-                lag = all_views.get(view + registry.LAG_SUFFIX)
-                if lag is not None:
-                    for frame in em.lag:
-                        part = frame[[c for c in cols if c in frame.columns]].rename(columns={n: n + registry.LAG_SUFFIX for n in all_views[view].output_names})
-                        collected.setdefault(lag.name, []).append(part)
+            # every view of the family is cut from the chunk's rows once, below
+            collected.setdefault("__base__", []).extend(f for f in em.base if len(f))
+            collected.setdefault("__lag__", []).extend(f for f in em.lag if len(f))
         else:
             entity_col = "market" if family.entity == "market" else "symbol"
             inputs_bars = versions if versions is not None else None
@@ -540,6 +539,18 @@ def build_chunk(task: Task) -> ChunkResult:
                     lagged = lag_rows(base, entity_col).rename(columns={n: n + registry.LAG_SUFFIX for n in v.output_names})
                     collected.setdefault(lag.name, []).append(
                         _new_rows(lagged, _existing_latest(settings, lag.name, entity_col, [job.entity]), lag.output_names))
+    if family.warmup is not None:
+        for key, suffix in (("__base__", ""), ("__lag__", registry.LAG_SUFFIX)):
+            frames = collected.pop(key, [])
+            if not frames:
+                continue
+            rows = pd.concat(frames, ignore_index=True)
+            for view in family.views:
+                if view + suffix not in all_views:
+                    continue
+                names = all_views[view].output_names
+                part = rows[["symbol", "event_timestamp", "known_timestamp", *names]]
+                collected[view + suffix] = [part.rename(columns={n: n + suffix for n in names}) if suffix else part]
     counts, min_event = {}, None
     views = family.views + [v + registry.LAG_SUFFIX for v in family.views if v + registry.LAG_SUFFIX in all_views]
     for view in views:
