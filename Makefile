@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/factors.py
 	$(PY) benchmarks/online.py
 	$(PY) benchmarks/orchestration.py
+	$(PY) benchmarks/nightly.py --symbols 500,1000,3000
 
 clean:
 	rm -rf .alpha
