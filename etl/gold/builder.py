@@ -48,8 +48,10 @@ from etl.gold import layout
 
 TIME_COLS = ["event_timestamp", "known_timestamp", "created_timestamp"]
 NO_TIME = np.iinfo(np.int64).min
-#: output values (rows x outputs) a chunk computes at most: bounds a worker's memory
+#: output values (rows x outputs) a chunk computes, and input bars it reads, at most: they bound
+#: a worker's memory (about 7 symbols x 10 years of the TA-Lib grid; 120 symbols' histories)
 CHUNK_VALUES = 20_000_000
+CHUNK_BARS = 300_000
 
 
 # ------------------------------------------------------------------ frames
@@ -343,7 +345,8 @@ class Job:
     sig: str = ""                      # the entity's input signature after this build
     actions_sig: str = ""
     actions_changed: bool = False
-    cost: int = 1                      # bars to read (chunking)
+    cost: int = 1                      # rows to compute (chunking)
+    read: int = 0                      # bars to read (chunking)
 
 
 @dataclass
@@ -365,7 +368,7 @@ def _window_plan(family: Family, bars: pd.DataFrame, actions: dict[str, str], st
         a_changed = p is not None and a_sig != p.actions_sig
         if p is None or int(r.created_us) > hw or a_changed:
             todo = int(r.n) if p is None or a_changed else 8
-            jobs.append(Job(r.symbol, hw, "", a_sig, a_changed, cost=todo))
+            jobs.append(Job(r.symbol, hw, "", a_sig, a_changed, cost=todo, read=int(r.n)))
         rows.append((r.symbol, max(hw, int(r.created_us)), "", a_sig))
     new_state = pd.DataFrame(rows, columns=["entity", "hw_created_us", "sig", "actions_sig"])
     return jobs, new_state
@@ -392,7 +395,7 @@ def _whole_plan(settings: Settings, family: Family, bars: pd.DataFrame, state: p
     for entity, parts in entities.items():
         sig = "|".join(parts)
         if prev.get(entity) != sig:
-            jobs.append(Job(entity, sig=sig, cost=2_600))
+            jobs.append(Job(entity, sig=sig, cost=2_600, read=2_600))
         rows.append((entity, NO_TIME, sig, ""))
     return jobs, pd.DataFrame(rows, columns=["entity", "hw_created_us", "sig", "actions_sig"])
 
@@ -416,18 +419,20 @@ def plan(settings: Settings, families: list[Family] | None = None, force: bool =
     return plans
 
 
-def chunks_of(jobs: list[Job], max_symbols: int, n_outputs: int, max_values: int = CHUNK_VALUES) -> list[list[Job]]:
+def chunks_of(jobs: list[Job], max_symbols: int, n_outputs: int, max_values: int = CHUNK_VALUES,
+              max_read: int = CHUNK_BARS) -> list[list[Job]]:
     """Consecutive entities (sorted, so a chunk's part covers a symbol range) in chunks of at
-    most ``max_symbols`` entities and about ``max_values`` output values (rows x outputs):
-    a worker's memory is bounded by that, whatever the universe."""
+    most ``max_symbols`` entities, about ``max_values`` output values (rows x outputs) and
+    ``max_read`` input bars: a worker's memory is bounded by that, whatever the universe."""
     max_rows = max(1, max_values // max(1, n_outputs))
-    out, cur, cost = [], [], 0
+    out, cur, cost, read = [], [], 0, 0
     for job in jobs:
-        if cur and (len(cur) >= max_symbols or cost + job.cost > max_rows):
+        if cur and (len(cur) >= max_symbols or cost + job.cost > max_rows or read + job.read > max_read):
             out.append(cur)
-            cur, cost = [], 0
+            cur, cost, read = [], 0, 0
         cur.append(job)
         cost += job.cost
+        read += job.read
     if cur:
         out.append(cur)
     return out
