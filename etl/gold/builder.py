@@ -122,7 +122,8 @@ def _trim(rows: pd.DataFrame, bars: pd.DataFrame, start) -> pd.DataFrame:
     if start is None or rows.empty:
         return rows.reset_index(drop=True)
     first_event = bars.loc[bars["session"] >= start, "event_timestamp"].min()
-    return rows[rows["event_timestamp"] >= first_event].reset_index(drop=True)
+    keep = (rows["event_timestamp"] >= first_event).to_numpy()
+    return rows.reset_index(drop=True) if keep.all() else rows[keep].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ bar-driven replay
@@ -169,15 +170,21 @@ def _with_prior_known(family: Family, rows: pd.DataFrame, state: pd.DataFrame, w
     if before.empty:
         return rows
     prior = clock.instant_us(before.max(), "known")
-    return rows.assign(known_timestamp=clock.from_epoch_us(np.maximum(clock.epoch_us(rows["known_timestamp"]), prior)))
+    rows["known_timestamp"] = clock.from_epoch_us(np.maximum(clock.epoch_us(rows["known_timestamp"]), prior))
+    return rows
 
 
-def emit_changes(after: pd.DataFrame, before: pd.DataFrame | None, first_event, outputs, known_floor=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def emit_changes(after: pd.DataFrame, before: pd.DataFrame | None, first_event, outputs, known_floor=None,
+                 lag: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Base rows of ``after`` at or after ``first_event`` that ``before`` lacks or holds with
-    other values, and the lag rows they imply (each emitted row shown again at the entity's
-    next event; a new event whose predecessor did not change shows the predecessor's row)."""
-    after = after.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
+    other values, and (``lag``) the lag rows they imply (each emitted row shown again at the
+    entity's next event; a new event whose predecessor did not change shows the predecessor's
+    row). Wide frames are copied as little as possible: the TA-Lib grid's are 1,021 columns."""
     ev = clock.epoch_us(after["event_timestamp"])
+    if len(ev) > 1 and not (np.diff(ev) >= 0).all():
+        after = after.sort_values("event_timestamp", kind="stable")
+        ev = clock.epoch_us(after["event_timestamp"])
+    after = after.reset_index(drop=True)
     first_us = clock.instant_us(pd.Timestamp(first_event), "first event")
     wanted = ev >= first_us
     if before is not None and len(before):
@@ -192,19 +199,21 @@ def emit_changes(after: pd.DataFrame, before: pd.DataFrame | None, first_event, 
     known = clock.epoch_us(after["known_timestamp"])
     if known_floor is not None:
         known = np.where(changed & present, np.maximum(known, clock.instant_us(known_floor, "known floor")), known)
-    after = after.assign(known_timestamp=clock.from_epoch_us(np.maximum(known, ev)))
-    base = after.loc[changed]
+    after["known_timestamp"] = clock.from_epoch_us(np.maximum(known, ev))  # one column replaced, no copy of the rest
+    base = after if changed.all() else after.loc[changed]
+    if not lag:
+        return base.reset_index(drop=True), None
     # lag rows: row i shown at event i+1
     idx = np.flatnonzero(changed[:-1]) if len(after) > 1 else np.array([], dtype=int)
     new_event = wanted & ~present
     new_idx = np.flatnonzero(new_event[1:]) + 1 if len(after) > 1 else np.array([], dtype=int)
     from_prev = new_idx[~changed[new_idx - 1]] - 1 if len(new_idx) else new_idx
     src = np.union1d(idx, from_prev).astype(int)
-    lag = after.iloc[src].copy()
+    lagged = after.iloc[src].copy()
     nxt = ev[src + 1] if len(src) else np.array([], dtype=np.int64)
-    lag["event_timestamp"] = clock.from_epoch_us(nxt)
-    lag["known_timestamp"] = clock.from_epoch_us(np.maximum(clock.epoch_us(lag["known_timestamp"]) if len(lag) else nxt, nxt))
-    return base.reset_index(drop=True), lag.reset_index(drop=True)
+    lagged["event_timestamp"] = clock.from_epoch_us(nxt)
+    lagged["known_timestamp"] = clock.from_epoch_us(np.maximum(clock.epoch_us(lagged["known_timestamp"]) if len(lagged) else nxt, nxt))
+    return base.reset_index(drop=True), lagged.reset_index(drop=True)
 
 
 def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, tables: dict, settings_info, symbol: str,
@@ -212,6 +221,7 @@ def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, ta
     """Every step of one symbol's new bar versions (see the module doc)."""
     out = Emitted()
     outputs = family.outputs()
+    want_lag = any(v + registry.LAG_SUFFIX in registry.views() for v in family.views)
     if versions.empty:
         return out
     created = clock.epoch_us(versions["created_timestamp"])
@@ -222,9 +232,11 @@ def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, ta
         state = latest_per_session(versions)
         window, start = state, None
         after = _run(family, window, start, tables, settings_info, symbol)
-        base, lag = emit_changes(after, existing_latest, state["event_timestamp"].iloc[0], outputs, known_floor=actions_changed_at)
+        base, lag = emit_changes(after, existing_latest, state["event_timestamp"].iloc[0], outputs, known_floor=actions_changed_at,
+                                 lag=want_lag)
         out.base.append(base)
-        out.lag.append(lag)
+        if lag is not None:
+            out.lag.append(lag)
         return out
     new = versions.loc[is_new].sort_values(["known_timestamp", "session"], kind="stable")
     if new.empty:
@@ -252,9 +264,10 @@ def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, ta
             bwin = before_state[before_state["session"] >= window["session"].iloc[0]].reset_index(drop=True)
             before = _run(family, bwin, start, tables, settings_info, symbol)
         first_event = after_state.loc[after_state["session"] >= s0, "event_timestamp"].min()
-        base, lag = emit_changes(after, before, first_event, outputs)
+        base, lag = emit_changes(after, before, first_event, outputs, lag=want_lag)
         out.base.append(base)
-        out.lag.append(lag)
+        if lag is not None:
+            out.lag.append(lag)
     return out
 
 
@@ -718,7 +731,8 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     for p in plans:
         for i, chunk in enumerate(chunks_of(p.jobs, size, len(p.family.outputs()))):
             tasks.append(Task(str(settings.home), p.family.name, run, i, tuple(chunk), p.rebuild, created))
-    total_cost = sum(j.cost for t in tasks for j in t.jobs) or 1
+    width = {p.family.name: len(p.family.outputs()) for p in plans}
+    total_cost = sum(j.cost * width[t.family] for t in tasks for j in t.jobs) or 1  # output values: what takes the time
     fam_report = {p.family.name: {"entities": len(p.jobs), "mode": p.reason, "chunks": 0, "rows": 0} for p in plans}
     for p in plans:
         say(f"factors: {p.family.name}: {len(p.jobs):,} of {len(p.state):,} entities to build ({p.reason})")
@@ -728,7 +742,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     started = last_say = time.perf_counter()
     for k, res in enumerate(_pool_map(build_chunk, iter(tasks), n_jobs if len(tasks) > 1 else 1)):
         task = tasks[k]
-        done_cost += sum(j.cost for j in task.jobs)
+        done_cost += sum(j.cost for j in task.jobs) * width[task.family]
         for v, n in res.rows.items():
             rows[v] = rows.get(v, 0) + n
         fam_report[res.family]["chunks"] += 1
