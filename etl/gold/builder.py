@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +40,7 @@ import pandas as pd
 from etl.core import clock
 from etl.core.config import Settings
 from etl.core.errors import DeclarationError
+from etl.core.parallel import bounded_map
 from etl.factors import registry
 from etl.factors.families import MARKET
 from etl.factors.spec import Family, Inputs
@@ -661,24 +661,6 @@ class BuildReport:
         return any(self.rows.values())
 
 
-def _pool_map(fn, tasks: Iterator[Task], n_jobs: int) -> Iterator[ChunkResult]:
-    if n_jobs <= 1:
-        for t in tasks:
-            yield fn(t)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("fork")) as pool:
-        pending: deque = deque()
-        for t in tasks:
-            pending.append(pool.submit(fn, t))
-            if len(pending) >= 2 * n_jobs:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def build(settings: Settings, families: list[str] | None = None, force: bool = False, n_jobs: int | None = None,
           progress: Callable[[str], None] | None = None, chunk_symbols: int | None = None) -> BuildReport:
     """Bring every family's gold up to date with silver (see the module doc)."""
@@ -740,7 +722,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     min_event = None
     done_cost = 0
     started = last_say = time.perf_counter()
-    for k, res in enumerate(_pool_map(build_chunk, iter(tasks), n_jobs if len(tasks) > 1 else 1)):
+    for k, res in enumerate(bounded_map(build_chunk, iter(tasks), n_jobs if len(tasks) > 1 else 1)):
         task = tasks[k]
         done_cost += sum(j.cost for j in task.jobs) * width[task.family]
         for v, n in res.rows.items():

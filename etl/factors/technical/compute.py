@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -13,6 +11,7 @@ import pandas as pd
 
 from etl.core import clock
 from etl.core.errors import FactorInputError
+from etl.core.parallel import bounded_map
 from etl.factors.core import cumulative_factors
 from etl.factors.spec import Factor
 from etl.factors.technical.engine import Plan, compute_into, finite, resolve_plan
@@ -135,19 +134,4 @@ def compute_technical_many(
     """
     fac = None if factors is FACTORS else factors
     jobs = ((chunk, fac, start_session, sink) for chunk in _chunks(frames, chunk_size))
-    n_jobs = max(1, min(n_jobs, os.cpu_count() or 1))
-    if n_jobs == 1:
-        for job in jobs:
-            yield _compute_chunk(job)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("fork")) as pool:
-        pending: deque = deque()
-        for job in jobs:
-            pending.append(pool.submit(_compute_chunk, job))
-            if len(pending) >= 2 * n_jobs:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    yield from bounded_map(_compute_chunk, jobs, n_jobs)
