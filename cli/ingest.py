@@ -64,7 +64,7 @@ def ingest(
         else:
             if path is None:
                 raise typer.BadParameter("give the folder: alpha ingest csv --path FOLDER", param_hint="--path")
-            report = ingest_csv_folder(settings, path)
+            report = ingest_csv_folder(settings, path, step=pass_progress())
         done(t0, report.summary())
         return
 
@@ -93,6 +93,28 @@ def ingest(
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     done(t0)
+
+
+def pass_progress(every: float = 2.0):
+    """``step(pass, done, total)`` for an all-or-nothing ingest: a line per pass at most every
+    ``every`` seconds and at its end, with the chunks done, the time so far and an estimate of
+    what remains (plain lines, so logs and pipes show them too)."""
+    import time
+
+    state = {"pass": None, "t0": 0.0, "shown": 0.0}
+
+    def show(name: str, n: int, total: int) -> None:
+        now = time.perf_counter()
+        if name != state["pass"]:
+            state.update({"pass": name, "t0": now, "shown": now})
+        if total < 2 or (n < total and now - state["shown"] < every):
+            return
+        spent = now - state["t0"]
+        left = f", about {spent / n * (total - n):.0f} s left" if n < total else ""
+        typer.echo(f"    {name}: {n}/{total} chunks in {spent:.1f} s{left}")
+        state["shown"] = now
+
+    return show
 
 
 @friendly

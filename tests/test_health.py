@@ -440,3 +440,24 @@ def test_run_health_finds_a_conflict_and_a_100x_revision(tmp_path, lean_root):
     # count thresholds tolerate that many error findings
     tolerant = run_health(settings, thresholds={"max_error_outliers": 1})
     assert [f.split("=")[0] for f in tolerant.failed] == ["max_duplicates"]
+
+
+def test_a_report_checked_symbol_by_symbol_is_the_report_of_one_pass(tmp_path, lean_root):
+    """run_health reads silver a chunk of symbols at a time; chunks of one symbol must give the
+    report of chunks holding everything, byte for byte: findings, summary, JSON and page."""
+    settings = load_settings(tmp_path / "home")
+    ingest_lean(settings, lean_root, None)   # every shipped symbol: splits, dividends, gaps, stale series
+    bars = read_silver_bars(settings, ["AAPL"])
+    day = bars[bars["session"] == "2014-06-12"][["symbol", "session", "open", "high", "low", "close", "volume"]]
+    write_silver_bars(settings, day.assign(**{c: day[c] * 100 for c in ("open", "high", "low", "close")}), source="test",
+                      now=pd.Timestamp("2026-01-05", tz="UTC"))   # an error outlier, so the page has a plot
+    now = pd.Timestamp("2026-01-10", tz="UTC")
+    pages = {}
+    for size in (1, 64):
+        report = run_health(settings, now=now, chunk_symbols=size)
+        pages[size] = (report.paths["json"].read_text(), report.paths["html"].read_text(), report.findings)
+    assert pages[1][0] == pages[64][0] and pages[1][1] == pages[64][1]
+    pd.testing.assert_frame_equal(pages[1][2], pages[64][2])
+    doc = json.loads(pages[1][0])
+    assert len(doc["summary"]["symbols"]) == 21 and "data:image/png;base64," in pages[1][1]
+    assert doc["summary"]["tables"]["bars_daily"]["rows"] == len(read_silver_bars(settings, versions="all"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from etl.core.config import load_settings
 from etl.core.errors import BadInputError, UnknownSymbolError
 from etl.sources.archive import ingest_csv_folder, ingest_lean
 from etl.storage.bars import read_silver_bars, silver_bars_dir
@@ -143,6 +144,159 @@ def test_csv_folder_errors(tmp_home, tmp_path):
     with pytest.raises(BadInputError, match="not a valid symbol"):
         ingest_csv_folder(tmp_home, tmp_path / "weird")
     assert not silver_bars_dir(tmp_home).exists()
+
+
+# ------------------------------------------------- CSV folders at scale: chunks, files unchanged or grown
+
+def folder_of(path: Path, n: int, days: list[str]) -> Path:
+    """``n`` files S000.csv.. with one bar per day (close 10 + i + j/100)."""
+    for i in range(n):
+        lines = ["date,open,high,low,close,volume"]
+        lines += [f"{d},{10 + i},{11 + i + j / 100:.2f},{9 + i},{10 + i + j / 100:.2f},{1000 + j}" for j, d in enumerate(days)]
+        write_csv(path, f"S{i:03d}", "\n".join(lines) + "\n")
+    return path
+
+
+def sessions(start: str, end: str) -> list[str]:
+    from etl.core import clock
+
+    return [f"{d:%Y-%m-%d}" for d in clock.sessions_in_range(start, end)]
+
+
+def logical(settings) -> pd.DataFrame:
+    """Every stored version, write times dropped: what two ways of ingesting must agree on."""
+    return read_silver_bars(settings, versions="all").drop(columns=["created_timestamp"])
+
+
+def test_a_rerun_reads_no_file_and_changes_nothing(tmp_home, tmp_path):
+    folder = folder_of(tmp_path / "csv", 70, sessions("2024-01-02", "2024-01-31"))
+    steps = []
+    first = ingest_csv_folder(tmp_home, folder, step=lambda *a: steps.append(a))
+    assert (first.files, first.new, first.unchanged_files) == (70, 70 * 21, 0)
+    # 70 symbols are two chunks (at most 64 each): each validated, then each written
+    assert steps == [("validate", 1, 2), ("validate", 2, 2), ("write", 1, 2), ("write", 2, 2)]
+    assert not list((tmp_home.home / ".staging").glob("*/*"))   # the staged chunks are gone
+    before = tree_digest(tmp_home.silver)
+    again = ingest_csv_folder(tmp_home, folder)
+    assert (again.unchanged_files, again.rows_read, again.new, again.unchanged) == (70, 0, 0, 70 * 21)
+    assert "(70 unchanged since the last ingest, not read)" in again.summary()
+    assert tree_digest(tmp_home.silver) == before
+    # touching a file (same bytes) does not make it changed
+    (folder / "S001.csv").touch()
+    assert ingest_csv_folder(tmp_home, folder).unchanged_files == 70
+
+
+def test_a_grown_file_is_read_from_where_it_ended_and_equals_a_whole_read(tmp_home, tmp_path):
+    days = sessions("2024-01-02", "2024-02-29")
+    folder = folder_of(tmp_path / "csv", 5, days[:-2])
+    ingest_csv_folder(tmp_home, folder, now=pd.Timestamp("2024-03-01", tz="UTC"))
+    folder_of(folder, 5, days)   # every file gains two sessions; the old lines are the same bytes
+    report = ingest_csv_folder(tmp_home, folder, now=pd.Timestamp("2024-03-02", tz="UTC"))
+    assert (report.rows_read, report.new, report.revised, report.unchanged) == (10, 10, 0, 0)
+    fresh = load_settings(tmp_path / "fresh")
+    ingest_csv_folder(fresh, folder, now=pd.Timestamp("2024-03-02", tz="UTC"))
+    pd.testing.assert_frame_equal(logical(tmp_home), logical(fresh))
+
+
+def test_a_bad_new_line_is_named_with_its_line_in_the_file(tmp_home, tmp_path):
+    days = sessions("2024-01-02", "2024-01-31")
+    folder = folder_of(tmp_path / "csv", 3, days)
+    ingest_csv_folder(tmp_home, folder)
+    before = tree_digest(tmp_home.silver)
+    path = folder / "S001.csv"
+    with open(path, "a") as fh:
+        fh.write("2024-02-01,11,12,10,11,-5\n")
+    with pytest.raises(BadInputError) as err:
+        ingest_csv_folder(tmp_home, folder)
+    assert err.value.problems == [(str(path), len(days) + 2, "negative volume -5")]
+    assert tree_digest(tmp_home.silver) == before
+    # fixed: the new line is read, and only it
+    path.write_text(path.read_text().replace(",-5\n", ",5\n"))
+    report = ingest_csv_folder(tmp_home, folder)
+    assert (report.rows_read, report.new, report.unchanged_files) == (1, 1, 2)
+
+
+def test_a_new_line_dated_before_the_end_reads_the_file_whole(tmp_home, tmp_path):
+    days = sessions("2024-01-02", "2024-01-31")
+    folder = folder_of(tmp_path / "csv", 2, days)
+    ingest_csv_folder(tmp_home, folder)
+    path = folder / "S000.csv"
+    with open(path, "a") as fh:   # a second bar for a session the file already has
+        fh.write(f"{days[3]},10,12,9,11,1000\n")
+    with pytest.raises(BadInputError) as err:
+        ingest_csv_folder(tmp_home, folder)
+    assert sorted(p[1] for p in err.value.problems) == [5, len(days) + 2]   # both copies, as a whole read finds them
+    assert all("duplicated date" in p[2] for p in err.value.problems)
+
+
+def test_an_edited_file_is_read_whole_and_its_changed_bar_is_a_revision(tmp_home, tmp_path):
+    days = sessions("2024-01-02", "2024-01-31")
+    folder = folder_of(tmp_path / "csv", 3, days)
+    ingest_csv_folder(tmp_home, folder, now=pd.Timestamp("2024-02-01", tz="UTC"))
+    path = folder / "S002.csv"
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4].rsplit(",", 2)[0] + ",12.55,1003"   # the close of days[3] restated
+    path.write_text("\n".join(lines) + "\n")
+    report = ingest_csv_folder(tmp_home, folder, now=pd.Timestamp("2024-02-02", tz="UTC"))
+    assert (report.unchanged_files, report.rows_read, report.revised, report.unchanged) == (2, len(days), 1, 3 * len(days) - 1)
+    versions = read_silver_bars(tmp_home, ["S002"], versions="all")
+    day = versions[versions["session"] == days[3]]
+    assert day["close"].tolist() == [12.03, 12.55]
+    assert day["known_timestamp"].iloc[1] == pd.Timestamp("2024-02-02", tz="UTC")
+
+
+def test_one_bad_file_in_the_last_chunk_writes_nothing(tmp_home, tmp_path):
+    folder = folder_of(tmp_path / "csv", 70, sessions("2024-01-02", "2024-01-12"))
+    from etl.storage.bars import symbol_chunks
+
+    last = symbol_chunks([f"S{i:03d}" for i in range(70)], 64)[-1][-1]
+    bad = folder / f"{last}.csv"
+    bad.write_text(bad.read_text().replace(",1002\n", ",abc\n"))
+    with pytest.raises(BadInputError) as err:
+        ingest_csv_folder(tmp_home, folder)
+    assert [(p[0], p[1]) for p in err.value.problems] == [(str(bad), 4)]
+    assert not silver_bars_dir(tmp_home).exists() and not (tmp_home.bronze / "csv").exists()
+    assert not list((tmp_home.home / ".staging").glob("*/*"))
+
+
+def test_each_file_keeps_its_own_date_format(tmp_home, tmp_path):
+    folder = tmp_path / "csv"
+    write_csv(folder, "ISO", GOOD)
+    write_csv(folder, "US", GOOD.replace("2014-06-05", "06/05/2014").replace("2014-06-06", "06/06/2014").replace("2014-06-09", "06/09/2014"))
+    ingest_csv_folder(tmp_home, folder)
+    with open(folder / "US.csv", "a") as fh:
+        fh.write("06/10/2014,11,12,10,11.5,800\n")
+    report = ingest_csv_folder(tmp_home, folder)
+    assert (report.rows_read, report.new) == (1, 1)
+    bars = read_silver_bars(tmp_home)
+    assert bars.groupby("symbol")["session"].apply(list).to_dict() == {
+        "ISO": list(pd.to_datetime(["2014-06-05", "2014-06-06", "2014-06-09"])),
+        "US": list(pd.to_datetime(["2014-06-05", "2014-06-06", "2014-06-09", "2014-06-10"]))}
+
+
+def test_a_symbol_with_two_files_is_always_read_whole(tmp_home, tmp_path):
+    folder = tmp_path / "csv"
+    write_csv(folder, "ACME", GOOD)
+    ingest_csv_folder(tmp_home, folder)
+    (folder / "acme.csv").write_text("date,open,high,low,close,volume\n2014-06-10,11,12,10,11.5,800\n")
+    report = ingest_csv_folder(tmp_home, folder)
+    assert (report.unchanged_files, report.rows_read, report.new, report.unchanged) == (0, 4, 1, 3)
+    (folder / "acme.csv").write_text("date,open,high,low,close,volume\n2014-06-09,11,12,10,11.5,800\n")
+    with pytest.raises(BadInputError) as err:   # the same date in both files: both copies are rejected
+        ingest_csv_folder(tmp_home, folder)
+    assert sorted((Path(p[0]).name, p[1]) for p in err.value.problems) == [("ACME.csv", 4), ("acme.csv", 2)]
+
+
+def test_whitespace_around_values_is_stripped_as_str_strip_does(tmp_home, tmp_path):
+    from etl.quality.bars import PY_WHITESPACE
+
+    assert set(PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    folder = tmp_path / "csv"
+    write_csv(folder, "PAD", GOOD.replace("11.4,900", "11.4\u3000,900\t").replace("2014-06-05,", "2014-06-05\xa0,"))
+    ingest_csv_folder(tmp_home, folder)
+    bars = read_silver_bars(tmp_home).set_index("session")
+    assert (bars.loc["2014-06-09", "close"], bars.loc["2014-06-09", "volume"]) == (11.4, 900.0)
+    assert list(bars.index) == list(pd.to_datetime(["2014-06-05", "2014-06-06", "2014-06-09"]))
 
 
 CRASH_WRITER = r"""

@@ -106,15 +106,40 @@ def test_key_from_dotenv_in_home(tmp_path, server):
 
 
 def test_compact_keeps_query_results(tmp_path, server):
-    home = tmp_path / "home"
-    assert alpha(["ingest", "polygon", "AAPL", "--start", "2014-05-01", "--end", "2014-07-31"], home, server).returncode == 0
-    assert alpha(["ingest", "polygon", "SPY", "--start", "2014-05-01", "--end", "2014-07-31"], home, server).returncode == 0
-    from etl.storage.bars import read_silver_bars
+    from etl.storage.bars import bucket_dir, read_silver_bars, symbol_bucket
 
+    home = tmp_path / "home"
+    # AAPL from Polygon, then GOOG (AAPL's bucket) from a CSV folder: two part files in one bucket
+    assert alpha(["ingest", "polygon", "AAPL", "--start", "2014-05-01", "--end", "2014-07-31"], home, server).returncode == 0
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "GOOG.csv").write_text("date,open,high,low,close,volume\n2014-06-05,10,11,9.5,10.5,1000\n")
+    assert alpha(["ingest", "csv", "--path", str(tmp_path / "csv")], home, server).returncode == 0
     settings = load_settings(home)
     before = read_silver_bars(settings, versions="all")
-    assert len(list((settings.silver / "bars_daily" / "year=2014").glob("*.parquet"))) == 2
+    assert symbol_bucket("AAPL") == symbol_bucket("GOOG")
+    bucket = bucket_dir(settings, symbol_bucket("AAPL"))
+    assert len(list(bucket.glob("*.parquet"))) == 2 and len(before) == 65
     out = alpha(["compact"], home, server)
     assert out.returncode == 0, out.stderr
     assert "bars_daily: 1 partition(s) merged, 2 file(s) removed" in out.stdout
     pd.testing.assert_frame_equal(read_silver_bars(settings, versions="all"), before)
+
+
+def test_ingest_csv_shows_each_pass_and_skips_unchanged_files(tmp_path, server):
+    from etl.core import clock
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    days = clock.sessions_in_range("2024-01-02", "2024-01-12")
+    for i in range(70):   # 70 symbols: two chunks
+        rows = "".join(f"{d:%Y-%m-%d},10,11,9,10.5,{100 + i}\n" for d in days)
+        (folder / f"S{i:03d}.csv").write_text("date,open,high,low,close,volume\n" + rows)
+    home = tmp_path / "home"
+    out = alpha(["ingest", "csv", "--path", str(folder)], home, server)
+    assert out.returncode == 0, out.stderr
+    assert "validate: 2/2 chunks" in out.stdout and "write: 2/2 chunks" in out.stdout
+    assert f"csv: 70 files, {70 * len(days)} rows read, 70 symbols; silver: {70 * len(days)} new, 0 revised, 0 unchanged" in out.stdout
+    again = alpha(["ingest", "csv", "--path", str(folder)], home, server)
+    assert again.returncode == 0, again.stderr
+    assert (f"csv: 70 files (70 unchanged since the last ingest, not read), 0 rows read, 70 symbols; "
+            f"silver: 0 new, 0 revised, {70 * len(days)} unchanged") in again.stdout

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from etl.core.config import load_settings
-from etl.core.errors import BadInputError, BadSymbolError
+from etl.core.errors import BadInputError, BadSymbolError, NotIngestedError
 from etl.sources.archive import ingest_lean
 from etl.sources.base import check_symbols
 from etl.storage import silver
@@ -85,14 +85,144 @@ def test_compaction_changes_no_query_result_and_survives_a_half_done_run(tmp_pat
 def test_daily_bars_compact_without_changing_reads(tmp_path, lean_root):
     settings = load_settings(tmp_path / "home")
     ingest_lean(settings, lean_root, ["AAPL"])
-    ingest_lean(settings, lean_root, ["SPY"])
-    from etl.storage.bars import read_silver_bars
+    ingest_lean(settings, lean_root, ["GOOG"])   # GOOG shares AAPL's bucket
+    from etl.storage.bars import bucket_dir, read_silver_bars, symbol_bucket
 
+    assert symbol_bucket("AAPL") == symbol_bucket("GOOG")
+    bucket = bucket_dir(settings, symbol_bucket("AAPL"))
     before = read_silver_bars(settings, versions="all")
-    assert len(list((settings.silver / "bars_daily" / "year=2014").glob("*.parquet"))) == 2
+    assert len(list(bucket.glob("*.parquet"))) == 2
     silver.compact(settings, BARS_DAILY)
-    assert len(list((settings.silver / "bars_daily" / "year=2014").glob("*.parquet"))) == 1
+    assert len(list(bucket.glob("*.parquet"))) == 1
     pd.testing.assert_frame_equal(read_silver_bars(settings, versions="all"), before)
+
+
+# ------------------------------------------------------- the daily-bar layout
+
+def sessions(start: str, end: str) -> list[str]:
+    from etl.core import clock
+
+    return [f"{d:%Y-%m-%d}" for d in clock.sessions_in_range(start, end)]
+
+
+def bars(symbols: list[str], days: list[str], close: float = 10.0) -> pd.DataFrame:
+    """Validated-bar rows (what an adapter hands to write_silver_bars)."""
+    rows = [(s, pd.Timestamp(d)) for s in symbols for d in days]
+    return pd.DataFrame({"symbol": [r[0] for r in rows], "session": [r[1] for r in rows], "open": close,
+                         "high": close + 1, "low": close - 1, "close": close, "volume": 1000.0})
+
+
+def test_bars_live_in_their_symbols_bucket_and_reads_push_down(tmp_path):
+    from etl.storage.bars import bar_files, bucket_dir, read_silver_bars, symbol_bucket, write_silver_bars
+
+    settings = load_settings(tmp_path / "home")
+    symbols = ["AAPL", "SPY", "IBM", "GOOG", "BRK.B"]
+    days = ["2024-01-02", "2024-01-03", "2024-01-04", "2025-01-02"]
+    stats = write_silver_bars(settings, bars(symbols, days), source="test", now=NOW)
+    assert stats == {"new": 20, "revised": 0, "unchanged": 0}
+    folders = sorted(p.name for p in (settings.silver / "bars_daily").iterdir())
+    assert folders == sorted({f"bucket={symbol_bucket(s):02d}" for s in symbols})  # no year folders
+    assert len(folders) == 4   # AAPL and GOOG share a bucket
+    part = next(bucket_dir(settings, symbol_bucket("AAPL")).glob("*.parquet"))
+    assert sorted(set(pd.read_parquet(part)["symbol"])) == ["AAPL", "GOOG"]   # the symbol is a column of the file
+    # a read of some symbols opens their buckets only, and returns only them
+    assert bar_files(settings, ["SPY"]) == list(bucket_dir(settings, symbol_bucket("SPY")).glob("*.parquet"))
+    got = read_silver_bars(settings, ["GOOG", "SPY"], start="2024-01-03", end="2024-12-31")
+    assert got[["symbol", "session"]].values.tolist() == [
+        ["GOOG", pd.Timestamp("2024-01-03")], ["GOOG", pd.Timestamp("2024-01-04")],
+        ["SPY", pd.Timestamp("2024-01-03")], ["SPY", pd.Timestamp("2024-01-04")]]
+    assert list(got.columns) == ["symbol", "session", "ticker", "open", "high", "low", "close", "volume", "source",
+                                 "event_timestamp", "known_timestamp", "created_timestamp"]
+    with pytest.raises(NotIngestedError, match="NOPE"):
+        read_silver_bars(settings, ["NOPE"])
+
+
+def test_row_groups_let_a_reader_skip_other_symbols(tmp_path):
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from etl.storage.bars import bar_files, symbol_bucket, write_silver_bars
+
+    settings = load_settings(tmp_path / "home")
+    symbols = [s for s in (f"S{i:04d}" for i in range(3000)) if symbol_bucket(s) == 0][:40]   # one bucket
+    write_silver_bars(settings, bars(symbols, sessions("2023-01-03", "2023-12-29")), "test", NOW)
+    [big] = bar_files(settings)
+    meta, size = pq.read_metadata(big), BARS_DAILY.row_group_size
+    assert meta.num_rows == 40 * 250 and meta.num_row_groups == -(-meta.num_rows // size) > 1
+    one = pd.read_parquet(big, columns=["symbol"])["symbol"].iloc[0]
+    fragment = next(ds.dataset([str(big)], format="parquet").get_fragments())
+    assert len(fragment.split_by_row_group(filter=ds.field("symbol") == one)) < meta.num_row_groups
+
+
+def test_a_night_writes_one_small_part_per_bucket_and_merges_small_parts(tmp_path):
+    from etl.storage.bars import MERGE_AT, bucket_dir, read_silver_bars, symbol_bucket, write_silver_bars
+
+    settings = load_settings(tmp_path / "home")
+    symbols = ["AAPL", "GOOG"]   # one bucket
+    history = sessions("2023-01-03", "2023-12-29")
+    write_silver_bars(settings, bars(symbols, history), "test", NOW)
+    bucket = bucket_dir(settings, symbol_bucket("AAPL"))
+    base = next(bucket.glob("*.parquet"))
+    nights = sessions("2024-01-02", "2024-01-16")
+    counts = []
+    for k, day in enumerate(nights):
+        stats = write_silver_bars(settings, bars(symbols, [day]), "test", NOW + pd.Timedelta(days=k))
+        assert stats == {"new": 2, "revised": 0, "unchanged": 0}
+        counts.append(len(list(bucket.glob("*.parquet"))))
+        assert base.exists()   # the big part is never rewritten by a night
+    # parts grow by one a night until MERGE_AT, when the small ones become one
+    assert max(counts) == MERGE_AT - 1 and counts[MERGE_AT - 2] == 2
+    got = read_silver_bars(settings, versions="all")
+    assert len(got) == 2 * (len(history) + len(nights)) and not got.duplicated(["symbol", "session"]).any()
+    # the same night again adds nothing
+    assert write_silver_bars(settings, bars(symbols, nights), "test", NOW + pd.Timedelta(days=30))["unchanged"] == 20
+
+
+def test_a_copy_left_by_an_interrupted_merge_changes_no_read(tmp_path):
+    from etl.storage.bars import bucket_dir, read_silver_bars, symbol_bucket, write_silver_bars
+
+    settings = load_settings(tmp_path / "home")
+    write_silver_bars(settings, bars(["AAPL", "SPY"], ["2024-01-02", "2024-01-03"]), "test", NOW)
+    before = read_silver_bars(settings, versions="all")
+    bucket = bucket_dir(settings, symbol_bucket("AAPL"))
+    shutil.copy(next(bucket.glob("*.parquet")), bucket / "part-copy.parquet")
+    pd.testing.assert_frame_equal(read_silver_bars(settings, versions="all"), before)
+
+
+def test_the_year_layout_is_read_and_moved_into_buckets_on_the_next_write(tmp_path):
+    from etl.storage.bars import read_silver_bars, write_silver_bars
+    from etl.storage.silver import Table, by_year
+
+    settings = load_settings(tmp_path / "home")
+    write_silver_bars(settings, bars(["AAPL", "SPY"], ["2023-12-29", "2024-01-02"]), "test", NOW)
+    rows = read_silver_bars(settings, versions="all")
+    shutil.rmtree(settings.silver / "bars_daily")
+    # the layout before buckets: silver/bars_daily/year=YYYY/part-*.parquet
+    old = Table("bars_daily", BARS_DAILY.key, ("year",), by_year("session"), timestamp_columns=("known_timestamp",))
+    silver.write_rows(settings, old, rows)
+    assert sorted(p.name for p in (settings.silver / "bars_daily").iterdir()) == ["year=2023", "year=2024"]
+    pd.testing.assert_frame_equal(read_silver_bars(settings, versions="all"), rows)
+    pd.testing.assert_frame_equal(read_silver_bars(settings, ["SPY"], versions="all"), rows[rows["symbol"] == "SPY"].reset_index(drop=True))
+
+    stats = write_silver_bars(settings, bars(["AAPL", "SPY"], ["2023-12-29", "2024-01-02", "2024-01-03"]), "test",
+                              NOW + pd.Timedelta(days=1))
+    assert stats == {"new": 2, "revised": 0, "unchanged": 4}
+    assert not list((settings.silver / "bars_daily").glob("year=*"))
+    after = read_silver_bars(settings, versions="all")
+    moved = after[after["session"] < "2024-01-03"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(moved, rows)   # write times and all: the rows are moved, not rewritten
+
+
+def test_symbol_chunks_pack_whole_buckets():
+    from etl.storage.bars import symbol_bucket, symbol_chunks
+
+    symbols = [f"S{i:04d}" for i in range(1000)]
+    chunks = symbol_chunks(symbols + ["S0001"], 64)
+    assert sorted(s for c in chunks for s in c) == symbols and all(1 <= len(c) <= 64 for c in chunks)
+    homes = [{symbol_bucket(s) for s in c} for c in chunks]
+    # a bucket lives in one chunk (none has more than 64 symbols here)
+    assert sum(len(h) for h in homes) == len(set().union(*homes)) == 64
+    assert symbol_chunks(symbols, 1) == [[s] for c in chunks for s in c]
 
 
 def test_partition_values_must_be_path_safe(tmp_path):

@@ -1,8 +1,8 @@
 """Daily bars: validation.
 
 Adapters hand over a *raw* frame of strings exactly as read (one row per
-input line, with ``source_file`` and ``source_row``); :func:`validate_bars`
-parses it, and every row that cannot be trusted is returned with a reason
+input line, with ``source_file`` and ``source_row``, optionally the
+``date_format`` of each row's file); :func:`validate_bars` parses it, and every row that cannot be trusted is returned with a reason
 instead of being coerced; :func:`raise_if_rejected` quarantines them
 (``etl.storage.bars``, which also says what the three times of a silver row mean)
 and stops the ingest with every reason.
@@ -21,6 +21,8 @@ from etl.core.errors import BadInputError
 from etl.storage.bars import PRICE_COLUMNS, QUARANTINE_COLUMNS, VALUE_COLUMNS, quarantine_rejects
 
 REQUIRED_CSV_COLUMNS = ["date", *VALUE_COLUMNS]
+#: date texts pandas skips when it infers a format from the first date (they are no date)
+_NOT_A_DATE = frozenset({"", "nat", "nan", "now", "today"})
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,65 @@ def _reject(frame: pd.DataFrame, mask: np.ndarray, reason) -> pd.DataFrame:
     )
 
 
+def infer_date_format(dates) -> str | None:
+    """The format of a file's dates, inferred from its first date as pandas does
+    (``2024-01-02`` -> ``%Y-%m-%d``); ``None`` when there is no date or no format fits."""
+    from pandas.tseries.api import guess_datetime_format
+
+    for value in dates:
+        text = str(value).strip()
+        if text.lower() not in _NOT_A_DATE:
+            return guess_datetime_format(text)
+    return None
+
+
+#: every character ``str.strip()`` removes (``str.isspace``); tests/test_ingest.py keeps it complete
+PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+                 "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_EDGE_SPACE = f"^[{PY_WHITESPACE}]|[{PY_WHITESPACE}]$"
+
+
+def _stripped(values: pd.Series) -> pd.Series:
+    """``values.astype(str).str.strip()``, without the per-value Python call when no value has
+    whitespace at either end (the usual case; Arrow's regex finds out)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = values.astype(str)
+    if not len(text) or not pc.any(pc.match_substring_regex(pa.array(text.to_numpy(), pa.string()), _EDGE_SPACE)).as_py():
+        return text
+    return text.str.strip()
+
+
+def _parse_dates(frame: pd.DataFrame, date_format: str | None) -> pd.Series:
+    """Each row's date: with ``date_format`` if given, else with its ``date_format`` column,
+    else with the format inferred from the first date of its ``source_file``."""
+    text = _stripped(frame["date"])
+    if date_format is not None:
+        return pd.to_datetime(text, format=date_format, errors="coerce")
+    if "date_format" in frame.columns:
+        formats = frame["date_format"]
+    else:
+        by_file = {f: infer_date_format(g) for f, g in text.groupby(frame["source_file"], sort=False)}
+        formats = frame["source_file"].map(by_file)
+    formats = formats.astype(object).where(formats.notna(), "")
+    groups = formats.groupby(formats, sort=False).groups
+    if len(groups) <= 1:   # one format (the usual case): one call, whatever it returns
+        return pd.to_datetime(text, format=next(iter(groups), "") or None, errors="coerce")
+    out = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    for fmt, idx in groups.items():
+        out.loc[idx] = pd.to_datetime(text.loc[idx], format=fmt or None, errors="coerce")
+    return out
+
+
 def validate_bars(
     raw: pd.DataFrame, calendar: str = DEFAULT_CALENDAR, date_format: str | None = None, price_divisor: float = 1.0
 ) -> Validated:
     """Split raw string rows into parsed good rows and rejected rows with a reason.
 
+    Dates are parsed with ``date_format`` if given, else with the ``date_format``
+    column of the raw rows if they have one, else with the format inferred from
+    the first date of each ``source_file`` (see :func:`infer_date_format`).
     Checks, per row: a parseable date that is a session of ``calendar``; every
     price and the volume present and numeric; prices > 0; volume >= 0;
     low <= open, close <= high. Prices are divided by ``price_divisor``
@@ -66,7 +122,7 @@ def validate_bars(
     rejects: list[pd.DataFrame] = []
     bad = np.zeros(len(frame), dtype=bool)
 
-    dates = pd.to_datetime(frame["date"].str.strip(), format=date_format, errors="coerce")
+    dates = _parse_dates(frame, date_format)
     m = dates.isna().to_numpy() & ~bad
     if m.any():
         rejects.append(_reject(frame, m, lambda r: [f"unparseable date {d!r}" for d in r["date"]]))
@@ -74,11 +130,16 @@ def validate_bars(
 
     values = {}
     for col in VALUE_COLUMNS:
-        text = frame[col].astype(str).str.strip()
+        text = _stripped(frame[col])
         num = pd.to_numeric(text, errors="coerce")
         values[col] = num
-        missing = (text == "") | text.str.lower().isin(["nan", "none", "null", "na"])
-        m = missing.to_numpy() & ~bad
+        # a missing value is never a number: look for the words among the values that are not numbers
+        missing = np.zeros(len(frame), dtype=bool)
+        nan = num.isna().to_numpy()
+        if nan.any():
+            odd = text[nan]
+            missing[nan] = ((odd == "") | odd.str.lower().isin(["nan", "none", "null", "na"])).to_numpy()
+        m = missing & ~bad
         if m.any():
             rejects.append(_reject(frame, m, f"missing {col}"))
             bad |= m

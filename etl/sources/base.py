@@ -16,17 +16,31 @@ it a no-op. A failing job (bad key, vendor down, malformed payload) is
 reported with its error and does not stop the other jobs.
 
 A source with :attr:`Source.all_or_nothing` (archives of files: Lean daily
-bars, CSV folders) runs the other way round: every job is read, parsed and
-validated before anything is written or landed. One rejected row or unreadable
-file stops the run: the rejected rows go to quarantine with their reasons,
-:class:`BadInputError` names each file and row, and silver is left exactly as
-it was; any other error is raised as it is.
+bars, CSV folders) runs in two passes (:func:`_run_all_or_nothing`):
+
+1. validate: every job is read, parsed and validated in turn, and its good
+   rows are staged on disk (``<home>/.staging/``) when there are several jobs,
+   so the run holds one job's rows at a time (a CSV folder is one job per chunk
+   of 64 symbols). One rejected row or unreadable file anywhere stops the run
+   after this pass: the rejected rows go to quarantine with their reasons,
+   :class:`BadInputError` names each file and row, and nothing is landed or
+   written: silver is left exactly as it was;
+2. write: under the write lock, every file is landed in bronze, then each
+   job's rows are written to silver, one job after the other, and the job's
+   ``on_commit`` runs (a CSV folder records what it ingested per file).
+
+A crash in the write pass leaves the jobs written so far, each whole; running
+the same command again writes the others (the write is idempotent). Any error
+other than bad input is raised as it is.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -94,7 +108,9 @@ class Parsed:
 
     All-or-nothing sources also give every problem as ``(file, row, reason)``
     (rejected rows and unreadable files), the files to land in bronze once the
-    run is known to be good, and the symbols their rows are for."""
+    run is known to be good, the symbols their rows are for, the files they did
+    not read because they are unchanged since they were ingested (and those
+    files' rows), and what to run once the job's rows are in silver."""
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     rejects: pd.DataFrame | None = None
@@ -104,6 +120,9 @@ class Parsed:
     problems: list[tuple[str, int | None, str]] = field(default_factory=list)
     land: list[tuple[Path, str]] = field(default_factory=list)
     symbols: list[str] = field(default_factory=list)
+    unchanged_files: int = 0
+    unchanged_rows: int = 0
+    on_commit: Callable[[], None] | None = None
 
 
 class Limiters:
@@ -180,6 +199,10 @@ class Source:
         """Keep rejected rows with their reasons (``quarantine/<table>/``)."""
         return silver.quarantine(self.settings, table, rejects, batch_key, now)
 
+    def flush(self) -> None:
+        """All-or-nothing sources: called under the write lock once the write pass ends (also
+        when it failed), to persist what the ``on_commit`` of the jobs written recorded."""
+
     def close(self) -> None:
         pass
 
@@ -243,6 +266,7 @@ class JobResult:
     seconds: float = 0.0
     revised: int = 0             # of the rows written, how many are revisions of stored rows (daily bars)
     symbols: list[str] = field(default_factory=list)   # all-or-nothing sources: the symbols written
+    unchanged_files: int = 0     # all-or-nothing sources: files not read, unchanged since they were ingested
 
 
 @dataclass
@@ -300,10 +324,12 @@ class IngestReport:
     revised: int
     unchanged: int
     symbols: list[str] = field(default_factory=list)
+    unchanged_files: int = 0     # files not read: the same bytes as when they were last ingested
 
     def summary(self) -> str:
+        skipped = f" ({self.unchanged_files} unchanged since the last ingest, not read)" if self.unchanged_files else ""
         return (
-            f"{self.source}: {self.files} files, {self.rows_read} rows read, {len(self.symbols)} symbols; "
+            f"{self.source}: {self.files} files{skipped}, {self.rows_read} rows read, {len(self.symbols)} symbols; "
             f"silver: {self.new} new, {self.revised} revised, {self.unchanged} unchanged"
         )
 
@@ -319,6 +345,7 @@ class IngestReport:
             revised=revised,
             unchanged=sum(r.unchanged for r in summary.results),
             symbols=sorted({s for r in summary.results for s in r.symbols}),
+            unchanged_files=sum(r.unchanged_files for r in summary.results),
         )
 
 
@@ -341,10 +368,11 @@ class BarArchiveSource(Source):
 
 
 def ingest_archive(settings: Settings, source_name: str, path: str | Path, symbols: list[str] | None = None,
-                   now: pd.Timestamp | None = None) -> IngestReport:
+                   now: pd.Timestamp | None = None, step: Callable[[str, int, int], None] | None = None) -> IngestReport:
     """Ingest the archive at ``path`` with the :class:`BarArchiveSource` ``source_name``, written
-    at ``now`` (default: the wall clock), and report it as an :class:`IngestReport`."""
-    summary = run_ingest(settings, source_name, "daily", symbols, *EVERY_DAY, now=clock.utc_us(now), path=str(Path(path)))
+    at ``now`` (default: the wall clock), and report it as an :class:`IngestReport`. ``step``
+    follows the two passes (see :func:`run_ingest`)."""
+    summary = run_ingest(settings, source_name, "daily", symbols, *EVERY_DAY, now=clock.utc_us(now), path=str(Path(path)), step=step)
     return IngestReport.of(summary)
 
 
@@ -381,9 +409,12 @@ def run_ingest(
     now: pd.Timestamp | None = None,
     path: str | None = None,
     limiter=None,
+    step: Callable[[str, int, int], None] | None = None,
 ) -> IngestSummary:
     """Run every job of one source and dataset; see the module docstring. ``limiter``
-    (with ``acquire()``) is shared by every request on top of the vendor's own rate."""
+    (with ``acquire()``) is shared by every request on top of the vendor's own rate.
+    ``progress(result, total)`` follows the jobs; for an all-or-nothing source
+    ``step(pass, jobs done, jobs)`` also follows its two passes (``"validate"``, ``"write"``)."""
     t0 = time.perf_counter()
     source = get_source(source_name, settings, path=path, limiter=limiter, dataset=dataset)
     if dataset not in source.datasets:
@@ -404,7 +435,7 @@ def run_ingest(
             if progress:
                 progress(r, total)
         if source.all_or_nothing:
-            for r in _run_all_or_nothing(settings, source, todo, now, write_lock):
+            for r in _run_all_or_nothing(settings, source, todo, now, write_lock, step):
                 results.append(r)
                 if progress:
                     progress(r, total)
@@ -464,41 +495,120 @@ def _run_each(settings: Settings, source: Source, todo: list[Job], results: list
                 report(r)
 
 
-def _run_all_or_nothing(settings: Settings, source: Source, todo: list[Job], now, write_lock: HomeLock) -> list[JobResult]:
-    """Every job parsed and validated first; any problem -> quarantine and :class:`BadInputError`
-    with nothing written; else each job landed in bronze and written, in order."""
+def _run_all_or_nothing(settings: Settings, source: Source, todo: list[Job], now, write_lock: HomeLock,
+                        step: Callable[[str, int, int], None] | None = None) -> list[JobResult]:
+    """The two passes of an all-or-nothing run (module doc): every job parsed and validated,
+    its good rows staged; any problem -> quarantine and :class:`BadInputError` with nothing
+    written; else every file landed in bronze and each job written in turn."""
     t = time.perf_counter()
-    parsed = [(job, source.fetch_parse(job)) for job in todo]
     stamp = _stamp(now)
-    problems = [p for _, x in parsed for p in (x.problems or _problems(x.rejects))]
-    if problems:
-        bad = [(job, x) for job, x in parsed if x.rejects is not None and len(x.rejects)]
-        where = None
-        if bad:
-            rejects = pd.concat([x.rejects for _, x in bad], ignore_index=True)
-            key = ";".join(x.batch_key or str(job) for job, x in bad)
-            where = source.quarantine(next(iter(bad[0][1].tables), bad[0][0].dataset), rejects, key, stamp)
-        raise BadInputError(problems, str(where) if where is not None else None)
+    staging = _Staging(settings) if len(todo) > 1 else None
+    try:
+        staged: list[tuple[Job, Parsed, dict[str, Path]]] = []
+        problems: list[tuple[str, int | None, str]] = []
+        bad: list[tuple[Job, Parsed]] = []
+        for i, job in enumerate(todo):
+            x = source.fetch_parse(job)
+            found = x.problems or _problems(x.rejects)
+            if found:
+                problems += found
+                if x.rejects is not None and len(x.rejects):
+                    bad.append((job, x))
+            elif not problems:   # once the run is known to fail, keep no rows
+                kept = {name: staging.put(frame) for name, frame in x.tables.items()} if staging else {}
+                staged.append((job, replace(x, tables={}) if staging else x, kept))
+            if step:
+                step("validate", i + 1, len(todo))
+        if problems:
+            where = None
+            if bad:
+                rejects = pd.concat([x.rejects for _, x in bad], ignore_index=True)
+                key = ";".join(x.batch_key or str(job) for job, x in bad)
+                where = source.quarantine(next(iter(bad[0][1].tables), bad[0][0].dataset), rejects, key, stamp)
+            raise BadInputError(problems, str(where) if where is not None else None)
+        return _write_staged(settings, source, staged, staging, stamp, write_lock, step, t)
+    finally:
+        if staging is not None:
+            staging.close()
+
+
+def _write_staged(settings: Settings, source: Source, staged: list, staging: _Staging | None, stamp: pd.Timestamp,
+                  write_lock: HomeLock, step, t: float) -> list[JobResult]:
     results = []
     marks = None
     try:
         with write_lock:
-            for job, x in parsed:
-                res = JobResult(job, rows_fetched=x.rows_fetched, symbols=list(x.symbols))
-                if x.land:
+            try:
+                land = [pair for _, x, _ in staged for pair in x.land]
+                if land:
                     from etl.storage.bronze import land_files
 
-                    land_files(settings, source.name, x.land, stamp)
-                _write(settings, x, res, stamp)
-                if x.high_water:
-                    marks = marks or open_watermarks(settings)
-                    marks.advance(job.source, job.dataset, job.symbol, x.high_water, sum(res.written.values()))
-                res.seconds = time.perf_counter() - t
-                results.append(res)
+                    land_files(settings, source.name, land, stamp)
+                for i, (job, x, kept) in enumerate(staged):
+                    if staging is not None:
+                        x.tables = {name: staging.get(path) for name, path in kept.items()}
+                    res = JobResult(job, rows_fetched=x.rows_fetched, symbols=list(x.symbols), unchanged=x.unchanged_rows,
+                                    unchanged_files=x.unchanged_files)
+                    _write(settings, x, res, stamp)
+                    x.tables = {}
+                    if x.high_water:
+                        marks = marks or open_watermarks(settings)
+                        marks.advance(job.source, job.dataset, job.symbol, x.high_water, sum(res.written.values()))
+                    if x.on_commit is not None:
+                        x.on_commit()
+                    res.seconds = time.perf_counter() - t
+                    results.append(res)
+                    if step:
+                        step("write", i + 1, len(staged))
+            finally:
+                source.flush()
     finally:
         if marks is not None:
             marks.dispose()
     return results
+
+
+class _Staging:
+    """The validated rows of an all-or-nothing run waiting for its write pass, one Parquet
+    file per job and table in ``<home>/.staging/<pid>-<n>/``, deleted when the run ends (a
+    crashed run's folder is deleted by the next run)."""
+
+    def __init__(self, settings: Settings):
+        self.root = settings.home / ".staging"
+        self.dir: Path | None = None
+        self.n = 0
+
+    def put(self, frame: pd.DataFrame) -> Path:
+        if self.dir is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            _remove_dead_staging(self.root)
+            self.dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.root))
+        self.n += 1
+        path = self.dir / f"{self.n:05d}.parquet"
+        frame.to_parquet(path, index=False)
+        return path
+
+    @staticmethod
+    def get(path: Path) -> pd.DataFrame:
+        return pd.read_parquet(path)
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _remove_dead_staging(root: Path) -> None:
+    """Delete the staging folders of runs whose process is gone."""
+    for d in root.iterdir():
+        pid = d.name.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass   # alive, someone else's
 
 
 def _problems(rejects: pd.DataFrame | None) -> list[tuple[str, int | None, str]]:

@@ -1,21 +1,67 @@
 """The generic CSV folder: one ``<SYMBOL>.csv`` per symbol with columns
 ``date,open,high,low,close,volume`` (raw prices, exchange-local session dates).
 
-``alpha ingest csv --path FOLDER`` reads every file of the folder as one
-all-or-nothing batch (:attr:`etl.sources.base.Source.all_or_nothing`): one
-unreadable file or rejected row stops the ingest before anything is written.
+``alpha ingest csv --path FOLDER`` ingests every file of the folder in chunks
+of at most :data:`CHUNK_SYMBOLS` symbols (whole silver buckets,
+:func:`etl.storage.bars.symbol_chunks`): one job per chunk, so the run holds one
+chunk's rows at a time, whatever the folder holds.
+
+**All or nothing, per run** (:attr:`etl.sources.base.Source.all_or_nothing`,
+the two passes of :func:`etl.sources.base._run_all_or_nothing`): the first pass
+reads and validates every file, chunk by chunk, staging each chunk's good rows
+on disk. One unreadable file or rejected row anywhere stops the run after that
+pass: the rejected rows go to quarantine, :class:`BadInputError` names every
+file and row, and nothing is landed or written. Only a clean folder reaches the
+second pass, which lands the files in bronze and writes the chunks to silver
+one after the other. A crash in that pass leaves the chunks written so far,
+each whole; the same command again writes the rest and adds nothing twice.
+
+**Incremental by file.** After a chunk is in silver, what was ingested is
+recorded per file (:func:`etl.storage.bars.read_file_record`: size,
+modification time, sha256, rows, last session, date format). On the next run
+a file is
+
+- *unchanged*: the same size and sha256 as recorded (a touched file with the
+  same bytes included). It is not parsed; its rows count as unchanged. (Its
+  rows are not compared with silver again: a bar another source wrote since
+  for the same symbol and session stands);
+- *grown*: the recorded bytes are a prefix of the file (same sha256), ended
+  with a line break and hold no quote, and every new row is dated after the
+  recorded last session. Only the new lines are parsed and validated, numbered
+  as in the whole file: the old lines passed before, and no new date can
+  repeat an old one, so the result is that of reading the whole file. This is
+  a night that appends one session to every file: it costs its new lines;
+- *read whole* otherwise (a new file, an edit, a truncation, a new line dated
+  on or before the last session, any parse problem in the new lines), and its
+  rows are compared with the symbol's stored rows only: a changed bar is a
+  revision (a new version known from now), an equal one is unchanged.
+
+Dates: each file's dates are parsed with the format inferred from its first
+date (``2024-01-02``, ``01/02/2024`` ...); appended lines with the recorded
+format. A symbol with two files (``aapl.csv`` and ``AAPL.csv``) is always read
+whole, both files in one chunk, so the duplicated-date check sees both.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from etl.core.config import Settings
 from etl.core.errors import BadInputError, ConfigError
-from etl.quality.bars import REQUIRED_CSV_COLUMNS, validate_bars
+from etl.quality.bars import REQUIRED_CSV_COLUMNS, infer_date_format, validate_bars
 from etl.sources.base import SYMBOL_RULE, BarArchiveSource, IngestReport, Job, Parsed, ingest_archive, is_symbol
+from etl.storage.bars import read_file_record, symbol_chunks, write_file_record
+
+#: symbols per job: the rows one chunk holds in memory (64 x 10 years of daily bars ~ 160,000 rows)
+CHUNK_SYMBOLS = 64
+
+Problem = tuple[str, int | None, str]
 
 
 def list_csv_files(folder: Path) -> list[Path]:
@@ -28,51 +74,177 @@ def list_csv_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_csv_folder(folder: Path) -> tuple[pd.DataFrame, list[tuple[str, int | None, str]]]:
+def read_csv_folder(folder: Path) -> tuple[pd.DataFrame, list[Problem]]:
     """Raw string rows of every CSV in ``folder`` plus file-level problems (see :func:`read_csv_files`)."""
     return read_csv_files(list_csv_files(folder))
 
 
-def read_csv_files(files: list[Path]) -> tuple[pd.DataFrame, list[tuple[str, int | None, str]]]:
+def read_csv_files(files: list[Path]) -> tuple[pd.DataFrame, list[Problem]]:
     """Raw string rows of the given ``<SYMBOL>.csv`` files plus file-level problems.
 
     ``source_row`` is the 1-based line number in the file (the header is line 1).
     """
     frames, problems = [], []
     for path in files:
-        symbol = path.stem.upper()
-        if not is_symbol(symbol):
-            problems.append((str(path), None, f"file name {path.name!r} is not a valid symbol ({SYMBOL_RULE})"))
+        raw, problem = parse_csv(path, path.read_bytes())
+        if problem:
+            problems.append(problem)
+        elif raw is not None:
+            frames.append(raw)
+    return _concat(frames), problems
+
+
+def parse_csv(path: Path, data: bytes, first_row: int = 2, header: bytes | None = None) -> tuple[pd.DataFrame | None, Problem | None]:
+    """The raw string rows of one ``<SYMBOL>.csv`` held in ``data``, or the file's problem.
+
+    ``header`` given: ``data`` is the lines after it (the new lines of a grown file), the first
+    of them line ``first_row`` of the file."""
+    symbol = path.stem.upper()
+    if not is_symbol(symbol):
+        return None, (str(path), None, f"file name {path.name!r} is not a valid symbol ({SYMBOL_RULE})")
+    try:
+        raw = pd.read_csv(io.BytesIO(header + data if header is not None else data), dtype=str, keep_default_na=False,
+                          skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        return None, (str(path), None, f"cannot parse as CSV: {exc}")
+    except pd.errors.EmptyDataError:
+        return None, (str(path), None, "empty file")
+    raw.columns = [c.strip().lower() for c in raw.columns]
+    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in raw.columns]
+    if missing:
+        return None, (str(path), 1, f"missing column(s) {missing}; need {REQUIRED_CSV_COLUMNS}, found {list(raw.columns)}")
+    if raw.empty:
+        return None, (str(path), None, "no data rows")
+    raw = raw[REQUIRED_CSV_COLUMNS].copy()
+    raw["symbol"] = symbol
+    raw["source_file"] = str(path)
+    raw["source_row"] = range(first_row, len(raw) + first_row)
+    return raw, None
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return pd.DataFrame(columns=[*REQUIRED_CSV_COLUMNS, "symbol", "source_file", "source_row"])
+
+
+@dataclass
+class FileRead:
+    """How one file of a chunk is read this run (module doc) and what to record for it."""
+
+    path: Path
+    data: bytes
+    entry: dict                    # size, mtime_ns, sha256 now; rows, last_session, date_format once read
+    mode: str                      # "unchanged", "grown" or "whole"
+    before: dict = field(default_factory=dict)   # the recorded entry
+
+
+def plan_read(path: Path, before: dict | None, whole: bool = False) -> FileRead:
+    """Read ``path`` once and decide, from what was recorded ``before``, whether it is
+    unchanged, grown or to be read whole (``whole=True`` forces the last)."""
+    st = path.stat()
+    data = path.read_bytes()
+    size = len(data)
+    h = hashlib.sha256()
+    grown_from = int(before.get("size", -1)) if before else -1
+    prefix_sha = None
+    if 0 < grown_from < size:
+        h.update(memoryview(data)[:grown_from])
+        prefix_sha = h.copy().hexdigest()
+        h.update(memoryview(data)[grown_from:])
+    else:
+        h.update(data)
+    entry = {"size": size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest(), "symbol": path.stem.upper()}
+    if before and not whole:
+        if before.get("size") == size and before.get("sha256") == entry["sha256"]:
+            entry.update({k: before.get(k) for k in ("rows", "last_session", "date_format")})
+            return FileRead(path, data, entry, "unchanged", before)
+        fmt = before.get("date_format") if isinstance(before.get("date_format"), str) else ""
+        if (prefix_sha is not None and prefix_sha == before.get("sha256") and data[grown_from - 1:grown_from] == b"\n"
+                and b'"' not in data and fmt and "%z" not in fmt and "%Z" not in fmt
+                and before.get("last_session") and before.get("rows")):
+            return FileRead(path, data, entry, "grown", before)
+    return FileRead(path, data, entry, "whole", before or {})
+
+
+def split_new_lines(f: FileRead) -> list[list[str]] | None:
+    """The fields of the lines a grown file gained, split as ``pandas.read_csv`` (``dtype=str``,
+    ``keep_default_na=False``, ``skipinitialspace=True``) splits them, in the required column
+    order; ``None`` when a line is not plain (a blank line, a carriage return, a short or long
+    row, a header that is not plain), and the file is then read whole by pandas."""
+    head_end = f.data.find(b"\n")
+    try:
+        header = f.data[:head_end].decode("utf-8-sig")
+        text = f.data[int(f.before["size"]):].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    names = [c.strip().lower() for c in header.split(",")]
+    if head_end < 0 or "\r" in header or "\r" in text or len(set(names)) != len(names):
+        return None
+    try:
+        order = [names.index(c) for c in REQUIRED_CSV_COLUMNS]
+    except ValueError:
+        return None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    rows = []
+    for line in lines:
+        fields = line.split(",")
+        if not line.strip() or len(fields) != len(names):
+            return None
+        rows.append([fields[i].lstrip(" ") for i in order])
+    return rows or None
+
+
+def read_new_lines(grown: list[FileRead]) -> tuple[pd.DataFrame, list[FileRead]]:
+    """The raw rows of the lines the ``grown`` files gained, numbered as in the whole files and
+    with their recorded date formats, and the files whose new lines cannot stand for the whole
+    file (module doc): those are to be read whole."""
+    kept: list[FileRead] = []
+    whole: list[FileRead] = []
+    last: list[str] = []   # each row's file's recorded last session
+    cols: dict[str, list] = {c: [] for c in [*REQUIRED_CSV_COLUMNS, "symbol", "source_file", "source_row", "date_format"]}
+    for f in grown:
+        rows = split_new_lines(f)
+        if rows is None or not is_symbol(f.path.stem.upper()):
+            whole.append(f)
             continue
-        try:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            problems.append((str(path), None, f"cannot parse as CSV: {exc}"))
-            continue
-        except pd.errors.EmptyDataError:
-            problems.append((str(path), None, "empty file"))
-            continue
-        raw.columns = [c.strip().lower() for c in raw.columns]
-        missing = [c for c in REQUIRED_CSV_COLUMNS if c not in raw.columns]
-        if missing:
-            problems.append((str(path), 1, f"missing column(s) {missing}; need {REQUIRED_CSV_COLUMNS}, found {list(raw.columns)}"))
-            continue
-        if raw.empty:
-            problems.append((str(path), None, "no data rows"))
-            continue
-        raw = raw[REQUIRED_CSV_COLUMNS].copy()
-        raw["symbol"] = symbol
-        raw["source_file"] = str(path)
-        raw["source_row"] = range(2, len(raw) + 2)
-        frames.append(raw)
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*REQUIRED_CSV_COLUMNS, "symbol", "source_file", "source_row"])
-    return frame, problems
+        first = int(f.before["rows"]) + 2
+        for j, row in enumerate(rows):
+            for c, v in zip(REQUIRED_CSV_COLUMNS, row, strict=True):
+                cols[c].append(v)
+            cols["source_row"].append(first + j)
+        n = len(rows)
+        cols["symbol"] += [f.path.stem.upper()] * n
+        cols["source_file"] += [str(f.path)] * n
+        cols["date_format"] += [f.before["date_format"]] * n
+        last += [f.before["last_session"]] * n
+        kept.append(f)
+    raw = pd.DataFrame(cols)
+    if len(raw):
+        raw["source_row"] = raw["source_row"].astype("int64")
+        dates = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+        for fmt, idx in raw.groupby("date_format", sort=False).groups.items():
+            dates.loc[idx] = pd.to_datetime(raw.loc[idx, "date"].str.strip(), format=fmt, errors="coerce")
+        early = (dates.dt.normalize() <= pd.to_datetime(pd.Series(last, index=raw.index))).to_numpy()
+        if early.any():   # a new line dated on or before the last session: read that file whole
+            bad = set(raw.loc[early, "source_file"])
+            whole += [f for f in kept if str(f.path) in bad]
+            raw = raw.loc[~raw["source_file"].isin(bad)].reset_index(drop=True)
+    return raw, whole
 
 
 class CsvFolderSource(BarArchiveSource):
-    """Every ``<SYMBOL>.csv`` of the folder ``path`` as one all-or-nothing job of daily bars."""
+    """Every ``<SYMBOL>.csv`` of the folder ``path``, one all-or-nothing job per chunk of
+    symbols, files unchanged since the last ingest skipped (module doc)."""
 
     name = "csv"
+
+    def __init__(self, settings: Settings, path: str | None = None, limiter=None):
+        super().__init__(settings, path, limiter)
+        self._record: dict[str, dict] | None = None
+        self._committed: dict[str, dict] = {}
 
     def folder(self) -> Path:
         if not self.path:
@@ -82,28 +254,88 @@ class CsvFolderSource(BarArchiveSource):
     def jobs(self, dataset: str, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> list[Job]:
         if symbols:
             raise ConfigError(f"csv reads every <SYMBOL>.csv of the folder; give no symbols (got {symbols})")
-        files = list_csv_files(self.folder())
-        return [Job(self.name, dataset, "ALL", start, end, files=tuple(str(p) for p in files))]
+        by_symbol: dict[str, list[Path]] = defaultdict(list)
+        for p in list_csv_files(self.folder()):
+            by_symbol[p.stem.upper()].append(p)
+        chunks = symbol_chunks(by_symbol, CHUNK_SYMBOLS)
+        return [Job(self.name, dataset, f"files {k}/{len(chunks)}", start, end,
+                    files=tuple(str(p) for s in chunk for p in by_symbol[s]))
+                for k, chunk in enumerate(chunks, 1)]
+
+    def record(self) -> dict[str, dict]:
+        if self._record is None:
+            self._record = read_file_record(self.settings, self.name)
+        return self._record
 
     def fetch_parse(self, job: Job) -> Parsed:
         folder = self.folder()
         files = [Path(f) for f in job.files]
-        raw, problems = read_csv_files(files)
+        names = Counter(p.stem.upper() for p in files)
+        reads = [plan_read(p, self.record().get(str(p)), whole=names[p.stem.upper()] > 1) for p in files]
+        new_lines, again = read_new_lines([f for f in reads if f.mode == "grown"])
+        frames, problems = [new_lines], []
+        for f in again:
+            f.mode = "whole"
+        for f in reads:
+            if f.mode != "whole":
+                continue
+            raw, problem = parse_csv(f.path, f.data)
+            if problem:
+                problems.append(problem)
+                continue
+            frames.append(raw.assign(date_format=infer_date_format(raw["date"])))
+        raw = _concat([x for x in frames if len(x)])
         validated = validate_bars(raw, self.settings.calendar)
-        batch_key = f"csv:{folder}:" + ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+        batch_key = f"csv:{folder}:" + ",".join(f"{f.path.name}:{f.entry['size']}:{f.entry['mtime_ns']}" for f in reads)
+        unchanged = [f for f in reads if f.mode == "unchanged"]
+        common = {"rows_fetched": len(raw), "batch_key": batch_key, "unchanged_files": len(unchanged),
+                  "unchanged_rows": sum(int(f.entry.get("rows") or 0) for f in unchanged)}
         if problems or len(validated.rejects):
             rejects = validated.rejects if len(validated.rejects) else None
-            return Parsed(rejects=rejects, problems=problems + validated.problems, rows_fetched=len(raw), batch_key=batch_key)
-        good = validated.good.assign(source=f"csv:{folder.name}")
+            return Parsed(rejects=rejects, problems=problems + validated.problems, **common)
+        good = validated.good
+        entries = self._entries(reads, raw, good)
         return Parsed(
-            tables={"bars_daily": good},
-            rows_fetched=len(raw),
-            batch_key=batch_key,
-            land=[(p, f"{folder.name}/{p.name}") for p in files],
-            symbols=sorted(good["symbol"].unique()),
+            tables={"bars_daily": good.assign(source=f"csv:{folder.name}")} if len(good) else {},
+            land=[(f.path, f"{folder.name}/{f.path.name}") for f in reads if f.mode != "unchanged"],
+            symbols=sorted({f.path.stem.upper() for f in reads}),
+            on_commit=lambda: self._committed.update(entries),
+            **common,
         )
 
+    @staticmethod
+    def _entries(reads: list[FileRead], raw: pd.DataFrame, good: pd.DataFrame) -> dict[str, dict]:
+        """What to record for each file of a clean chunk once it is in silver."""
+        rows = raw.groupby("source_file").size().to_dict() if len(raw) else {}
+        last = good.groupby("source_file")["session"].max().to_dict() if len(good) else {}
+        formats = raw.groupby("source_file")["date_format"].first().to_dict() if len(raw) else {}
+        out = {}
+        for f in reads:
+            key, entry = str(f.path), dict(f.entry)
+            if f.mode != "unchanged":
+                read, newest = int(rows.get(key, 0)), last.get(key)
+                if f.mode == "grown":   # the new lines are all dated after the recorded last session
+                    read += int(f.before["rows"])
+                    newest = newest if newest is not None else f.before["last_session"]
+                fmt = formats.get(key)
+                entry.update(rows=read, last_session=None if newest is None else f"{pd.Timestamp(newest):%Y-%m-%d}",
+                             date_format=fmt if isinstance(fmt, str) else None)
+            out[key] = entry
+        return out
 
-def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None) -> IngestReport:
-    """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume)."""
-    return ingest_archive(settings, "csv", folder, None, now)
+    def flush(self) -> None:
+        """Merge what the chunks written recorded into the record on disk (under the write lock)."""
+        if not self._committed:
+            return
+        files = read_file_record(self.settings, self.name)
+        files.update(self._committed)
+        write_file_record(self.settings, self.name, files)
+        self._record = files
+        self._committed = {}
+
+
+def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None, step=None) -> IngestReport:
+    """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume); ``step``
+    follows the validate and write passes (:func:`etl.sources.base.run_ingest`)."""
+    return ingest_archive(settings, "csv", folder, None, now, step=step)
+

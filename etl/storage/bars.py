@@ -1,4 +1,4 @@
-"""The silver table of daily bars and its quarantine.
+"""The silver table of daily bars: its layout, writer, readers and quarantine.
 
 Silver rows carry three times:
 
@@ -9,19 +9,51 @@ Silver rows carry three times:
   from an archive (Lean, a CSV history) that is the event time; for a revision
   it is when we received it;
 - ``created_timestamp``: when we wrote the row.
+
+Layout: ``silver/bars_daily/bucket=NN/part-<hash>.parquet``. A symbol's rows
+live in one of 64 buckets (CRC-32 of the symbol,
+:data:`etl.storage.tables.BARS_BUCKETS`); each part is sorted by symbol, session
+and known time and cut into row groups of 8,192 rows. So:
+
+- a reader of some symbols opens only their buckets and, inside a part, only
+  the row groups whose symbol range holds them (Parquet statistics);
+  :func:`symbol_chunks` groups symbols by bucket, so a chunk of 64 symbols
+  opens few buckets;
+- a write compares its rows with the stored rows of the same symbols and
+  sessions only (the same pushdown plus the session range): a night that adds
+  one session per symbol reads next to nothing and writes one small part per
+  bucket, whatever the history;
+- a bucket that reaches :data:`MERGE_AT` (3) parts has all but its largest
+  merged as it is written (``silver.compact_partition(..., keep_largest=True)``):
+  a bucket is its big part plus one part of what the nights since added, so a
+  reader opens at most two files per bucket and a merge costs only the small
+  part; ``alpha compact`` merges everything.
+
+Warehouses written before buckets hold ``year=YYYY`` folders: the readers read
+them too, and the first write moves their rows, write times included, into
+buckets (one year at a time).
+
+Archive sources that skip unchanged files (:mod:`etl.sources.csv_folder`) keep
+what they last ingested in ``silver/bars_daily/.ingested/<source>.json``
+(:func:`read_file_record`): beside the rows it describes, so a store deleted
+or copied takes its record with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from etl.core import clock
 from etl.core.config import Settings
-from etl.core.errors import NotIngestedError
-from etl.storage.atomic import atomic_write_frame, read_parquet_dir
+from etl.core.errors import ArgumentError, NotIngestedError
+from etl.storage.atomic import atomic_write_frame, atomic_write_text
 
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 VALUE_COLUMNS = PRICE_COLUMNS + ["volume"]
@@ -30,10 +62,52 @@ SILVER_COLUMNS = [
     "event_timestamp", "known_timestamp", "created_timestamp",
 ]
 QUARANTINE_COLUMNS = ["source_file", "source_row", "symbol", "raw", "reason", "created_timestamp"]
+#: a bucket with this many part files has all but its largest merged when it is written: a bucket is then
+#: its big part and one part of what the nights since added, so a reader opens at most two files per bucket
+MERGE_AT = 3
+#: the sort of every read: a bar's versions in the order they became known, then written
+READ_ORDER = ["symbol", "session", "known_timestamp", "created_timestamp"]
 
 
 def silver_bars_dir(settings: Settings) -> Path:
     return settings.silver / "bars_daily"
+
+
+def symbol_bucket(symbol: str) -> int:
+    """The bucket that holds ``symbol``'s bars."""
+    from etl.storage.silver import bucket_of
+    from etl.storage.tables import BARS_BUCKETS
+
+    return bucket_of(symbol, BARS_BUCKETS)
+
+
+def bucket_dir(settings: Settings, bucket: int) -> Path:
+    return silver_bars_dir(settings) / f"bucket={bucket:02d}"
+
+
+def symbol_chunks(symbols, size: int = 64) -> list[list[str]]:
+    """``symbols`` in chunks of at most ``size`` for work done chunk by chunk: whole buckets
+    packed in bucket order (a bucket of more than ``size`` symbols split), symbols sorted within
+    a bucket. Reading a chunk opens only its few buckets."""
+    if size < 1:
+        raise ArgumentError(f"chunk size must be >= 1, got {size}")
+    by_bucket: dict[int, list[str]] = defaultdict(list)
+    for s in sorted(set(symbols)):
+        by_bucket[symbol_bucket(s)].append(s)
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    for b in sorted(by_bucket):
+        members = by_bucket[b]
+        if current and len(current) + len(members) > size:
+            chunks.append(current)
+            current = []
+        while len(members) > size:
+            chunks.append(members[:size])
+            members = members[size:]
+        current += members
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def quarantine_rejects(settings: Settings, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path:
@@ -47,13 +121,15 @@ def quarantine_rejects(settings: Settings, rejects: pd.DataFrame, batch_key: str
 
 
 def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: pd.Timestamp | None = None) -> dict:
-    """Add validated bars to the silver table (``silver/bars_daily/year=YYYY/part-*.parquet``).
+    """Add validated bars to the silver table (layout: the module doc).
 
     Idempotent: a row equal to the latest stored version of its
     ``(symbol, session)`` is skipped. A row that differs is a *revision* and is
     appended as a new version, known from when we received it (never earlier
-    than the session's availability): history is never overwritten. New rows
-    of a year go into one new part file, written atomically.
+    than the session's availability): history is never overwritten. The rows
+    are compared with the stored versions of their own symbols and sessions
+    only; new rows of a bucket go into one new part file, written atomically.
+    Callers hold the home's write lock (:class:`etl.storage.atomic.HomeLock`).
     """
     from etl.storage import silver
     from etl.storage.tables import BARS_DAILY
@@ -68,8 +144,11 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
     frame["known_timestamp"] = frame["event_timestamp"]  # archive first prints: known at availability
     frame["created_timestamp"] = now
     frame = _silver_types(frame)
+    migrate_year_folders(settings)
     stats = {"new": 0, "revised": 0, "unchanged": 0}
-    existing = read_parquet_dir(silver_bars_dir(settings), filters=_symbols_filter(frame["symbol"].unique().tolist()))
+    symbols = sorted(frame["symbol"].unique())
+    existing = _read(settings, symbols, frame["session"].min(), frame["session"].max(),
+                     columns=["symbol", "session", "ticker", *VALUE_COLUMNS, "known_timestamp", "created_timestamp"])
     if existing is not None and len(existing):
         latest = existing.sort_values(["known_timestamp", "created_timestamp"], kind="stable").drop_duplicates(["symbol", "session"], keep="last")
         merged = frame.merge(latest[["symbol", "session", "ticker", *VALUE_COLUMNS]], on=["symbol", "session"], how="left", suffixes=("", "_old"), indicator=True)
@@ -84,14 +163,10 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
         stats.update(unchanged=int(same.sum()), revised=int(revised.sum()), new=int((~known).sum()))
     else:
         stats["new"] = len(frame)
-    silver.append(settings, BARS_DAILY, frame, now)
+    silver.append(settings, BARS_DAILY, frame, now, dedupe=False)
+    for b in sorted({symbol_bucket(s) for s in frame["symbol"].unique()}):
+        silver.compact_partition(BARS_DAILY, bucket_dir(settings, b), MERGE_AT, keep_largest=True)
     return stats
-
-
-def _symbols_filter(symbols: list[str]):
-    import pyarrow.dataset as ds
-
-    return ds.field("symbol").isin(symbols)
 
 
 def _silver_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -106,20 +181,197 @@ def _silver_types(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def read_silver_bars(settings: Settings, symbols: list[str] | None = None, versions: str = "first") -> pd.DataFrame:
-    """Silver bars, one row per (symbol, session).
+# ------------------------------------------------------------------ readers
+
+
+def _year_folders(root: Path) -> list[Path]:
+    return sorted(d for d in root.glob("year=*") if d.is_dir())
+
+
+def bar_files(settings: Settings, symbols=None) -> list[Path]:
+    """The part files that may hold ``symbols``' bars (every part file when ``None``): their
+    buckets' parts, and any part of the old year layout."""
+    from etl.storage.silver import part_files
+
+    root = silver_bars_dir(settings)
+    if not root.is_dir():
+        return []
+    if symbols is None:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
+    else:
+        dirs = [bucket_dir(settings, b) for b in sorted({symbol_bucket(s) for s in symbols})] + _year_folders(root)
+    return [p for d in dirs for p in part_files(d)]
+
+
+def _read(settings: Settings, symbols=None, start=None, end=None, columns: list[str] | None = None) -> pd.DataFrame | None:
+    """Stored rows of ``symbols`` (all when ``None``) with sessions in ``[start, end]``, pushed
+    down to the buckets, then to the row groups whose symbol and session ranges (Parquet
+    statistics) can hold them; ``None`` when there are none. (Row groups are chosen here rather
+    than by a dataset filter, which costs far more per file for a list of symbols.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    want = None if symbols is None else sorted({str(s) for s in symbols})
+    files = bar_files(settings, want)
+    if not files or want == []:
+        return None
+    lo = None if start is None else pd.Timestamp(start).as_unit("us").to_datetime64()
+    hi = None if end is None else pd.Timestamp(end).as_unit("us").to_datetime64()
+    read = None if columns is None else list(dict.fromkeys([*columns, "symbol", "session"]))
+    tables = []
+    for path in files:
+        pf = pq.ParquetFile(path)
+        groups = _row_groups(pf.metadata, want, lo, hi)
+        if not groups:
+            continue
+        table = pf.read_row_groups(groups, columns=read)
+        mask = None
+        if want is not None:
+            mask = pc.is_in(table["symbol"], value_set=pa.array(want, pa.string()))
+        for bound, keep in ((lo, pc.greater_equal), (hi, pc.less_equal)):
+            if bound is not None:
+                m = keep(table["session"], pa.scalar(bound, pa.timestamp("us")))
+                mask = m if mask is None else pc.and_(mask, m)
+        tables.append(table if mask is None else table.filter(mask))
+    if not tables:
+        return None
+    table = pa.concat_tables(tables, promote_options="permissive")
+    frame = table.to_pandas()
+    return frame if columns is None else frame[columns]
+
+
+def _row_groups(meta, want: list[str] | None, lo, hi) -> list[int]:
+    """The row groups of a part whose statistics say they may hold a symbol of ``want`` (sorted)
+    with a session in ``[lo, hi]`` (all of them when a statistic is missing)."""
+    import bisect
+
+    names = meta.schema.names
+    sym, ses = names.index("symbol"), names.index("session")
+    out = []
+    for i in range(meta.num_row_groups):
+        rg = meta.row_group(i)
+        if want is not None:
+            st = rg.column(sym).statistics
+            if st is not None and st.has_min_max:
+                j = bisect.bisect_left(want, st.min)
+                if j == len(want) or want[j] > st.max:
+                    continue
+        st = rg.column(ses).statistics if lo is not None or hi is not None else None
+        if st is not None and st.has_min_max and (
+                (lo is not None and np.datetime64(st.max, "us") < lo) or (hi is not None and np.datetime64(st.min, "us") > hi)):
+            continue
+        out.append(i)
+    return out
+
+
+def read_silver_bars(settings: Settings, symbols: list[str] | None = None, versions: str = "first", *,
+                     start=None, end=None) -> pd.DataFrame:
+    """Silver bars, sorted by symbol, session and version.
 
     ``versions="first"`` keeps, for each bar, the version first written (what
     was knowable at the session's availability time); ``"all"`` returns every
-    version.
+    version. ``symbols`` (default: all) and the session range ``start..end``
+    (inclusive, default: all) are pushed down to the files read (module doc).
     """
-    frame = read_parquet_dir(silver_bars_dir(settings), filters=_symbols_filter(symbols) if symbols else None)
+    if versions not in ("first", "all"):
+        raise ArgumentError(f"versions must be 'first' or 'all', got {versions!r}")
+    frame = _read(settings, symbols, start, end)
     if frame is None or frame.empty:
         raise NotIngestedError(
-            f"no daily bars in {silver_bars_dir(settings)}; run `alpha ingest lean` or `alpha ingest csv PATH` first"
+            f"no daily bars in {silver_bars_dir(settings)}"
+            + (f" for {', '.join(symbols[:5])}{' ...' if len(symbols) > 5 else ''}" if symbols else "")
+            + "; run `alpha ingest lean` or `alpha ingest csv --path FOLDER` first"
         )
-    frame = frame.drop(columns=["year"], errors="ignore")
-    frame = frame.sort_values(["symbol", "session", "known_timestamp", "created_timestamp"], kind="stable")
+    frame = frame.drop(columns=["year", "bucket"], errors="ignore")
+    frame = frame.sort_values(READ_ORDER, kind="stable").reset_index(drop=True)
+    frame = _drop_copies(frame)
     if versions == "first":
         frame = frame.drop_duplicates(["symbol", "session"], keep="first")
     return frame.reset_index(drop=True)
+
+
+def _drop_copies(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop exact copies of rows (left by a merge of part files that stopped before deleting
+    the parts). ``frame`` is sorted by :data:`READ_ORDER`, so copies are neighbours: only
+    frames where two neighbours share a version key pay for a full comparison."""
+    if len(frame) < 2:
+        return frame
+    same = np.ones(len(frame) - 1, dtype=bool)
+    for col in READ_ORDER:
+        values = frame[col].values   # datetime64 for the tz-aware times (to_numpy would box each one)
+        same &= values[1:] == values[:-1]
+    return frame.drop_duplicates().reset_index(drop=True) if same.any() else frame
+
+
+def bars_overview(settings: Settings) -> tuple[list[str], pd.Timestamp | None]:
+    """Every stored symbol (sorted) and the latest stored session, read one part file at a
+    time (two columns), so its memory does not grow with the store."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    symbols: set[str] = set()
+    latest = None
+    for path in bar_files(settings):
+        table = pq.read_table(path, columns=["symbol", "session"], read_dictionary=["symbol"])
+        if not table.num_rows:
+            continue
+        symbols.update(pc.unique(table.column("symbol")).to_pylist())
+        top = pc.max(table.column("session")).as_py()
+        latest = top if latest is None else max(latest, top)
+    return sorted(str(s) for s in symbols), (pd.Timestamp(latest) if latest is not None else None)
+
+
+# ------------------------------------------------------------------ the old year layout
+
+
+def migrate_year_folders(settings: Settings) -> int:
+    """Move the rows of ``year=YYYY`` folders (the layout before buckets) into buckets, one
+    year at a time, rows and write times unchanged; then merge each bucket. The new parts
+    are written before a year's parts are deleted (readers drop exact copies), so a crash
+    changes no read and the next write finishes the move. Returns the folders moved."""
+    from etl.storage import silver
+    from etl.storage.tables import BARS_DAILY
+
+    root = silver_bars_dir(settings)
+    folders = _year_folders(root) if root.is_dir() else []
+    for folder in folders:
+        parts = silver.part_files(folder)
+        if parts:
+            frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True).drop(columns=["year"], errors="ignore")
+            silver.write_rows(settings, BARS_DAILY, frame)
+            del frame
+        for p in parts:
+            p.unlink()
+        with contextlib.suppress(OSError):   # a live writer's temp file is still there: the next move removes it
+            folder.rmdir()
+    if folders:
+        for d in sorted(p for p in root.glob("bucket=*") if p.is_dir()):
+            silver.compact_partition(BARS_DAILY, d)
+    return len(folders)
+
+
+# ------------------------------------------------------------------ what archive sources last ingested
+
+
+def file_record_path(settings: Settings, source: str) -> Path:
+    return silver_bars_dir(settings) / ".ingested" / f"{source}.json"
+
+
+def read_file_record(settings: Settings, source: str) -> dict[str, dict]:
+    """What ``source`` last ingested, per input file (absolute path -> what the source keeps:
+    size, sha256, rows...); empty when nothing was recorded or the record cannot be read
+    (then every file is read again, which is always safe)."""
+    path = file_record_path(settings, source)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    files = doc.get("files") if isinstance(doc, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def write_file_record(settings: Settings, source: str, files: dict[str, dict]) -> Path:
+    """Replace ``source``'s record atomically (write it only after the rows it describes are
+    in silver)."""
+    return atomic_write_text(file_record_path(settings, source), json.dumps({"files": files}, sort_keys=True, indent=0))

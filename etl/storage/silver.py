@@ -17,6 +17,11 @@ file before deleting the parts; readers drop exact duplicate rows, so a crash
 between the two steps changes no query result, and the next compaction
 finishes the job.
 
+A table whose partitions grow with every write (daily bars, one row per symbol
+a night) can be merged as it is written: :func:`compact_partition` with
+``keep_largest`` folds the small parts of one partition into one and leaves
+its largest part alone, so the cost is that of the small parts.
+
 Every row of every table carries ``event_timestamp`` and
 ``created_timestamp`` (tz-aware UTC, microseconds).
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +41,7 @@ import pyarrow as pa
 
 from etl.core.config import Settings
 from etl.core.errors import BadInputError, MissingColumnError
-from etl.storage.atomic import TMP_PREFIX, atomic_write_frame, remove_stale_temp_files
+from etl.storage.atomic import TMP_PREFIX, atomic_path, atomic_write_frame, remove_stale_temp_files
 
 TIME_COLUMNS = ("event_timestamp", "created_timestamp")
 _PART_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
@@ -45,7 +51,12 @@ _PART_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 class Table:
     """A silver table. ``key`` identifies one version of a fact (include the
     version column, e.g. an accession number or a vintage); ``partition`` maps
-    a frame to its partition columns (values must be short path-safe strings)."""
+    a frame to its partition columns (values must be short path-safe strings).
+    ``row_group_size`` (rows) makes part files of several row groups, so a reader
+    filtering on the first key column (parts are sorted by the key) skips most of
+    a large part; small row groups then want ``dictionary_columns`` (the columns
+    with few values; ``None``: every column) and ``delta_columns`` (sorted integer
+    or time columns, delta-encoded) to stay as small as one large group."""
 
     name: str
     key: tuple[str, ...]
@@ -53,6 +64,9 @@ class Table:
     partition_values: Callable[[pd.DataFrame], pd.DataFrame]
     description: str = ""
     timestamp_columns: tuple[str, ...] = field(default=())  # extra tz-aware columns to normalise
+    row_group_size: int | None = None
+    dictionary_columns: tuple[str, ...] | None = None
+    delta_columns: tuple[str, ...] = ()
 
     def path(self, settings: Settings) -> Path:
         return settings.silver / self.name
@@ -68,6 +82,23 @@ def by_year(column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
 def by_column(column: str, out: str | None = None) -> Callable[[pd.DataFrame], pd.DataFrame]:
     def fn(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({out or column: frame[column].astype(str)}, index=frame.index)
+
+    return fn
+
+
+def bucket_of(value: str, buckets: int) -> int:
+    """The bucket of ``value`` among ``buckets``: CRC-32 of its UTF-8 bytes, the same in every
+    process and on every machine (unlike Python's salted ``hash``)."""
+    return zlib.crc32(str(value).encode()) % buckets
+
+
+def by_bucket(column: str, buckets: int, out: str = "bucket") -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Partition by :func:`bucket_of` the value of ``column``, as two or more digits (``07``)."""
+    width = len(str(buckets - 1))
+
+    def fn(frame: pd.DataFrame) -> pd.DataFrame:
+        codes = {v: f"{bucket_of(v, buckets):0{width}d}" for v in pd.unique(frame[column].astype(str))}
+        return pd.DataFrame({out: frame[column].astype(str).map(codes)}, index=frame.index)
 
     return fn
 
@@ -91,10 +122,12 @@ def _row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return pd.util.hash_pandas_object(typed, index=False).to_numpy()
 
 
-def _part_name(frame: pd.DataFrame) -> str:
+def _part_name(frame: pd.DataFrame, hashes: np.ndarray | None = None) -> str:
+    """``part-<hash>.parquet``, the hash of the columns and rows (``hashes``: the rows' hashes
+    when already computed): the same rows always make the same name."""
     h = hashlib.sha256()
     h.update(",".join(frame.columns).encode())
-    h.update(_row_hashes(frame, _value_columns(frame)).tobytes())
+    h.update((_row_hashes(frame, _value_columns(frame)) if hashes is None else hashes).tobytes())
     return f"part-{h.hexdigest()[:20]}.parquet"
 
 
@@ -108,8 +141,30 @@ def _partition_dir(root: Path, names: tuple[str, ...], values: tuple) -> Path:
     return path
 
 
+def part_files(path: Path) -> list[Path]:
+    """The part files of one partition folder (temp and hidden files left out), by name."""
+    return sorted(p for p in Path(path).glob("*.parquet") if not p.name.startswith((TMP_PREFIX, ".")))
+
+
+def write_part(table: Table, frame: pd.DataFrame, path: Path) -> Path:
+    """One part file, atomically, in row groups of ``table.row_group_size`` rows."""
+    import pyarrow.parquet as pq
+
+    if table.row_group_size is None and table.dictionary_columns is None and not table.delta_columns:
+        return atomic_write_frame(frame, path)
+    options: dict = {"row_group_size": table.row_group_size}
+    if table.dictionary_columns is not None:
+        options["use_dictionary"] = [c for c in table.dictionary_columns if c in frame.columns]
+    delta = {c: "DELTA_BINARY_PACKED" for c in table.delta_columns if c in frame.columns}
+    if delta:
+        options["column_encoding"] = delta
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp, compression="zstd", **options)
+    return Path(path)
+
+
 def _read_partition(path: Path) -> pd.DataFrame | None:
-    files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((TMP_PREFIX, ".")))
+    files = part_files(path)
     if not files:
         return None
     frames = [pd.read_parquet(p) for p in files]
@@ -126,12 +181,14 @@ class WriteStats:
         return WriteStats(self.new + other.new, self.unchanged + other.unchanged, self.files + other.files)
 
 
-def append(settings: Settings, table: Table, frame: pd.DataFrame, now: pd.Timestamp) -> WriteStats:
+def append(settings: Settings, table: Table, frame: pd.DataFrame, now: pd.Timestamp, dedupe: bool = True) -> WriteStats:
     """Add the rows of ``frame`` whose values are not stored yet.
 
     A row counts as stored when every column but ``created_timestamp`` equals
     a stored row. New rows get ``created_timestamp = now`` and go, per
-    partition, into one new part file.
+    partition, into one new part file. ``dedupe=False`` skips reading the
+    stored rows: for a caller that has already compared ``frame`` with them
+    (:func:`etl.storage.bars.write_silver_bars`).
     """
     if frame.empty:
         return WriteStats()
@@ -139,32 +196,52 @@ def append(settings: Settings, table: Table, frame: pd.DataFrame, now: pd.Timest
     if missing:
         raise MissingColumnError(f"silver.{table.name}: frame lacks column(s) {missing}")
     frame = frame.drop(columns=["created_timestamp"], errors="ignore")
-    frame = frame.drop_duplicates().reset_index(drop=True)
+    frame = frame.drop_duplicates()
+    frame = frame.sort_values(list(table.key), kind="stable").reset_index(drop=True)
     frame["created_timestamp"] = pd.Timestamp(now).tz_convert("UTC")
     frame = _normalise(frame, table)
+    hashes = _row_hashes(frame, _value_columns(frame))   # once for the frame: a part's name and dedupe use its rows'
     parts = table.partition_values(frame)
     root = table.path(settings)
     stats = WriteStats()
     for values, idx in frame.groupby([parts[c] for c in table.partition], sort=True).groups.items():
         values = values if isinstance(values, tuple) else (values,)
-        chunk = frame.loc[idx]
+        chunk, mine = frame.loc[idx], hashes[np.asarray(idx)]
         pdir = _partition_dir(root, table.partition, values)
-        existing = _read_partition(pdir)
-        cols = _value_columns(chunk)
+        existing = _read_partition(pdir) if dedupe else None
         if existing is not None and len(existing):
             if list(existing.columns) != list(chunk.columns):
                 chunk = chunk.reindex(columns=existing.columns)
-                cols = _value_columns(chunk)
-            stored = set(_row_hashes(_normalise(existing, table), cols).tolist())
-            fresh = np.array([h not in stored for h in _row_hashes(chunk, cols)], dtype=bool)
+                mine = _row_hashes(chunk, _value_columns(chunk))
+            stored = set(_row_hashes(_normalise(existing, table), _value_columns(chunk)).tolist())
+            fresh = np.array([h not in stored for h in mine], dtype=bool)
             stats += WriteStats(unchanged=int((~fresh).sum()))
-            chunk = chunk.loc[fresh]
+            chunk, mine = chunk.loc[fresh], mine[fresh]
         if chunk.empty:
             continue
-        chunk = chunk.sort_values(list(table.key), kind="stable").reset_index(drop=True)
-        atomic_write_frame(chunk, pdir / _part_name(chunk))
+        chunk = chunk.reset_index(drop=True)   # rows in key order: the frame was sorted
+        write_part(table, chunk, pdir / _part_name(chunk, mine))
         stats += WriteStats(new=len(chunk), files=1)
     return stats
+
+
+def write_rows(settings: Settings, table: Table, frame: pd.DataFrame) -> int:
+    """Write rows as they are (``created_timestamp`` kept), one part file per partition:
+    moving stored rows to another layout. Returns the files written. Part files are named
+    by their rows, so writing the same rows again rewrites the same files."""
+    if frame.empty:
+        return 0
+    frame = _normalise(frame, table)
+    parts = table.partition_values(frame)
+    files = 0
+    for values, idx in frame.groupby([parts[c] for c in table.partition], sort=True).groups.items():
+        values = values if isinstance(values, tuple) else (values,)
+        sort = [c for c in (*table.key, "created_timestamp") if c in frame.columns]
+        chunk = frame.loc[idx].sort_values(sort, kind="stable").reset_index(drop=True)
+        pdir = _partition_dir(table.path(settings), table.partition, values)
+        write_part(table, chunk, pdir / _part_name(chunk))
+        files += 1
+    return files
 
 
 def read(settings: Settings, table: Table, filters=None, columns: list[str] | None = None) -> pd.DataFrame:
@@ -183,6 +260,23 @@ def read(settings: Settings, table: Table, filters=None, columns: list[str] | No
     return frame.sort_values(sort, kind="stable").reset_index(drop=True)
 
 
+def read_partitions(settings: Settings, table: Table):
+    """Each partition's rows in turn, as :func:`read` gives rows (exact duplicates dropped,
+    sorted by key and write time): a table read one partition at a time. Partition columns
+    that are not columns of the files are not added."""
+    root = table.path(settings)
+    if not root.exists():
+        return
+    dirs = sorted({p.parent for p in root.rglob("*.parquet") if not p.name.startswith((TMP_PREFIX, "."))})
+    for pdir in dirs:
+        frame = _read_partition(pdir)
+        if frame is None:
+            continue
+        frame = frame.drop_duplicates()
+        sort = [c for c in (*table.key, "created_timestamp") if c in frame.columns]
+        yield frame.sort_values(sort, kind="stable").reset_index(drop=True)
+
+
 def compact(settings: Settings, table: Table, min_files: int = 2) -> dict:
     """Merge each partition's part files into one; query results do not change."""
     root = table.path(settings)
@@ -192,20 +286,37 @@ def compact(settings: Settings, table: Table, min_files: int = 2) -> dict:
     remove_stale_temp_files(root)
     dirs = sorted({p.parent for p in root.rglob("*.parquet") if not p.name.startswith((TMP_PREFIX, "."))})
     for pdir in dirs:
-        files = sorted(p for p in pdir.glob("*.parquet") if not p.name.startswith((TMP_PREFIX, ".")))
-        if len(files) < min_files:
-            continue
-        frame = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True).drop_duplicates()
-        sort = [c for c in (*table.key, "created_timestamp") if c in frame.columns]
-        frame = frame.sort_values(sort, kind="stable").reset_index(drop=True)
-        target = pdir / _part_name(frame)
-        atomic_write_frame(frame, target)
-        for p in files:
-            if p != target:
-                p.unlink()
-                removed += 1
-        merged += 1
+        n = compact_partition(table, pdir, min_files)
+        if n:
+            merged += 1
+            removed += n
     return {"table": table.name, "partitions": merged, "files_removed": removed}
+
+
+def compact_partition(table: Table, pdir: Path, min_files: int = 2, keep_largest: bool = False) -> int:
+    """Merge the part files of one partition folder into one when it has ``min_files`` or more;
+    with ``keep_largest`` the largest part is left as it is and only the others are merged (the
+    cost of merging is then that of the small parts). The merged file is written before any
+    part is deleted, and readers drop exact duplicates, so a crash in between changes no
+    query result. Returns the files removed."""
+    files = part_files(pdir)
+    if len(files) < min_files:
+        return 0
+    if keep_largest:
+        files.remove(max(files, key=lambda p: p.stat().st_size))
+        if len(files) < 2:
+            return 0
+    frame = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True).drop_duplicates()
+    sort = [c for c in (*table.key, "created_timestamp") if c in frame.columns]
+    frame = frame.sort_values(sort, kind="stable").reset_index(drop=True)
+    target = pdir / _part_name(frame)
+    write_part(table, frame, target)
+    removed = 0
+    for p in files:
+        if p != target:
+            p.unlink()
+            removed += 1
+    return removed
 
 
 def recover(settings: Settings) -> int:

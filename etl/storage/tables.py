@@ -1,8 +1,10 @@
 """The silver tables, one per domain: name, version key and partitioning.
 
-Partitions follow the queries we run: bars by year (factor compute reads a
-symbol's whole history, the nightly job one year), minute bars and option
-quotes by underlying and year, news by month, fundamentals by symbol, macro
+Partitions follow the queries we run: daily bars by symbol bucket (64 buckets
+by CRC-32 of the symbol, parts sorted by symbol in row groups of 8,192 rows: a
+chunk of symbols reads its buckets only, a symbol little more than its own
+rows, and a night's new bars are one small part per bucket, not per symbol;
+see :mod:`etl.storage.bars`), minute bars and option quotes by underlying and year, news by month, fundamentals by symbol, macro
 by series. Every row carries ``event_timestamp`` (first knowable) and
 ``created_timestamp`` (written); the version key includes what makes a
 revision a new row (a receipt time, an accession number, a vintage).
@@ -12,7 +14,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from etl.storage.silver import Table, by_column, by_year
+from etl.storage.silver import Table, by_bucket, by_column, by_year
+
+#: daily bars' symbol buckets: fixed for the life of a warehouse (the folder ``bucket=NN`` of a
+#: symbol is ``etl.storage.silver.bucket_of(symbol, BARS_BUCKETS)``)
+BARS_BUCKETS = 64
 
 
 def _symbol_year(symbol_col: str, time_col: str):
@@ -32,9 +38,12 @@ def _month(time_col: str):
 
 
 BARS_DAILY = Table(
-    "bars_daily", key=("symbol", "session", "known_timestamp"), partition=("year",), partition_values=by_year("session"),
+    "bars_daily", key=("symbol", "session", "known_timestamp"), partition=("bucket",),
+    partition_values=by_bucket("symbol", BARS_BUCKETS),
     description="daily OHLCV, raw prices; event = session close + delay; a revision is a new row known from receipt",
-    timestamp_columns=("known_timestamp",),
+    timestamp_columns=("known_timestamp",), row_group_size=8192,
+    dictionary_columns=("symbol", "ticker", "source", "created_timestamp"),
+    delta_columns=("session", "event_timestamp", "known_timestamp"),
 )
 BARS_MINUTE = Table(
     "bars_minute", key=("symbol", "bar_start"), partition=("symbol", "year"), partition_values=_symbol_year("symbol", "bar_start"),

@@ -1,8 +1,10 @@
 """Data health: is the warehouse's data complete, fresh and plausible?
 
 ``run_health(settings)`` reads the silver store and writes
-``reports/health/health.json`` and ``health.html`` (both atomically). The
-checks are pure: a bars frame (and optionally a corporate-actions frame) in,
+``reports/health/health.json`` and ``health.html`` (both atomically). It reads
+the daily bars a chunk of 64 symbols at a time and the other tables a partition
+at a time where it can, so its memory follows the chunk, not the store; the
+report is the one a single pass would give. The checks are pure: a bars frame (and optionally a corporate-actions frame) in,
 a findings frame out. What each check does, the thresholds and how to read
 the report: docs/health.md.
 

@@ -40,11 +40,13 @@ def coverage_stats(bars: pd.DataFrame, calendar=DEFAULT_CALENDAR) -> tuple[pd.Da
     return stats, pd.DataFrame(gaps, columns=["symbol", "start", "end", "length"])
 
 
-def check_coverage(bars: pd.DataFrame, calendar=DEFAULT_CALENDAR, thresholds: Mapping | None = None) -> pd.DataFrame:
+def check_coverage(bars: pd.DataFrame, calendar=DEFAULT_CALENDAR, thresholds: Mapping | None = None,
+                   stats: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Coverage per symbol against the exchange calendar, each gap with its
-    length, and bars dated on days that are not sessions."""
+    length, and bars dated on days that are not sessions (``stats``: the
+    :func:`coverage_stats` of ``bars`` when already computed)."""
     th = resolve_thresholds(thresholds)
-    stats, gaps = coverage_stats(bars, calendar)
+    stats, gaps = stats if stats is not None else coverage_stats(bars, calendar)
     rows = []
     for s in stats.itertuples():
         if s.coverage < th["min_coverage"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from etl.core.config import DEFAULT_CALENDAR
@@ -50,11 +51,26 @@ def prepare_bars(bars: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise BarsFrameError(f"bars frame lacks column(s) {missing}")
     frame = bars.rename(columns={c: c.lower() for c in bars.columns if c.lower() in (*BAR_VALUE_COLUMNS, "dividends")})
-    session = pd.to_datetime(frame["session"])
+    session = frame["session"]
+    if not pd.api.types.is_datetime64_any_dtype(session):
+        session = pd.to_datetime(session)
     if getattr(session.dt, "tz", None) is not None:
         session = session.dt.tz_localize(None)  # keep the exchange-local wall date
     frame = frame.assign(session=session, symbol=frame["symbol"].astype(str))
+    if _in_order(frame):   # a stable sort would change nothing (frames read from silver come sorted)
+        return frame.reset_index(drop=True)
     return frame.sort_values(["symbol", "session"], kind="stable").reset_index(drop=True)
+
+
+def _in_order(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is sorted by symbol, then session."""
+    if len(frame) < 2:
+        return True
+    sym, ses = frame["symbol"].to_numpy(), frame["session"].to_numpy()
+    if ses.dtype.kind != "M" or pd.isna(ses).any():
+        return False
+    same = sym[1:] == sym[:-1]
+    return bool(np.all((sym[1:] > sym[:-1]) | (same & (ses[1:] >= ses[:-1]))))
 
 
 def day(ts) -> str:

@@ -12,12 +12,13 @@ import pandas as pd
 
 from etl.quality.health.frames import day
 
-_MAX_PLOTS = 12
+#: outliers plotted in the report, the first error outliers of the sorted findings
+MAX_PLOTS = 12
 
 
 def outlier_plots(bars: pd.DataFrame, findings: pd.DataFrame) -> dict[tuple[str, str], str]:
     """Small PNGs (base64) of the close around each error outlier."""
-    flagged = findings[(findings["check"] == "outlier") & (findings["severity"] == "error")].head(_MAX_PLOTS)
+    flagged = findings[(findings["check"] == "outlier") & (findings["severity"] == "error")].head(MAX_PLOTS)
     if flagged.empty:
         return {}
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -72,7 +72,10 @@ def symbol_moves(symbol: str, g: pd.DataFrame, acts: pd.DataFrame | None) -> Sym
 
 def _bar_range(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     cols = [c for c in PRICE_COLUMNS if c in frame.columns]
-    values = frame[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    block = frame[cols]
+    if not all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):
+        block = block.apply(pd.to_numeric, errors="coerce")
+    values = block.to_numpy(dtype=float)
     values = np.where(values > 0, values, np.nan)
     with np.errstate(all="ignore"):
         return np.nanmin(values, axis=1), np.nanmax(values, axis=1)

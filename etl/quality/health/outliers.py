@@ -48,13 +48,17 @@ def _series_outliers(s: SymbolMoves, th: dict) -> list[dict]:
     n = len(s.x)
     sessions = s.frame["session"]
     close = s.frame["close"].to_numpy(dtype=float)
-    pos_of_day = {d: i for i, d in enumerate(sessions.dt.normalize())}
-    split_pos = [(pos_of_day.get(r.ex_date), r.ex_date, float(r.split)) for r in s.splits.itertuples()]
+    split_pos = []
+    if len(s.splits):
+        pos_of_day = {d: i for i, d in enumerate(sessions.dt.normalize())}
+        split_pos = [(pos_of_day.get(r.ex_date), r.ex_date, float(r.split)) for r in s.splits.itertuples()]
     log100 = math.log(100.0)
     reverted = -1  # the bar that takes back a flagged move is the way back, not a second problem
-    for t in range(1, n):
+    with np.errstate(invalid="ignore"):   # only moves large enough to be any kind of outlier are looked at
+        moves = np.flatnonzero(np.isfinite(s.x) & (np.abs(s.x) >= min(th["split_tolerance"] * 3, th["spike_min_move"])))
+    for t in moves[moves >= 1].tolist():
         x = s.x[t]
-        if t == reverted or not np.isfinite(x) or abs(x) < min(th["split_tolerance"] * 3, th["spike_min_move"]):
+        if t == reverted:
             continue
         prev_close = close[t - 1]
         head = f"close {fmt(close[t])} after {fmt(prev_close)} ({_ratio_text(math.exp(s.x_raw[t]))})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,18 +14,17 @@ import pandas as pd
 
 from etl.core import clock
 from etl.core.config import DEFAULT_CALENDAR, Settings
-from etl.core.errors import NotIngestedError
 from etl.quality.errors import HealthCheckError
 from etl.quality.health.actions import corporate_actions_from_factors
 from etl.quality.health.coverage import check_coverage, coverage_stats
 from etl.quality.health.dividends import check_dividends
 from etl.quality.health.duplicates import check_duplicates, latest_versions
 from etl.quality.health.frames import BARS_TABLE, PRICE_COLUMNS, day, finding, findings_frame, prepare_bars
-from etl.quality.health.html_report import outlier_plots, to_html
+from etl.quality.health.html_report import MAX_PLOTS, outlier_plots, to_html
 from etl.quality.health.nan_rates import check_nan_rates
 from etl.quality.health.outliers import check_outliers
 from etl.quality.health.staleness import check_stale
-from etl.quality.health.table_checks import check_table
+from etl.quality.health.table_checks import TableProfile
 from etl.quality.health.thresholds import CHECK_THRESHOLD, COUNT_THRESHOLDS, resolve_thresholds
 from etl.storage.atomic import atomic_write_text
 
@@ -69,12 +68,13 @@ class HealthReport:
 
 def check_bars(
     bars: pd.DataFrame, actions: pd.DataFrame | None = None, calendar=DEFAULT_CALENDAR,
-    thresholds: Mapping | None = None, latest=None,
+    thresholds: Mapping | None = None, latest=None, coverage: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Every bar check on one frame (the pure core of :func:`run_health`)."""
+    """Every bar check on one frame (the pure core of :func:`run_health`); ``coverage``: the
+    :func:`coverage_stats` of ``bars`` when already computed."""
     parts = [
         check_duplicates(bars),
-        check_coverage(bars, calendar, thresholds),
+        check_coverage(bars, calendar, thresholds, coverage),
         check_nan_rates(bars, thresholds),
         check_stale(bars, calendar, thresholds, latest),
     ]
@@ -85,13 +85,20 @@ def check_bars(
 
 
 def run_health(settings: Settings, strict: bool = False, thresholds: Mapping | None = None,
-               now: pd.Timestamp | None = None, calendar=None) -> HealthReport:
+               now: pd.Timestamp | None = None, calendar=None, chunk_symbols: int = 64,
+               step: Callable[[str, int, int], None] | None = None) -> HealthReport:
     """Check the whole store, write ``reports/health/health.{json,html}`` and
     return the report; ``strict=True`` raises :class:`HealthCheckError` naming
-    each breached threshold (after the files are written)."""
-    from etl.storage import silver, tables
+    each breached threshold (after the files are written).
+
+    The daily bars are read and checked ``chunk_symbols`` symbols at a time (whole
+    buckets, :func:`etl.storage.bars.symbol_chunks`), the other tables one
+    partition at a time where a version key cannot span partitions: memory follows
+    the chunk, not the store, and the report is the one a single pass over
+    everything gives. ``step("health", chunks done, chunks)`` follows the bar chunks."""
+    from etl.storage import tables
     from etl.storage.actions import read_corporate_actions
-    from etl.storage.bars import read_silver_bars
+    from etl.storage.bars import bars_overview, symbol_chunks
 
     th = resolve_thresholds(thresholds)
     now = pd.Timestamp(now) if now is not None else clock.utc_now()
@@ -101,48 +108,52 @@ def run_health(settings: Settings, strict: bool = False, thresholds: Mapping | N
         "home": str(settings.home), "generated_at": now.isoformat(), "calendar": calendar if isinstance(calendar, str) else dict(calendar),
         "thresholds": th, "tables": {}, "symbols": {}, "bars": 0,
     }
-    bars = actions = None
-    try:
-        all_versions = read_silver_bars(settings, versions="all")
-    except NotIngestedError:
-        all_versions = None
-    if all_versions is not None:
-        latest = latest_versions(all_versions)
+    symbols, last_session = bars_overview(settings)
+    per_symbol: dict[str, dict] = {}
+    if symbols:
         actions = corporate_actions_from_factors(read_corporate_actions(settings))
-        parts.append(check_bars(latest, actions, calendar, th))
-        bars = prepare_bars(latest).drop_duplicates(["symbol", "session"], keep="last")
-        summary["bars"] = len(bars)
-        f, tsum = check_table(all_versions, tables.BARS_DAILY, now, th)
+        profile = TableProfile(tables.BARS_DAILY)
+        chunks = symbol_chunks(symbols, chunk_symbols)
+        for k, chunk in enumerate(chunks, 1):
+            found, bars, all_versions, coverage = _check_chunk(settings, chunk, actions, calendar, th, last_session)
+            parts.append(found)
+            profile.add(all_versions)
+            summary["bars"] += len(bars)
+            per_symbol.update(_symbol_summary(bars, found, calendar, coverage))
+            del bars, all_versions
+            if step:
+                step("health", k, len(chunks))
+        f, tsum = profile.result(now, th)
         parts.append(f.loc[f["check"] != "duplicate_key"])  # the bar duplicate check covers the version key
         summary["tables"][BARS_TABLE] = tsum
     for table in tables.ALL.values():
         if table.name == BARS_TABLE:
-            if all_versions is None:
+            if not symbols:
                 summary["tables"][table.name] = {"rows": 0, "present": False}
             continue
         try:
-            frame = silver.read(settings, table)
+            profile = _profile_table(settings, table)
         except (OSError, ValueError) as exc:
             parts.append(findings_frame([finding("unreadable", None, None, None, None, f"cannot read: {exc}", "error", table.name)]))
             summary["tables"][table.name] = {"rows": None, "present": True, "error": str(exc)}
             continue
-        if frame.empty:
+        if not profile.rows:
             summary["tables"][table.name] = {"rows": 0, "present": False}
             continue
-        f, tsum = check_table(frame, table, now, th)
+        f, tsum = profile.result(now, th)
         parts.append(f)
         summary["tables"][table.name] = {"present": True, **tsum}
     parts = [p for p in parts if len(p)]
     findings = pd.concat(parts, ignore_index=True) if parts else findings_frame([])
     findings = findings.sort_values(["severity", "table", "check", "symbol", "date"], kind="stable",
                                     na_position="first").reset_index(drop=True)
-    if bars is not None:
-        summary["symbols"] = _symbol_summary(bars, findings, calendar)
+    if symbols:
+        summary["symbols"] = dict(sorted(per_symbol.items()))
     summary["counts"] = {sev: int((findings["severity"] == sev).sum()) for sev in ("error", "warning")}
     failed = _failed(findings, th)
     summary["failed"] = failed
     out_dir = settings.reports / "health"
-    plots = outlier_plots(bars, findings) if bars is not None else {}
+    plots = outlier_plots(_plotted_bars(settings, findings), findings) if symbols else {}
     paths = {
         "json": atomic_write_text(out_dir / "health.json", _to_json(summary, findings)),
         "html": atomic_write_text(out_dir / "health.html", to_html(summary, findings, plots)),
@@ -153,13 +164,59 @@ def run_health(settings: Settings, strict: bool = False, thresholds: Mapping | N
     return report
 
 
-def _symbol_summary(bars: pd.DataFrame, findings: pd.DataFrame, calendar) -> dict:
-    stats, _ = coverage_stats(bars, calendar)
+def _check_chunk(settings: Settings, chunk: list[str], actions: pd.DataFrame, calendar, th: dict, last_session):
+    """Every bar check of one chunk of symbols: ``(findings, latest bars, all versions, coverage
+    stats of the latest bars or None)``."""
+    from etl.storage.bars import read_silver_bars
+
+    all_versions = read_silver_bars(settings, chunk, versions="all")
+    latest = prepare_bars(latest_versions(all_versions))
+    mine = actions[actions["symbol"].isin(chunk)] if actions is not None and len(actions) else actions
+    coverage = coverage_stats(latest, calendar)
+    found = check_bars(latest, mine, calendar, th, latest=last_session, coverage=coverage)
+    bars = latest.drop_duplicates(["symbol", "session"], keep="last")
+    # the summary's coverage is of the unique bars: the same figures unless a bar had two latest versions
+    return found, bars, all_versions, coverage if len(bars) == len(latest) else None
+
+
+def _profile_table(settings: Settings, table) -> TableProfile:
+    """A silver table's :class:`TableProfile`: read partition by partition when its partition
+    columns lead its version key (no key spans two partitions, and the partitions come in key
+    order), else whole."""
+    from etl.storage import silver
+
+    profile = TableProfile(table)
+    if table.partition and tuple(table.key[:len(table.partition)]) == tuple(table.partition):
+        for frame in silver.read_partitions(settings, table):
+            profile.add(frame)
+    else:
+        frame = silver.read(settings, table)
+        if not frame.empty:
+            profile.add(frame)
+    return profile
+
+
+def _plotted_bars(settings: Settings, findings: pd.DataFrame) -> pd.DataFrame:
+    """The latest bars of the symbols whose outliers the report plots."""
+    from etl.storage.bars import read_silver_bars
+
+    flagged = findings[(findings["check"] == "outlier") & (findings["severity"] == "error")].head(MAX_PLOTS)
+    if flagged.empty:
+        return prepare_bars(pd.DataFrame(columns=["symbol", "session", "close"]))
+    versions = read_silver_bars(settings, sorted(set(flagged["symbol"].astype(str))), versions="all")
+    return prepare_bars(latest_versions(versions)).drop_duplicates(["symbol", "session"], keep="last")
+
+
+def _symbol_summary(bars: pd.DataFrame, findings: pd.DataFrame, calendar, coverage=None) -> dict:
+    stats, _ = coverage if coverage is not None else coverage_stats(bars, calendar)
     bar_findings = findings[findings["table"] == BARS_TABLE]
+    by_symbol = dict(tuple(bars.groupby("symbol", sort=False)))
+    found = dict(tuple(bar_findings.groupby("symbol", sort=False)))
+    none = bar_findings.iloc[:0]
     out = {}
     for s in stats.itertuples():
-        g = bars[bars["symbol"] == s.symbol]
-        mine = bar_findings[bar_findings["symbol"] == s.symbol]
+        g = by_symbol[s.symbol]
+        mine = found.get(s.symbol, none)
         nan = float(g[[c for c in PRICE_COLUMNS if c in g]].isna().any(axis=1).mean())
         out[s.symbol] = {
             "calendar": s.calendar, "first": day(s.first), "last": day(s.last), "bars": int(s.bars),
