@@ -121,6 +121,8 @@ def test_killed_ingest_reruns_to_the_clean_store(tmp_path, lean_root, polygon):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
         kills.append((round(delay, 2), "finished first" if finished else "killed"))
+        if finished:  # a clean run takes less than the first one measured (load varies): aim earlier from now on
+            clean_seconds = min(clean_seconds, delay)
         if home.exists():
             assert_valid(home)  # whatever the kill left is readable
         rerun = start(home, lean_root, polygon)

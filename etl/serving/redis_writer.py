@@ -183,7 +183,10 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
         else:
             stored = _guard(settings, f"reading the materialization record of {name}",
                             lambda: client.hmget(skey, entities))  # noqa: B023
-            changed = [i for i, (d, s) in enumerate(zip(digests, stored, strict=False)) if _beats(d, s)]
+            # every gold row read (since_run 0): the winner is authoritative, write what differs; only
+            # the runs since the last push: write a candidate only where it beats what Redis holds
+            keep = (lambda d, s: _beats(d, s)) if since_run else (lambda d, s: d != s)
+            changed = [i for i, (d, s) in enumerate(zip(digests, stored, strict=False)) if keep(d, s)]
         report.per_view[name]["written"] = len(changed)
         report.per_view[name]["skipped"] = len(entities) - len(changed)
         report.entities_written += len(changed)
