@@ -131,7 +131,7 @@ def test_a_user_factor_goes_from_declaration_to_history_and_latest(lab):
     assert got["range_10d"].iloc[:9].isna().all() and got["range_10d"].iloc[9:].notna().all()
     latest = _alpha(home, "latest", "AAPL", "mylab_daily:gap_1d", "--now", "warehouse", "--json")
     row = json.loads(latest.stdout.strip().splitlines()[-1])[0]
-    assert row["gap_1d"] == pytest.approx(expected[-1], rel=1e-9)  # the CLI prints 10 significant digits
+    assert row["gap_1d"] == pytest.approx(expected[-1], abs=1e-10)  # the CLI prints 10 decimal places
     listed = _alpha(home, "features", "list", "--family", "mylab").stdout
     assert "gap_1d" in listed and "range_10d" in listed
     described = _alpha(home, "features", "describe", "gap_1d").stdout
