@@ -60,14 +60,9 @@ def generate(i: int, days: pd.DatetimeIndex) -> tuple[dict[str, np.ndarray], pd.
     """
     rng = np.random.default_rng(1_000_003 + i)
     n = len(days)
-    sigma = rng.uniform(0.01, 0.035)
-    logret = rng.normal(0.0003, sigma, n)
-    close = rng.uniform(10, 300) * np.exp(np.cumsum(logret))
-    gap = np.exp(rng.normal(0, sigma / 3, n))
-    open_ = np.r_[close[0], close[:-1]] * gap
-    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, sigma / 2, n)))
-    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, sigma / 2, n)))
-    volume = np.round(rng.lognormal(13.5, 0.5, n))
+    from benchmarks.universe import gbm
+
+    open_, high, low, close, volume = gbm(rng, n)
     rows = None
     if rng.random() < 0.35:
         ex = int(rng.integers(n // 10, n - 1))

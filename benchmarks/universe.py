@@ -44,7 +44,17 @@ def generate(i: int, n: int, seed: int = SEED) -> dict[str, np.ndarray]:
 
     Every bar passes the warehouse's checks: prices >= 0.01, low <= open, close <= high.
     """
-    rng = np.random.default_rng([seed, i])
+    open_, high, low, close, volume = gbm(np.random.default_rng([seed, i]), n)
+    open_, high, low, close = (np.maximum(np.round(a, 2), 0.01) for a in (open_, high, low, close))
+    high = np.maximum(high, np.maximum(open_, close))   # rounding must not break low <= open, close <= high
+    low = np.minimum(low, np.minimum(open_, close))
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume.astype(np.int64)}
+
+
+def gbm(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    """Open, high, low, close and volume of ``n`` sessions of geometric Brownian motion (a
+    random volatility, overnight gaps, intraday ranges), drawn from ``rng`` in a fixed order
+    (benchmarks/factors.py draws its bars with it too)."""
     sigma = rng.uniform(0.01, 0.035)
     logret = rng.normal(0.0003, sigma, n)
     close = rng.uniform(10, 300) * np.exp(np.cumsum(logret))
@@ -52,11 +62,8 @@ def generate(i: int, n: int, seed: int = SEED) -> dict[str, np.ndarray]:
     open_ = np.r_[close[0], close[:-1]] * gap
     high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, sigma / 2, n)))
     low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, sigma / 2, n)))
-    open_, high, low, close = (np.maximum(np.round(a, 2), 0.01) for a in (open_, high, low, close))
-    high = np.maximum(high, np.maximum(open_, close))   # rounding must not break low <= open, close <= high
-    low = np.minimum(low, np.minimum(open_, close))
-    volume = np.round(rng.lognormal(13.5, 0.5, n)).astype(np.int64)
-    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+    volume = np.round(rng.lognormal(13.5, 0.5, n))
+    return open_, high, low, close, volume
 
 
 def _price(x: float) -> str:
