@@ -739,11 +739,10 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
         say(f"factors: {res.family} chunk {k + 1}/{len(tasks)} ({res.entities} entities, {sum(res.rows.values()):,} rows) "
             f"{100 * done_cost / total_cost:.0f}% done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
     # commit: state files, then the run record (the commit point), then the renames
-    for p in plans:
-        path = layout.state_path(settings, p.family.name, run)
-        from etl.storage.atomic import atomic_write_frame
+    from etl.storage.atomic import atomic_write_frame
 
-        atomic_write_frame(p.state, path)
+    for p in plans:
+        atomic_write_frame(p.state, layout.state_path(settings, p.family.name, run))
         runs["families"][p.family.name] = {"run": run, "fingerprint": p.family.fingerprint(), "views": p.family.views}
     runs["last_run"] = run
     if min_event is not None:

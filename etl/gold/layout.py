@@ -132,9 +132,9 @@ def compact(settings: Settings, view: str, target_rows: int = 2_000_000, min_par
     (one input file in memory at a time). Parts are merged in run order, so a later row
     still comes after an earlier one; the merged part is named after the newest run it holds
     (materialization then knows it holds nothing newer). The merged file is written before
-    the inputs are removed; readers of a view drop nothing, so a crash between the two
-    leaves duplicate rows only until the next compaction... which is why the inputs are
-    listed in ``_runs.json`` first and removed by :func:`finish_pending` on a crash."""
+    the inputs are removed, and the inputs are listed in ``_runs.json`` first, so a crash
+    between the two is finished by :func:`finish_pending` (the inputs deleted) before any
+    later build: duplicate rows are never left behind."""
     import pyarrow.parquet as pq
 
     from etl.storage.atomic import atomic_path
