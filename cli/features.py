@@ -1,4 +1,4 @@
-"""``alpha features list|describe``: what features exist."""
+"""``alpha features list|describe|lineage|build|compact``: what features exist, where a value came from, building them."""
 
 from __future__ import annotations
 
@@ -50,14 +50,25 @@ def features_list(
 def features_describe(
     name: str = typer.Argument(..., help="A feature name, e.g. rsi_14 or ta_rsi_14 (or view:feature)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    symbol: str | None = typer.Option(None, "--symbol", help="With --session: trace this symbol's value to bronze "
+                                      "(as `alpha features lineage`)."),
+    session: str | None = typer.Option(None, "--session", help="With --symbol: the session (YYYY-MM-DD) of the value to trace."),
     home: Path | None = HomeOpt,
 ):
-    """One feature: its declaration, lineage (silver inputs -> factor -> view -> services) and coverage in this warehouse."""
+    """One feature: its declaration, lineage (silver inputs -> factor -> view -> services) and coverage in this warehouse;
+    with --symbol and --session, one value's chain: gold row -> silver bars -> bronze files."""
     import json
 
     from etl.core.errors import UnknownFeatureError
     from etl.gold.describe import describe_feature
 
+    if (symbol is None) != (session is None):
+        from etl.core.errors import ArgumentError
+
+        raise ArgumentError("give --symbol and --session together (the value to trace), or neither")
+    if symbol is not None:
+        _print_lineage(name, symbol, session, None, as_json, home)
+        return
     settings = load_settings(home)
     try:
         info = describe_feature(settings, name.partition(":")[2] or name)
@@ -73,6 +84,31 @@ def features_describe(
                 typer.echo(f"  {k}: {v}")
         else:
             typer.echo(f"{key}: {value}")
+
+
+@friendly
+def features_lineage(
+    feature: str = typer.Argument(..., help="VIEW:FEATURE (or FEATURE), e.g. technicals:sma_20."),
+    symbol: str = typer.Argument(..., help="The symbol, e.g. AAPL."),
+    session: str = typer.Argument(..., help="The session of the value (YYYY-MM-DD)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="The row in force at this time (ISO, with a zone, e.g. "
+                                     "2024-01-05T00:00Z); default the newest."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    home: Path | None = HomeOpt,
+):
+    """Where one feature value came from: the gold row(s) -> the silver bars of its warm-up window (source, payload,
+    known and written times) -> the bronze files, each sha256 recomputed and checked against its name."""
+    _print_lineage(feature, symbol, session, as_of, as_json, home)
+
+
+def _print_lineage(feature: str, symbol: str, session: str, as_of: str | None, as_json: bool, home: Path | None) -> None:
+    import json
+
+    from etl.gold.lineage import lineage_text, trace_lineage
+
+    settings = load_settings(home)
+    doc = trace_lineage(settings, feature, symbol.upper(), session, as_of=as_of)
+    typer.echo(json.dumps(doc, indent=1, default=str) if as_json else lineage_text(doc))
 
 
 @friendly

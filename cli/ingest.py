@@ -16,9 +16,9 @@ INGEST_HELP = """Land, validate and store raw data from one SOURCE.
 \b
 SOURCE and --dataset (default first):
   lean     daily, minute, coarse_universe, option_chains, fine_fundamentals
-  csv      daily: a folder of <SYMBOL>.csv (--path)
+  csv      daily: a folder of <SYMBOL>.csv (--path), corporate actions in its actions.csv or --actions FILE
   fx       bars: a folder of <PAIR>.csv, 24x5 sessions to 17:00 New York
-  polygon  daily, minute, option_contracts, option_chain, news
+  polygon  daily, minute, option_contracts, option_chain, news, splits, dividends
   edgar    companyfacts, submissions (SEC wants EDGAR_USER_AGENT)
   fred     observations (SYMBOLS are series ids, e.g. PAYEMS)
   stocknet tweets: the stocknet tweets as news items (--path; default $ALPHA_STOCKNET_DATA, else the shipped data)
@@ -42,6 +42,7 @@ def ingest(
     incremental: bool = typer.Option(False, "--incremental", help="Fetch only what is after each symbol's watermark."),
     parallel: int = typer.Option(1, "--parallel", "-p", min=1, max=64, help="Worker threads (the vendor's rate limit is shared by all)."),
     path: Path | None = typer.Option(None, "--path", help="File sources: the folder to read (lean default: $ALPHA_LEAN_DATA, else the shipped data/demo/quantconnect-lean)."),
+    actions: Path | None = typer.Option(None, "--actions", help="csv: the corporate actions (symbol,ex_date,split_ratio,cash_dividend[,known_at]); default: the folder's actions.csv, if any."),
     home: Path | None = HomeOpt,
 ):
     import pandas as pd
@@ -54,6 +55,8 @@ def ingest(
     symbol_list = [s for s in (symbols or "").split(",") if s.strip()] or None
     if source == "csv" and symbol_list and path is None and Path(symbol_list[0]).is_dir():
         path, symbol_list = Path(symbol_list[0]), None   # `alpha ingest csv FOLDER` still works
+    if actions is not None and (source, dataset) != ("csv", "daily"):
+        raise typer.BadParameter("--actions goes with `alpha ingest csv --path FOLDER`", param_hint="--actions")
     if source in ("lean", "csv") and dataset == "daily":
         from etl.sources.archive import ingest_csv_folder, ingest_lean
         from etl.sources.base import check_symbols
@@ -64,7 +67,7 @@ def ingest(
         else:
             if path is None:
                 raise typer.BadParameter("give the folder: alpha ingest csv --path FOLDER", param_hint="--path")
-            report = ingest_csv_folder(settings, path, step=pass_progress())
+            report = ingest_csv_folder(settings, path, step=pass_progress(), actions=actions)
         done(t0, report.summary())
         return
 

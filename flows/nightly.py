@@ -1,6 +1,7 @@
 """The nightly flow: close one exchange session end to end.
 
-    ingest every [[ingest]] source up to the session (incremental, rate-limited)
+    ingest every [[ingest]] source up to the session (incremental, rate-limited; a polygon
+      daily table brings its symbols' splits and dividends along, pulled first)
       -> health report -> factors and families into gold (skipped when nothing changed)
       -> feast apply (only when the definitions changed) -> incremental materialize
       -> a summary artifact in the Prefect UI and reports/nightly/<session>.json
@@ -48,18 +49,23 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     if not settings.ingest:
         logger.info("no [[ingest]] sources in config.toml: computing from what silver holds")
     for spec in settings.ingest:
-        label = f"{spec.label} to {day_s}"
-        state = tasks.pull_task()(
-            home, spec.source, spec.dataset, list(spec.symbols), None, day_s,
-            label=label, limit_name=ensure_vendor_limit(settings, spec.source), parallel=INGEST_THREADS,
-            return_state=True,
-        )
-        run, failure = tasks.outcome(state, label)
-        if run:
-            ingest.append(run)
-        if failure:
-            failures.append({"step": f"ingest {spec.label}", **failure})
-            logger.warning("ingest %s: %s", spec.label, failure)
+        runs: dict[str, dict] = {}
+        for pull in spec.pulls():   # the table's corporate actions first, then its own dataset
+            label = f"{pull.label} to {day_s}"
+            state = tasks.pull_task()(
+                # a dataset pulled along has no [[ingest]] table of its own: it gets the table's start
+                home, pull.source, pull.dataset, list(pull.symbols), None if pull is spec else pull.start, day_s,
+                label=label, limit_name=ensure_vendor_limit(settings, pull.source), parallel=INGEST_THREADS,
+                return_state=True,
+            )
+            run, failure = tasks.outcome(state, label)
+            if run:
+                runs[pull.dataset] = run
+            if failure:
+                failures.append({"step": f"ingest {pull.label}", **failure})
+                logger.warning("ingest %s: %s", pull.label, failure)
+        # reported as configured: the table's own dataset first, then what it brought along
+        ingest.extend(runs[d] for d in sorted(runs, key=lambda d: d != spec.dataset))
     timings["ingest"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -1,5 +1,7 @@
 """Polygon's daily aggregates endpoint over local HTTP, answering any date range
-from the recorded responses (AAPL, SPY: 2014-05-01..2014-07-31, raw prices).
+from the recorded responses (AAPL, SPY: 2014-05-01..2014-07-31, raw prices), and
+its splits and dividends endpoints (the nightly pulls them with the daily bars):
+the recorded actions of the ticker from the date asked for on, in one page.
 
 The recorded bodies are cut to the requested ``{start}/{end}`` the way Polygon
 does, so incremental pulls (watermark + 1 .. session) get exactly the new
@@ -21,6 +23,8 @@ from tests.vendor_server import FIXTURES, ReplayServer, Reply
 API_KEY = "test-polygon-key"
 PREFIX = "/v2/aggs/ticker/"
 RECORDED = {"AAPL": ["aggs_day_AAPL_p1.json", "aggs_day_AAPL_p2.json"], "SPY": ["aggs_day_SPY.json"]}
+ACTIONS = {"splits": ("execution_date", ["splits_AAPL_p1.json", "splits_AAPL_p2.json", "splits_TSLA.json"]),
+           "dividends": ("ex_dividend_date", ["dividends_AAPL.json", "dividends_TSLA.json"])}
 
 
 def recorded_bars() -> dict[str, list[dict]]:
@@ -46,6 +50,7 @@ class PolygonDaily:
         self._lock = threading.Lock()
         self.server = ReplayServer(api_key=API_KEY)
         self.server.add_handler(PREFIX, self._answer)
+        self.server.add_handler("/v3/reference/", self._actions)
 
     def __enter__(self) -> PolygonDaily:
         self.server.start()
@@ -78,6 +83,14 @@ class PolygonDaily:
         if not rows:
             body.pop("results")
         return Reply(200, json.dumps(body).encode(), delay=self.delays.get(ticker, 0.0))
+
+    def _actions(self, path: str, query: dict) -> Reply:
+        # /v3/reference/{splits|dividends}?ticker=T&{field}.gte=D: no page, no rate or status games
+        field, files = ACTIONS[path.rsplit("/", 1)[-1]]
+        folder = FIXTURES / "polygon"
+        rows = [r for f in files for r in json.loads((folder / f).read_text())["results"]
+                if r["ticker"] == query.get("ticker") and r[field] >= query.get(f"{field}.gte", "")]
+        return Reply(200, json.dumps({"results": rows, "status": "OK", "request_id": f"req-{path}-{query.get('ticker')}"}).encode())
 
 
 def sessions(ticker: str = "SPY") -> list[str]:

@@ -420,7 +420,7 @@ def test_run_health_finds_a_conflict_and_a_100x_revision(tmp_path, lean_root):
     # a revision of 2014-06-12 in cents (x100), received now: the latest version of that bar
     day = bars[bars["session"] == "2014-06-12"][["symbol", "session", "open", "high", "low", "close", "volume"]]
     cents = day.assign(**{c: day[c] * 100 for c in ("open", "high", "low", "close")})
-    stats = write_silver_bars(settings, cents, source="test", now=pd.Timestamp("2026-01-05", tz="UTC"))
+    stats = write_silver_bars(settings, cents, source="lean", now=pd.Timestamp("2026-01-05", tz="UTC"))  # the same vendor
     assert stats["revised"] == 1
     # and a conflicting copy of 2014-06-05 written with the same version key
     row = bars[bars["session"] == "2014-06-05"].assign(close=lambda f: f["close"] + 0.01)
@@ -449,7 +449,7 @@ def test_a_report_checked_symbol_by_symbol_is_the_report_of_one_pass(tmp_path, l
     ingest_lean(settings, lean_root, None)   # every shipped symbol: splits, dividends, gaps, stale series
     bars = read_silver_bars(settings, ["AAPL"])
     day = bars[bars["session"] == "2014-06-12"][["symbol", "session", "open", "high", "low", "close", "volume"]]
-    write_silver_bars(settings, day.assign(**{c: day[c] * 100 for c in ("open", "high", "low", "close")}), source="test",
+    write_silver_bars(settings, day.assign(**{c: day[c] * 100 for c in ("open", "high", "low", "close")}), source="lean",
                       now=pd.Timestamp("2026-01-05", tz="UTC"))   # an error outlier, so the page has a plot
     now = pd.Timestamp("2026-01-10", tz="UTC")
     pages = {}

@@ -201,8 +201,9 @@ def test_strict_health_holds_the_online_push_back_but_keeps_gold(tmp_path, polyg
     from flows.nightly import nightly
 
     home = tmp_path / "home"
-    # Polygon's raw bars carry AAPL's 7:1 split of 2014-06-09 with no split record: a health error
-    write_config(home, None, extra="")
+    # Polygon's raw bars carry AAPL's 7:1 split of 2014-06-09; without Polygon's splits (actions = false)
+    # there is no split record: a health error
+    write_config(home, None, extra="actions = false")
     cfg = home / "config.toml"
     cfg.write_text("nightly_strict_health = true\n" + cfg.read_text())
     settings = _in_process(home)

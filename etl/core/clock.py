@@ -172,6 +172,15 @@ def next_session(dates, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(sessions.values[idx])
 
 
+def previous_session(dates, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
+    """The last session strictly before each date (the first session for dates before it)."""
+    cal = get_calendar(calendar)
+    sessions = cal.sessions
+    idx = np.searchsorted(sessions.values, pd.DatetimeIndex(dates).normalize().values, side="left") - 1
+    idx = np.clip(idx, 0, len(sessions) - 1)
+    return pd.DatetimeIndex(sessions.values[idx])
+
+
 def utc_now() -> pd.Timestamp:
     """The wall clock, tz-aware UTC."""
     return pd.Timestamp.now(tz="UTC")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -42,6 +42,11 @@ DEFAULT_REDIS_TIMEOUT_SECONDS = 2.0
 FEAST_PROJECT = "alpha_warehouse"
 DEFAULT_NIGHTLY_MARGIN_MINUTES = 30
 DEFAULT_BUILD_CHUNK_SYMBOLS = 512
+#: which source's row is canonical when several deliver the same one, per dataset (first wins);
+#: sources not listed come after the listed ones, by name. ``[source_priority]`` in config.toml
+DEFAULT_SOURCE_PRIORITY = ("lean", "polygon", "csv")
+#: two sources' closes of the same bar further apart than this (relative) are a disagreement
+DEFAULT_SOURCE_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,24 @@ class IngestSpec:
     start: str = "2000-01-01"
     delay_minutes: int | None = None      # None: the warehouse's bar_delay_minutes
     path: str | None = None               # file sources: the folder to read
+    actions: bool = True                  # also pull the symbols' corporate actions (COMPANIONS); `actions = false`
 
     @property
     def label(self) -> str:
         return f"{self.source}.{self.dataset}"
+
+    def pulls(self) -> tuple[IngestSpec, ...]:
+        """What the nightly pulls for this table, in order: the datasets it brings along
+        (:data:`COMPANIONS`, unless ``actions = false``), then its own. Both land before the
+        night's factor build, so an action of the night's session is known from the time its
+        source states, not as late (etl/storage/actions.py)."""
+        extra = COMPANIONS.get((self.source, self.dataset), ()) if self.actions else ()
+        return (*(replace(self, dataset=d) for d in extra), self)
+
+
+#: (source, dataset) of an [[ingest]] table -> the datasets of the same source the nightly pulls with
+#: it, for the same symbols and start: a vendor's raw daily bars need its splits and dividends
+COMPANIONS: dict[tuple[str, str], tuple[str, ...]] = {("polygon", "daily"): ("splits", "dividends")}
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,14 @@ class Settings:
     factor_paths: tuple[str, ...] = ()
     # entities per chunk of the factor build at most (a chunk is also bounded by its output values)
     build_chunk_symbols: int = DEFAULT_BUILD_CHUNK_SYMBOLS
+    # [source_priority]: per dataset (bars_daily, corporate_actions), the sources in the order they win
+    source_priority: dict = field(default_factory=dict, compare=False, hash=False)
+    # relative difference of two sources' prices of one bar reported as a disagreement
+    source_tolerance: float = DEFAULT_SOURCE_TOLERANCE
+
+    def priority(self, dataset: str) -> tuple[str, ...]:
+        """The sources of ``dataset`` in the order they win (``[source_priority]``, else the default)."""
+        return tuple(self.source_priority.get(dataset, DEFAULT_SOURCE_PRIORITY))
 
     @property
     def feast_redis_connection(self) -> str:
@@ -179,7 +206,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
         allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors",
                    "universe", "ingest", "nightly_margin_minutes", "nightly_strict_health", "factor_modules",
-                   "factor_paths", "build_chunk_symbols", *REDIS_OPTIONS}
+                   "factor_paths", "build_chunk_symbols", "source_priority", "source_tolerance", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -212,8 +239,30 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         factor_modules=_names(file_cfg.get("factor_modules", []), f"{cfg_path}: factor_modules"),
         factor_paths=tuple(str((root / Path(p).expanduser()).resolve()) for p in _names(file_cfg.get("factor_paths", []), f"{cfg_path}: factor_paths")),
         build_chunk_symbols=_int(file_cfg.get("build_chunk_symbols", DEFAULT_BUILD_CHUNK_SYMBOLS), "build_chunk_symbols"),
+        source_priority=_priorities(file_cfg.get("source_priority", {}), cfg_path),
+        source_tolerance=_fraction(file_cfg.get("source_tolerance", DEFAULT_SOURCE_TOLERANCE), f"{cfg_path}: source_tolerance"),
         **redis_opts,
     )
+
+
+def _priorities(value: object, cfg_path: Path) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{cfg_path}: [source_priority] must be a table, e.g. bars_daily = [\"lean\", \"polygon\", \"csv\"]")
+    known = ("bars_daily", "corporate_actions")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError(f"{cfg_path}: [source_priority] has unknown dataset(s) {unknown}; allowed: {list(known)}")
+    out = {k: _names(v, f"{cfg_path}: [source_priority] {k}") for k, v in value.items()}
+    for k, v in out.items():
+        if len(set(v)) != len(v):
+            raise ConfigError(f"{cfg_path}: [source_priority] {k} names a source twice: {list(v)}")
+    return out
+
+
+def _fraction(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= float(value) < 1):
+        raise ConfigError(f"{what} must be a number in [0, 1) (a relative difference, e.g. 0.005), got {value!r}")
+    return float(value)
 
 
 def _names(value: object, what: str) -> tuple[str, ...]:
@@ -238,10 +287,10 @@ def _symbols(value: object, what: str) -> tuple[str, ...]:
 
 def _ingest_specs(value: object, universe: tuple[str, ...], cfg_path: Path) -> tuple[IngestSpec, ...]:
     """``[[ingest]]`` tables: source, dataset, optional symbols (default: universe), start,
-    delay_minutes, path."""
+    delay_minutes, path, actions (tables with :data:`COMPANIONS` only)."""
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ConfigError(f"{cfg_path}: ingest must be [[ingest]] tables with source and dataset")
-    allowed = {"source", "dataset", "symbols", "start", "delay_minutes", "path"}
+    allowed = {"source", "dataset", "symbols", "start", "delay_minutes", "path", "actions"}
     out = []
     for i, spec in enumerate(value):
         where = f"{cfg_path}: [[ingest]] #{i + 1}"
@@ -255,6 +304,11 @@ def _ingest_specs(value: object, universe: tuple[str, ...], cfg_path: Path) -> t
             date.fromisoformat(start)
         except ValueError:
             raise ConfigError(f"{where}: start must be a date YYYY-MM-DD, got {start!r}") from None
+        companions = COMPANIONS.get((str(spec["source"]), str(spec["dataset"])))
+        if "actions" in spec and not companions:
+            with_actions = ", ".join(f"{s}.{d}" for s, d in COMPANIONS)
+            raise ConfigError(f"{where}: actions applies only to {with_actions} (their splits and dividends), "
+                              f"not to {spec['source']}.{spec['dataset']}")
         out.append(IngestSpec(
             source=str(spec["source"]),
             dataset=str(spec["dataset"]),
@@ -262,6 +316,7 @@ def _ingest_specs(value: object, universe: tuple[str, ...], cfg_path: Path) -> t
             start=start,
             delay_minutes=_int(spec["delay_minutes"], f"{where} delay_minutes") if "delay_minutes" in spec else None,
             path=str(spec["path"]) if spec.get("path") else None,
+            actions=_bool(spec.get("actions", True), f"{where} actions"),
         ))
     return tuple(out)
 

@@ -46,8 +46,9 @@ def _meta(bars: pd.DataFrame, known=None) -> pd.DataFrame:
 
 
 def _actions(inputs: Inputs) -> pd.DataFrame | None:
-    rows = inputs.table("corporate_actions")
-    return rows if rows is not None and len(rows) else None
+    """The corporate actions known at this step as cumulative factor rows (one price scale for
+    every family, whatever source the actions came from)."""
+    return inputs.factor_rows()
 
 
 # ------------------------------------------------------------------ bars, core, TA-Lib grid

@@ -121,8 +121,23 @@ class Inputs:
         get back to the scale traded at each session."""
         from etl.factors.core import cumulative_factors
 
-        split, _ = cumulative_factors(self.bars["session"], self.table("corporate_actions"))
+        split, _ = cumulative_factors(self.bars["session"], self.factor_rows())
         return split
+
+    def factor_rows(self):
+        """The ``corporate_actions`` input as known at this step -- one version per action, the
+        configured source first (``etl.storage.actions.resolve``) -- as cumulative factor rows
+        (``factor_date, split_factor, price_factor, reference_price``: what raw prices up to each
+        date are multiplied by), or None without actions. Cash dividends become factors with the
+        close of the bar before their ex-date."""
+        from etl.core.actions import factor_rows, resolve
+
+        acts = self.table("corporate_actions")
+        if acts is None or len(acts) == 0:
+            return None
+        if "factor_date" in acts.columns:  # already factor rows (a caller's own frame)
+            return acts
+        return factor_rows(resolve(acts), self.bars, self.calendar)
 
     def adjusted(self, prices: Literal["split", "total"] = "split") -> pd.DataFrame:
         """The bars with split- (or split- and dividend-) adjusted prices and volumes: ratios
@@ -130,7 +145,7 @@ class Inputs:
         (without it the prices stay raw)."""
         from etl.factors.core import cumulative_factors
 
-        split, price = cumulative_factors(self.bars["session"], self.table("corporate_actions"))
+        split, price = cumulative_factors(self.bars["session"], self.factor_rows())
         mult = split * price if prices == "total" else split
         out = self.bars.copy()
         for c in ("open", "high", "low", "close"):

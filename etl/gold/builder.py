@@ -15,10 +15,15 @@ What is recomputed (docs/architecture.md, Gold):
   warm-up window before them; a revised bar (or a late one) recomputes from that session on,
   and only rows whose values changed are written, known from when the revision was. The
   same replay builds a symbol from nothing, so a night's increment and a full build take
-  the same steps. A newly known corporate action recomputes the symbol's history and writes
-  the rows that changed, known from when the action was received.
+  the same steps. Corporate actions are bitemporal (``etl.storage.actions``): each step sees
+  the action versions known before its next edge, and a late action (known after its
+  ex-date's open, or received after its ex-date was built) is an edge of its own: the rows
+  from its ex-date on are recomputed and those that change are written, known from when the
+  action was known.
 * a family **without a warm-up** (whole history: options, news, fundamentals, macro, regime):
-  an entity whose inputs changed is recomputed and the rows gold does not hold yet are written.
+  an entity whose inputs changed is recomputed and the rows gold does not hold yet are written;
+  each row with the actions known at its event time, and the rows a late action changes again
+  from when it was known (:func:`whole_with_actions`).
 * a changed declaration (a family's fingerprint: its factors, outputs, inputs, versions)
   rebuilds that family's views only.
 
@@ -32,7 +37,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,6 +50,14 @@ from etl.factors import registry
 from etl.factors.families import MARKET
 from etl.factors.spec import Family, Inputs
 from etl.gold import layout
+from etl.gold.replay import (  # noqa: F401  (re-exported: the builder's public steps)
+    Emitted,
+    emit_changes,
+    latest_per_session,
+    replay_symbol,
+    same_rows,
+    whole_with_actions,
+)
 
 TIME_COLS = ["event_timestamp", "known_timestamp", "created_timestamp"]
 NO_TIME = np.iinfo(np.int64).min
@@ -96,203 +109,15 @@ def finish(frame: pd.DataFrame, view: registry.View, created_us: int):
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _typed_values(frame: pd.DataFrame, outputs) -> list[np.ndarray]:
-    out = []
-    for o in outputs:
-        v = frame[o.name]
-        if o.dtype in ("float32", "float64"):
-            out.append(v.to_numpy(dtype=o.dtype, na_value=np.nan))
-        else:
-            out.append(v.astype(object).where(v.notna(), None).to_numpy())
-    return out
-
-
-def same_rows(a: pd.DataFrame, b: pd.DataFrame, outputs) -> np.ndarray:
-    """Row by row: every output equal (NaN equals NaN), in each output's declared dtype."""
-    same = np.ones(len(a), dtype=bool)
-    for va, vb in zip(_typed_values(a, outputs), _typed_values(b, outputs), strict=True):
-        if va.dtype.kind == "f":
-            same &= (va == vb) | (np.isnan(va) & np.isnan(vb))
-        else:
-            same &= np.array([x == y for x, y in zip(va, vb, strict=True)], dtype=bool)
-    return same
-
-
-def _trim(rows: pd.DataFrame, bars: pd.DataFrame, start) -> pd.DataFrame:
-    if start is None or rows.empty:
-        return rows.reset_index(drop=True)
-    first_event = bars.loc[bars["session"] >= start, "event_timestamp"].min()
-    keep = (rows["event_timestamp"] >= first_event).to_numpy()
-    return rows.reset_index(drop=True) if keep.all() else rows[keep].reset_index(drop=True)
-
-
-# ------------------------------------------------------------------ bar-driven replay
-
-
-@dataclass
-class Emitted:
-    base: list[pd.DataFrame] = field(default_factory=list)
-    lag: list[pd.DataFrame] = field(default_factory=list)
-
-
-def latest_per_session(versions: pd.DataFrame) -> pd.DataFrame:
-    """One row per session: the newest version (known, then written) among ``versions``."""
-    sess = versions["session"].to_numpy()
-    if len(sess) < 2 or (np.diff(sess.astype("datetime64[us]").astype(np.int64)) > 0).all():
-        return versions.reset_index(drop=True)  # one version per session, in order (the usual case)
-    v = versions.sort_values(["session", "known_timestamp", "created_timestamp"], kind="stable")
-    return v.drop_duplicates("session", keep="last").reset_index(drop=True)
-
-
-def _window(state: pd.DataFrame, first_session, warmup: int) -> tuple[pd.DataFrame, object]:
-    """The bars a step computes from: ``warmup`` sessions before the session preceding
-    ``first_session`` (its row feeds the lag twin), and that session on."""
-    sessions = state["session"].to_numpy()
-    i0 = int(np.searchsorted(sessions, np.datetime64(first_session), side="left"))
-    start_i = max(0, i0 - 1)
-    lo = max(0, start_i - warmup)
-    return state.iloc[lo:].reset_index(drop=True), sessions[start_i] if len(sessions) else None
-
-
-def _run(family: Family, bars: pd.DataFrame, start, tables: dict, settings_info: tuple[str, int], entity: str) -> pd.DataFrame:
-    calendar, delay = settings_info
-    rows = family.compute(Inputs(entity=entity, bars=bars, start=pd.Timestamp(start) if start is not None else None,
-                                 tables=tables, calendar=calendar, delay_minutes=delay))
-    return _trim(rows, bars, start)
-
-
-def _with_prior_known(family: Family, rows: pd.DataFrame, state: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
-    """A bar-driven row is as new as the newest version of any earlier bar (the whole history's
-    running maximum, as a build from nothing computes it), not only of its window's."""
-    if family.known_rule != "running" or rows.empty or len(window) == len(state):
-        return rows
-    before = state.loc[state["session"] < window["session"].iloc[0], "known_timestamp"]
-    if before.empty:
-        return rows
-    prior = clock.instant_us(before.max(), "known")
-    rows["known_timestamp"] = clock.from_epoch_us(np.maximum(clock.epoch_us(rows["known_timestamp"]), prior))
-    return rows
-
-
-def emit_changes(after: pd.DataFrame, before: pd.DataFrame | None, first_event, outputs, known_floor=None,
-                 lag: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Base rows of ``after`` at or after ``first_event`` that ``before`` lacks or holds with
-    other values, and (``lag``) the lag rows they imply (each emitted row shown again at the
-    entity's next event; a new event whose predecessor did not change shows the predecessor's
-    row). Wide frames are copied as little as possible: the TA-Lib grid's are 1,021 columns."""
-    ev = clock.epoch_us(after["event_timestamp"])
-    if len(ev) > 1 and not (np.diff(ev) >= 0).all():
-        after = after.sort_values("event_timestamp", kind="stable")
-        ev = clock.epoch_us(after["event_timestamp"])
-    after = after.reset_index(drop=True)
-    first_us = clock.instant_us(pd.Timestamp(first_event), "first event")
-    wanted = ev >= first_us
-    if before is not None and len(before):
-        b = before.drop_duplicates("event_timestamp", keep="last").set_index("event_timestamp")
-        matched = b.reindex(after["event_timestamp"])
-        present = matched["known_timestamp"].notna().to_numpy() if "known_timestamp" in matched else np.zeros(len(after), bool)
-        same = present & same_rows(after, matched.reset_index(drop=True), outputs)
-    else:
-        present = np.zeros(len(after), bool)
-        same = present
-    changed = wanted & ~same
-    known = clock.epoch_us(after["known_timestamp"])
-    if known_floor is not None:
-        known = np.where(changed & present, np.maximum(known, clock.instant_us(known_floor, "known floor")), known)
-    after["known_timestamp"] = clock.from_epoch_us(np.maximum(known, ev))  # one column replaced, no copy of the rest
-    base = after if changed.all() else after.loc[changed]
-    if not lag:
-        return base.reset_index(drop=True), None
-    # lag rows: row i shown at event i+1
-    idx = np.flatnonzero(changed[:-1]) if len(after) > 1 else np.array([], dtype=int)
-    new_event = wanted & ~present
-    new_idx = np.flatnonzero(new_event[1:]) + 1 if len(after) > 1 else np.array([], dtype=int)
-    from_prev = new_idx[~changed[new_idx - 1]] - 1 if len(new_idx) else new_idx
-    src = np.union1d(idx, from_prev).astype(int)
-    lagged = after.iloc[src].copy()
-    nxt = ev[src + 1] if len(src) else np.array([], dtype=np.int64)
-    lagged["event_timestamp"] = clock.from_epoch_us(nxt)
-    lagged["known_timestamp"] = clock.from_epoch_us(np.maximum(clock.epoch_us(lagged["known_timestamp"]) if len(lagged) else nxt, nxt))
-    return base.reset_index(drop=True), lagged.reset_index(drop=True)
-
-
-def replay_symbol(family: Family, versions: pd.DataFrame, hw_created_us: int, tables: dict, settings_info, symbol: str,
-                  actions_changed_at=None, existing_latest: pd.DataFrame | None = None) -> Emitted:
-    """Every step of one symbol's new bar versions (see the module doc)."""
-    out = Emitted()
-    outputs = family.outputs()
-    want_lag = any(v + registry.LAG_SUFFIX in registry.views() for v in family.views)
-    if versions.empty:
-        return out
-    created = clock.epoch_us(versions["created_timestamp"])
-    is_new = created > hw_created_us
-    old = versions.loc[~is_new]
-    if actions_changed_at is not None:
-        # a corporate action changed the price scale: recompute the history, compare with gold
-        state = latest_per_session(versions)
-        window, start = state, None
-        after = _run(family, window, start, tables, settings_info, symbol)
-        base, lag = emit_changes(after, existing_latest, state["event_timestamp"].iloc[0], outputs, known_floor=actions_changed_at,
-                                 lag=want_lag)
-        out.base.append(base)
-        if lag is not None:
-            out.lag.append(lag)
-        return out
-    new = versions.loc[is_new].sort_values(["known_timestamp", "session"], kind="stable")
-    if new.empty:
-        return out
-    # change points: a version of a session not after every session known before it
-    sess = new["session"].to_numpy().astype("datetime64[us]").astype(np.int64)
-    seed = old["session"].to_numpy().astype("datetime64[us]").astype(np.int64).max() if len(old) else NO_TIME
-    prev_max = np.maximum.accumulate(np.concatenate([[seed], sess]))[:-1]
-    known_new = clock.epoch_us(new["known_timestamp"])
-    known_all = clock.epoch_us(versions["known_timestamp"])
-    points = np.unique(known_new[sess <= prev_max])
-    edges = [NO_TIME, *points.tolist(), np.iinfo(np.int64).max]
-    for lo_k, hi_k in zip(edges[:-1], edges[1:], strict=True):
-        seg = (known_new >= lo_k) & (known_new < hi_k)
-        if not seg.any():
-            continue
-        s0 = new.loc[seg, "session"].min()
-        # the versions known before each edge, kept in silver's order (session, known, written)
-        after_state = latest_per_session(versions.loc[~is_new | (is_new & (known_all < hi_k))])
-        before_state = latest_per_session(versions.loc[~is_new | (is_new & (known_all < lo_k))]) if lo_k != NO_TIME or len(old) else None
-        window, start = _window(after_state, s0, family.warmup)
-        after = _with_prior_known(family, _run(family, window, start, tables, settings_info, symbol), after_state, window)
-        before = None
-        if before_state is not None and len(before_state) and before_state["session"].max() >= s0:
-            bwin = before_state[before_state["session"] >= window["session"].iloc[0]].reset_index(drop=True)
-            before = _run(family, bwin, start, tables, settings_info, symbol)
-        first_event = after_state.loc[after_state["session"] >= s0, "event_timestamp"].min()
-        base, lag = emit_changes(after, before, first_event, outputs, lag=want_lag)
-        out.base.append(base)
-        if lag is not None:
-            out.lag.append(lag)
-    return out
-
-
 # ------------------------------------------------------------------ inputs
 
 
 def bar_summary(settings: Settings) -> pd.DataFrame:
-    """Per symbol: bar versions, newest write time (us), first and last session -- streamed,
-    three columns, so it costs little memory whatever the history."""
-    import polars as pl
+    """Per symbol: canonical bar versions, newest write time (us), first and last session
+    (:func:`etl.storage.bars.version_summary`)."""
+    from etl.storage.bars import version_summary
 
-    from etl.storage.bars import silver_bars_dir
-
-    root = silver_bars_dir(settings)
-    files = [p for p in root.rglob("*.parquet") if not p.name.startswith((".", "_"))] if root.exists() else []
-    if not files:
-        return pd.DataFrame({"symbol": [], "n": [], "created_us": [], "first": [], "last": []})
-    lf = pl.scan_parquet([str(p) for p in files], hive_partitioning=False)
-    out = (lf.select("symbol", "session", "created_timestamp")
-             .group_by("symbol")
-             .agg(pl.len().alias("n"), pl.col("created_timestamp").dt.epoch("us").max().alias("created_us"),
-                  pl.col("session").min().alias("first"), pl.col("session").max().alias("last"))
-             .sort("symbol")
-             .collect(engine="streaming"))
-    return out.to_pandas()
+    return version_summary(settings)
 
 
 def table_summary(settings: Settings, name: str, key: str | None) -> dict[str, str]:
@@ -317,11 +142,12 @@ def load_table(settings: Settings, name: str, entities: list[str] | None, column
 
     key = TABLE_KEYS[name]
     if name == "corporate_actions":
-        from etl.storage.actions import read_corporate_actions
+        from etl.storage.actions import priority_rank, read_all_versions
 
-        frame = read_corporate_actions(settings)
+        frame = read_all_versions(settings)  # every version: each step sees those known before it
         if frame is None:
             return None
+        frame = frame.assign(rank=priority_rank(frame["source"], settings.priority("corporate_actions")))
     elif name == "rates":
         from etl.gold.inputs import load_rates
 
@@ -357,7 +183,7 @@ class Job:
     hw_created_us: int = NO_TIME      # bar versions written after this are new (window mode)
     sig: str = ""                      # the entity's input signature after this build
     actions_sig: str = ""
-    actions_changed: bool = False
+    actions_hw_us: int = NO_TIME       # corporate action versions written after this are new
     cost: int = 1                      # rows to compute (chunking)
     read: int = 0                      # bars to read (chunking)
 
@@ -379,12 +205,21 @@ def _window_plan(family: Family, bars: pd.DataFrame, actions: dict[str, str], st
         hw = int(p.hw_created_us) if p is not None else NO_TIME
         a_sig = actions.get(r.symbol, "") if "corporate_actions" in family.inputs else ""
         a_changed = p is not None and a_sig != p.actions_sig
+        a_hw = _sig_time(p.actions_sig) if p is not None else NO_TIME
         if p is None or int(r.created_us) > hw or a_changed:
             todo = int(r.n) if p is None or a_changed else 8
-            jobs.append(Job(r.symbol, hw, "", a_sig, a_changed, cost=todo, read=int(r.n)))
+            jobs.append(Job(r.symbol, hw, "", a_sig, a_hw, cost=todo, read=int(r.n)))
         rows.append((r.symbol, max(hw, int(r.created_us)), "", a_sig))
     new_state = pd.DataFrame(rows, columns=["entity", "hw_created_us", "sig", "actions_sig"])
     return jobs, new_state
+
+
+def _sig_time(sig: str) -> int:
+    """The newest write time in a table signature (``rows:us``), or none."""
+    try:
+        return int(str(sig).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return NO_TIME
 
 
 def _whole_plan(settings: Settings, family: Family, bars: pd.DataFrame, state: pd.DataFrame | None) -> tuple[list[Job], pd.DataFrame]:
@@ -413,14 +248,24 @@ def _whole_plan(settings: Settings, family: Family, bars: pd.DataFrame, state: p
     return jobs, pd.DataFrame(rows, columns=["entity", "hw_created_us", "sig", "actions_sig"])
 
 
-def plan(settings: Settings, families: list[Family] | None = None, force: bool = False) -> list[FamilyPlan]:
+def fingerprint(settings: Settings, family: Family) -> str:
+    """The family's declaration fingerprint; with corporate actions among its inputs, also the
+    source priority that picks them (changing it rebuilds those families)."""
+    fp = family.fingerprint()
+    if "corporate_actions" in family.inputs:
+        fp += "|actions:" + ",".join(settings.priority("corporate_actions"))
+    return fp
+
+
+def plan(settings: Settings, families: list[Family] | None = None, force: bool = False,
+         bars: pd.DataFrame | None = None) -> list[FamilyPlan]:
     runs = layout.read_runs(settings)
-    bars = bar_summary(settings)
+    bars = bar_summary(settings) if bars is None else bars
     actions = table_summary(settings, "corporate_actions", "symbol")
     plans = []
     for fam in families or list(registry.families()):
         info = runs["families"].get(fam.name)
-        fp = fam.fingerprint()
+        fp = fingerprint(settings, fam)
         rebuild = force or info is None or info.get("fingerprint") != fp
         state = None if rebuild else layout.read_state(settings, fam.name)
         if fam.warmup is not None:
@@ -486,12 +331,6 @@ def _existing_latest(settings: Settings, view: str, entity_col: str, entities: l
     return dataset.to_table(filter=ds.field(entity_col).isin(entities)).to_pandas()
 
 
-def _latest_by_event(frame: pd.DataFrame) -> pd.DataFrame:
-    if frame.empty:
-        return frame
-    return frame.sort_values(["event_timestamp", "known_timestamp"], kind="stable").drop_duplicates("event_timestamp", keep="last")
-
-
 def build_chunk(task: Task) -> ChunkResult:
     """One chunk of one family: read its inputs, compute, write its part files (hidden until
     the run commits). Runs in a worker process."""
@@ -526,23 +365,15 @@ def build_chunk(task: Task) -> ChunkResult:
         versions = by_symbol.get(key)
         versions = versions.reset_index(drop=True) if versions is not None else None
         if family.warmup is not None:
-            existing = None
-            changed_at = None
-            if job.actions_changed:
-                acts = tables.get("corporate_actions")
-                changed_at = acts["created_timestamp"].max() if acts is not None and len(acts) else clock.utc_now()
-                existing = {v: _latest_by_event(_existing_latest(settings, v, "symbol", [job.entity])) for v in family.views}
-            em = replay_symbol(family, versions, job.hw_created_us, tables, info, job.entity,
-                               actions_changed_at=changed_at,
-                               existing_latest=None if existing is None else _merge_views(existing, family))
+            em = replay_symbol(family, versions, job.hw_created_us, tables, info, job.entity, actions_hw_us=job.actions_hw_us)
             # every view of the family is cut from the chunk's rows once, below
             collected.setdefault("__base__", []).extend(f for f in em.base if len(f))
             collected.setdefault("__lag__", []).extend(f for f in em.lag if len(f))
         else:
             entity_col = "market" if family.entity == "market" else "symbol"
             inputs_bars = versions if versions is not None else None
-            rows = family.compute(Inputs(entity=job.entity, bars=inputs_bars, start=None, tables=tables,
-                                         calendar=info[0], delay_minutes=info[1]))
+            rows = whole_with_actions(family, Inputs(entity=job.entity, bars=inputs_bars, start=None, tables=tables,
+                                                     calendar=info[0], delay_minutes=info[1]))
             if rows is None or rows.empty:
                 continue
             if entity_col not in rows.columns:
@@ -583,17 +414,6 @@ def build_chunk(task: Task) -> ChunkResult:
         ev = int(clock.epoch_us(out.column("event_timestamp")).min())
         min_event = ev if min_event is None else min(min_event, ev)
     return ChunkResult(family.name, task.chunk, len(task.jobs), counts, min_event, time.perf_counter() - t0)
-
-
-def _merge_views(existing: dict[str, pd.DataFrame], family: Family) -> pd.DataFrame | None:
-    frames = [f.set_index("event_timestamp").drop(columns=["symbol", "known_timestamp", "created_timestamp"], errors="ignore")
-              for f in existing.values() if len(f)]
-    if not frames:
-        return None
-    known = pd.concat([f.set_index("event_timestamp")["known_timestamp"] for f in existing.values() if len(f)], axis=1).max(axis=1)
-    merged = pd.concat(frames, axis=1)
-    merged["known_timestamp"] = known
-    return merged.reset_index()
 
 
 def lag_rows(frame: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -680,7 +500,13 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
             from etl.gold.checks import check_user_family
 
             check_user_family(settings, fam)
-    plans = plan(settings, chosen, force=force)
+    from etl.storage.atomic import HomeLock
+    from etl.storage.canonical import record_priority
+
+    with HomeLock(settings.home):
+        record_priority(settings)      # a changed [source_priority] is in force from now: its sessions are new versions
+    bars = bar_summary(settings)
+    plans = plan(settings, chosen, force=force, bars=bars)
     all_views = registry.views()
     runs = layout.read_runs(settings)
     if not any(p.jobs for p in plans) and not any(len(p.state) for p in plans):
@@ -743,10 +569,15 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
 
     for p in plans:
         atomic_write_frame(p.state, layout.state_path(settings, p.family.name, run))
-        runs["families"][p.family.name] = {"run": run, "fingerprint": p.family.fingerprint(), "views": p.family.views}
+        runs["families"][p.family.name] = {"run": run, "fingerprint": fingerprint(settings, p.family), "views": p.family.views}
     runs["last_run"] = run
     if min_event is not None:
         runs.setdefault("min_event", {})[str(run)] = min_event
     layout.write_runs(settings, runs)
     layout.finish_pending(settings)
+    if any(p.family.warmup is not None for p in plans):
+        from etl.storage.actions import record_published
+
+        # features of these sessions are out: an action of an ex-date up to them that arrives later is late
+        record_published(settings, bars[["symbol", "last"]])
     return BuildReport(run, fam_report, rows, min_event, round(time.perf_counter() - t0, 2), recovered)

@@ -33,6 +33,7 @@ def describe_feature(settings: Settings, name: str) -> dict:
             "feature view": view.name,
             "services": ", ".join(s for s in registry.SERVICES if view.name in registry.service_views(s)),
             "gold folder": str(settings.gold / view.name),
+            "one value's chain": f"alpha features lineage {view.name}:{info.name} SYMBOL SESSION (gold row -> silver bars -> bronze file)",
         }
     out["coverage"] = coverage(settings, view, name)
     return out

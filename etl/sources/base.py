@@ -636,14 +636,20 @@ def _write(settings: Settings, parsed: Parsed, res: JobResult, stamp: pd.Timesta
 
 def _write_stats(settings: Settings, name: str, frame: pd.DataFrame, now: pd.Timestamp) -> dict[str, int]:
     """``{new, revised, unchanged}`` rows of one write. Daily bars go through the revision-aware
-    writer; Lean's corporate actions and symbol map replace their tables (counted as nothing)."""
+    writer, corporate actions through the bitemporal actions writer (Lean's factor-file actions, a
+    side table of its daily job, counted as nothing); Lean's symbol map replaces its table (counted
+    as nothing)."""
     if name == "bars_daily":
         from etl.storage.bars import write_silver_bars
 
         return write_silver_bars(settings, frame, source=str(frame["source"].iloc[0]) if "source" in frame and len(frame) else name, now=now)
     if name == "corporate_actions":
-        from etl.storage.actions import write_corporate_actions
+        from etl.storage.actions import write_actions, write_corporate_actions
 
+        # actions (symbol, ex_date, split_ratio, cash_dividend, ...), or Lean factor-file rows: a side
+        # table of Lean's daily job, counted as nothing (its counts are the bars')
+        if "split_ratio" in frame.columns:
+            return write_actions(settings, frame, now)
         write_corporate_actions(settings, frame, now)
         return {"new": 0, "revised": 0, "unchanged": 0}
     if name == "symbol_map":

@@ -40,6 +40,19 @@ Dates: each file's dates are parsed with the format inferred from its first
 date (``2024-01-02``, ``01/02/2024`` ...); appended lines with the recorded
 format. A symbol with two files (``aapl.csv`` and ``AAPL.csv``) is always read
 whole, both files in one chunk, so the duplicated-date check sees both.
+
+**Corporate actions.** ``actions.csv`` in the folder (never a bar file), or a
+file given apart (``--actions FILE``), holds the splits and dividends of the
+folder's symbols (format and checks: :mod:`etl.sources.csv_actions`). It is
+the run's last job, in the same all-or-nothing run: a bad line stops the run
+like a bad bar, quarantined in ``quarantine/corporate_actions/``. It is
+recorded like a bar file: unchanged, it is not read; changed, it is read whole
+(the actions writer stores only new versions, so a reread adds nothing twice).
+Its actions are written after the run's bars, known when ``known_at`` says,
+else from the open of their ex-dates (:mod:`etl.storage.actions`).
+
+Every bar row and action carries ``payload``: the sha256 of the file it was
+read from, the name of that file in bronze (``bronze/csv/files/<sha[:2]>/<sha>-<name>``).
 """
 
 from __future__ import annotations
@@ -52,14 +65,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from etl.core import clock
 from etl.core.config import Settings
 from etl.core.errors import BadInputError, ConfigError
 from etl.quality.bars import REQUIRED_CSV_COLUMNS, infer_date_format, validate_bars
-from etl.sources.base import SYMBOL_RULE, BarArchiveSource, IngestReport, Job, Parsed, ingest_archive, is_symbol
-from etl.storage.bars import read_file_record, symbol_chunks, write_file_record
+from etl.sources import csv_actions
+from etl.sources.base import EVERY_DAY, SYMBOL_RULE, BarArchiveSource, IngestReport, Job, Parsed, is_symbol, run_ingest
+from etl.storage.bars import bar_files, read_file_record, symbol_chunks, write_file_record
 
 #: symbols per job: the rows one chunk holds in memory (64 x 10 years of daily bars ~ 160,000 rows)
 CHUNK_SYMBOLS = 64
+#: the ``symbol`` of the job that reads the corporate-actions file
+ACTIONS_JOB = "actions"
 
 Problem = tuple[str, int | None, str]
 
@@ -68,7 +85,7 @@ def list_csv_files(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise BadInputError([(str(folder), None, "not a folder; expected a folder of <SYMBOL>.csv files")])
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv" and p.is_file() and not csv_actions.is_actions_file(p))
     if not files:
         raise BadInputError([(str(folder), None, "no <SYMBOL>.csv files in the folder")])
     return files
@@ -235,21 +252,52 @@ def read_new_lines(grown: list[FileRead]) -> tuple[pd.DataFrame, list[FileRead]]
     return raw, whole
 
 
+class CsvFolder(str):
+    """A CSV folder's path (the ``str``) with a corporate-actions file given apart from it
+    (``--actions FILE``): what :func:`ingest_csv_folder` passes to :func:`run_ingest` as the
+    source's ``path``, so that the source, built there, knows both."""
+
+    actions: str | None
+
+    def __new__(cls, folder: str | Path, actions: str | Path | None = None) -> CsvFolder:
+        out = super().__new__(cls, str(Path(folder)))
+        out.actions = None if actions is None else str(Path(actions))
+        return out
+
+
 class CsvFolderSource(BarArchiveSource):
     """Every ``<SYMBOL>.csv`` of the folder ``path``, one all-or-nothing job per chunk of
-    symbols, files unchanged since the last ingest skipped (module doc)."""
+    symbols, then one of its corporate actions; files unchanged since the last ingest skipped
+    (module doc)."""
 
     name = "csv"
 
     def __init__(self, settings: Settings, path: str | None = None, limiter=None):
         super().__init__(settings, path, limiter)
+        self.actions_given = getattr(path, "actions", None)   # --actions FILE (a CsvFolder path)
         self._record: dict[str, dict] | None = None
         self._committed: dict[str, dict] = {}
+        self._actions_read: set[str] = set()   # the actions files of this run (their rejects' quarantine)
 
     def folder(self) -> Path:
         if not self.path:
             raise ConfigError("csv reads a folder of <SYMBOL>.csv files: pass --path FOLDER")
         return Path(self.path).resolve()
+
+    def actions_file(self) -> Path | None:
+        """The corporate-actions file of the run: ``--actions FILE``, else the folder's
+        ``actions.csv`` (any case), else none."""
+        inside = sorted(p for p in self.folder().iterdir() if csv_actions.is_actions_file(p) and p.is_file())
+        if self.actions_given is not None:
+            given = Path(self.actions_given).resolve()
+            if not given.is_file():
+                raise BadInputError([(str(given), None, "no such file (--actions FILE: a CSV of symbol,ex_date,split_ratio,cash_dividend)")])
+            if any(p != given for p in inside):
+                raise ConfigError(f"both --actions {given} and {inside[0]} give corporate actions: give one of them")
+            return given
+        if len(inside) > 1:
+            raise BadInputError([(str(p), None, "more than one actions.csv in the folder: keep one") for p in inside])
+        return inside[0] if inside else None
 
     def jobs(self, dataset: str, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> list[Job]:
         if symbols:
@@ -258,9 +306,13 @@ class CsvFolderSource(BarArchiveSource):
         for p in list_csv_files(self.folder()):
             by_symbol[p.stem.upper()].append(p)
         chunks = symbol_chunks(by_symbol, CHUNK_SYMBOLS)
-        return [Job(self.name, dataset, f"files {k}/{len(chunks)}", start, end,
+        jobs = [Job(self.name, dataset, f"files {k}/{len(chunks)}", start, end,
                     files=tuple(str(p) for s in chunk for p in by_symbol[s]))
                 for k, chunk in enumerate(chunks, 1)]
+        actions = self.actions_file()
+        if actions is not None:   # last: its actions are written after the run's bars
+            jobs.append(Job(self.name, dataset, ACTIONS_JOB, start, end, files=(str(actions),)))
+        return jobs
 
     def record(self) -> dict[str, dict]:
         if self._record is None:
@@ -268,6 +320,8 @@ class CsvFolderSource(BarArchiveSource):
         return self._record
 
     def fetch_parse(self, job: Job) -> Parsed:
+        if job.symbol == ACTIONS_JOB:
+            return self.fetch_actions(job)
         folder = self.folder()
         files = [Path(f) for f in job.files]
         names = Counter(p.stem.upper() for p in files)
@@ -295,8 +349,9 @@ class CsvFolderSource(BarArchiveSource):
             return Parsed(rejects=rejects, problems=problems + validated.problems, **common)
         good = validated.good
         entries = self._entries(reads, raw, good)
+        payload = good["source_file"].map({str(f.path): f.entry["sha256"] for f in reads})   # the whole file's, as landed
         return Parsed(
-            tables={"bars_daily": good.assign(source=f"csv:{folder.name}")} if len(good) else {},
+            tables={"bars_daily": good.assign(source=f"csv:{folder.name}", payload=payload)} if len(good) else {},
             land=[(f.path, f"{folder.name}/{f.path.name}") for f in reads if f.mode != "unchanged"],
             symbols=sorted({f.path.stem.upper() for f in reads}),
             on_commit=lambda: self._committed.update(entries),
@@ -323,6 +378,63 @@ class CsvFolderSource(BarArchiveSource):
             out[key] = entry
         return out
 
+    def fetch_actions(self, job: Job) -> Parsed:
+        """The corporate actions of the run's actions file: not read when it is unchanged since
+        it was ingested (and the actions table is there), else read whole."""
+        path = Path(job.files[0])
+        self._actions_read.add(str(path))
+        data = path.read_bytes()
+        before = self.record().get(str(path)) or {}
+        entry = {"size": len(data), "mtime_ns": path.stat().st_mtime_ns, "sha256": hashlib.sha256(data).hexdigest(),
+                 "kind": "actions"}
+        key = f"csv-actions:{path}:{entry['size']}:{entry['mtime_ns']}"
+        from etl.storage.actions import actions_path
+
+        if before.get("sha256") == entry["sha256"] and before.get("size") == entry["size"] and actions_path(self.settings).exists():
+            entry["rows"] = before.get("rows")
+            return Parsed(batch_key=key, unchanged_files=1, unchanged_rows=int(before.get("rows") or 0),
+                          on_commit=lambda: self._committed.update({str(path): entry}))
+        read = csv_actions.read_actions(path, data, self.settings.calendar, self.symbols_with_bars, entry["sha256"])
+        if read.problems:
+            return Parsed(rejects=read.rejects if len(read.rejects) else None, problems=read.problems, rows_fetched=read.rows,
+                          batch_key=key)
+        entry["rows"] = read.rows
+        return Parsed(
+            tables={"corporate_actions": read.actions} if len(read.actions) else {},
+            land=[(path, f"{self.folder().name}/{path.name}")],
+            symbols=sorted(set(read.actions["symbol"])),
+            rows_fetched=read.rows, batch_key=key,
+            on_commit=lambda: self._committed.update({str(path): entry}),
+        )
+
+    def symbols_with_bars(self, symbols: set[str]) -> set[str]:
+        """Which of ``symbols`` have bars: a ``<SYMBOL>.csv`` of the folder, or rows in silver."""
+        have = symbols & {p.stem.upper() for p in list_csv_files(self.folder())}
+        rest = sorted(symbols - have)
+        if rest:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            for part in bar_files(self.settings, rest):
+                col = pq.read_table(part, columns=["symbol"]).column("symbol")
+                have |= set(pc.unique(col.filter(pc.is_in(col, value_set=pa.array(rest, pa.string())))).to_pylist())
+        return have
+
+    def quarantine(self, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path:
+        """Rejected bars to the bars quarantine, rejected actions to ``quarantine/corporate_actions/``;
+        the one folder, or the quarantine root when there are both."""
+        from etl.storage import silver
+
+        acts = rejects["source_file"].astype(str).isin(self._actions_read).to_numpy()
+        paths = []
+        if (~acts).any():
+            paths.append(super().quarantine(table, rejects.loc[~acts], batch_key, now))
+        if acts.any():
+            paths.append(silver.quarantine(self.settings, "corporate_actions", rejects.loc[acts].assign(source=csv_actions.SOURCE),
+                                           batch_key, now))
+        return paths[0] if len(paths) == 1 else self.settings.quarantine
+
     def flush(self) -> None:
         """Merge what the chunks written recorded into the record on disk (under the write lock)."""
         if not self._committed:
@@ -334,8 +446,11 @@ class CsvFolderSource(BarArchiveSource):
         self._committed = {}
 
 
-def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None, step=None) -> IngestReport:
-    """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume); ``step``
-    follows the validate and write passes (:func:`etl.sources.base.run_ingest`)."""
-    return ingest_archive(settings, "csv", folder, None, now, step=step)
+def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None, step=None,
+                      actions: str | Path | None = None) -> IngestReport:
+    """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume) and
+    its corporate actions (``actions``, else the folder's ``actions.csv`` if there is one);
+    ``step`` follows the validate and write passes (:func:`etl.sources.base.run_ingest`)."""
+    summary = run_ingest(settings, "csv", "daily", None, *EVERY_DAY, now=clock.utc_us(now), path=CsvFolder(folder, actions), step=step)
+    return IngestReport.of(summary)
 

@@ -33,6 +33,16 @@ Warehouses written before buckets hold ``year=YYYY`` folders: the readers read
 them too, and the first write moves their rows, write times included, into
 buckets (one year at a time).
 
+Several sources may deliver the same bar: silver keeps every source's versions, each row with
+its ``source`` and ``payload`` (the sha256 of the bronze file or vendor response it came
+from; '' when unknown, as in rows written before payloads were recorded). A write compares
+its rows with the stored versions of the same source only: a row equal to that source's
+latest version is skipped, a different one is that source's revision (known from when it was
+received), a first row of a source is that source's first print. The readers return the
+*canonical* versions by default (``sources="canonical"``): per symbol-session the versions of
+the source that wins the configured priority, a change of winner being a version known from
+when it happened (:mod:`etl.storage.canonical`); ``sources="all"`` returns every source's rows.
+
 Archive sources that skip unchanged files (:mod:`etl.sources.csv_folder`) keep
 what they last ingested in ``silver/bars_daily/.ingested/<source>.json``
 (:func:`read_file_record`): beside the rows it describes, so a store deleted
@@ -58,9 +68,13 @@ from etl.storage.atomic import atomic_write_frame, atomic_write_text
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 VALUE_COLUMNS = PRICE_COLUMNS + ["volume"]
 SILVER_COLUMNS = [
-    "symbol", "session", "ticker", *VALUE_COLUMNS, "source",
+    "symbol", "session", "ticker", *VALUE_COLUMNS, "source", "payload",
     "event_timestamp", "known_timestamp", "created_timestamp",
 ]
+#: what a read returns (``payload`` on request: a 64-character string per row is not free)
+READ_COLUMNS = [c for c in SILVER_COLUMNS if c != "payload"]
+#: ``sources=`` of the readers
+SOURCES = ("canonical", "all")
 QUARANTINE_COLUMNS = ["source_file", "source_row", "symbol", "raw", "reason", "created_timestamp"]
 #: a bucket with this many part files has all but its largest merged when it is written: a bucket is then
 #: its big part and one part of what the nights since added, so a reader opens at most two files per bucket
@@ -121,17 +135,22 @@ def quarantine_rejects(settings: Settings, rejects: pd.DataFrame, batch_key: str
 
 
 def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: pd.Timestamp | None = None) -> dict:
-    """Add validated bars to the silver table (layout: the module doc).
+    """Add validated bars of one ``source`` to the silver table (layout: the module doc).
 
-    Idempotent: a row equal to the latest stored version of its
-    ``(symbol, session)`` is skipped. A row that differs is a *revision* and is
-    appended as a new version, known from when we received it (never earlier
-    than the session's availability): history is never overwritten. The rows
-    are compared with the stored versions of their own symbols and sessions
-    only; new rows of a bucket go into one new part file, written atomically.
-    Callers hold the home's write lock (:class:`etl.storage.atomic.HomeLock`).
+    Idempotent: a row equal (ticker and values) to the latest stored version of its
+    ``(symbol, session)`` *from the same source* is skipped. A row that differs from it is
+    that source's *revision* and is appended as a new version, known from when we received it
+    (never earlier than the session's availability); a row of a source that had none for that
+    bar is its first print, known from the availability time. Another source's versions are
+    never compared: which one the readers show is the canonical choice
+    (:mod:`etl.storage.canonical`), recorded here when the configured priority changed. History
+    is never overwritten. ``good`` may carry ``payload`` (sha256 of the bronze file or response
+    each row came from; '' when absent). The rows are compared with the stored versions of
+    their own symbols and sessions only; new rows of a bucket go into one new part file,
+    written atomically. Callers hold the home's write lock (:class:`etl.storage.atomic.HomeLock`).
     """
     from etl.storage import silver
+    from etl.storage.canonical import record_priority
     from etl.storage.tables import BARS_DAILY
 
     now = clock.utc_us(now)
@@ -140,6 +159,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
     frame = good.copy()
     frame["ticker"] = frame["ticker"] if "ticker" in frame else frame["symbol"]
     frame["source"] = source
+    frame["payload"] = frame["payload"].fillna("").astype(str) if "payload" in frame else ""
     frame["event_timestamp"] = clock.availability_times(frame["session"], settings.bar_delay_minutes, settings.calendar)
     frame["known_timestamp"] = frame["event_timestamp"]  # archive first prints: known at availability
     frame["created_timestamp"] = now
@@ -148,7 +168,12 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
     stats = {"new": 0, "revised": 0, "unchanged": 0}
     symbols = sorted(frame["symbol"].unique())
     existing = _read(settings, symbols, frame["session"].min(), frame["session"].max(),
-                     columns=["symbol", "session", "ticker", *VALUE_COLUMNS, "known_timestamp", "created_timestamp"])
+                     columns=["symbol", "session", "ticker", *VALUE_COLUMNS, "source", "known_timestamp", "created_timestamp"])
+    shared = False   # another source has bars of these symbols: the canonical choice arises (record the priority)
+    if existing is not None and len(existing):
+        mine = (existing["source"].astype(str) == source).to_numpy()
+        shared = not mine.all()
+        existing = existing[mine]
     if existing is not None and len(existing):
         latest = existing.sort_values(["known_timestamp", "created_timestamp"], kind="stable").drop_duplicates(["symbol", "session"], keep="last")
         merged = frame.merge(latest[["symbol", "session", "ticker", *VALUE_COLUMNS]], on=["symbol", "session"], how="left", suffixes=("", "_old"), indicator=True)
@@ -166,6 +191,7 @@ def write_silver_bars(settings: Settings, good: pd.DataFrame, source: str, now: 
     silver.append(settings, BARS_DAILY, frame, now, dedupe=False)
     for b in sorted({symbol_bucket(s) for s in frame["symbol"].unique()}):
         silver.compact_partition(BARS_DAILY, bucket_dir(settings, b), MERGE_AT, keep_largest=True)
+    record_priority(settings, now, shared=shared)
     return stats
 
 
@@ -176,7 +202,7 @@ def _silver_types(frame: pd.DataFrame) -> pd.DataFrame:
         out[col] = pd.to_datetime(out[col], utc=True).astype("datetime64[us, UTC]")
     for col in VALUE_COLUMNS:
         out[col] = out[col].astype("float64")
-    for col in ("symbol", "ticker", "source"):
+    for col in ("symbol", "ticker", "source", "payload"):
         out[col] = out[col].astype(str)
     return out
 
@@ -207,7 +233,8 @@ def _read(settings: Settings, symbols=None, start=None, end=None, columns: list[
     """Stored rows of ``symbols`` (all when ``None``) with sessions in ``[start, end]``, pushed
     down to the buckets, then to the row groups whose symbol and session ranges (Parquet
     statistics) can hold them; ``None`` when there are none. (Row groups are chosen here rather
-    than by a dataset filter, which costs far more per file for a list of symbols.)"""
+    than by a dataset filter, which costs far more per file for a list of symbols.) A requested
+    ``payload`` that older part files lack is ''."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -225,7 +252,8 @@ def _read(settings: Settings, symbols=None, start=None, end=None, columns: list[
         groups = _row_groups(pf.metadata, want, lo, hi)
         if not groups:
             continue
-        table = pf.read_row_groups(groups, columns=read)
+        names = pf.schema_arrow.names
+        table = pf.read_row_groups(groups, columns=None if read is None else [c for c in read if c in names])
         mask = None
         if want is not None:
             mask = pc.is_in(table["symbol"], value_set=pa.array(want, pa.string()))
@@ -238,6 +266,8 @@ def _read(settings: Settings, symbols=None, start=None, end=None, columns: list[
         return None
     table = pa.concat_tables(tables, promote_options="permissive")
     frame = table.to_pandas()
+    if "payload" in frame.columns or (columns is not None and "payload" in columns):
+        frame["payload"] = frame["payload"].fillna("").astype(str) if "payload" in frame.columns else ""
     return frame if columns is None else frame[columns]
 
 
@@ -266,29 +296,74 @@ def _row_groups(meta, want: list[str] | None, lo, hi) -> list[int]:
 
 
 def read_silver_bars(settings: Settings, symbols: list[str] | None = None, versions: str = "first", *,
-                     start=None, end=None) -> pd.DataFrame:
+                     start=None, end=None, sources: str = "canonical", payload: bool = False) -> pd.DataFrame:
     """Silver bars, sorted by symbol, session and version.
 
-    ``versions="first"`` keeps, for each bar, the version first written (what
-    was knowable at the session's availability time); ``"all"`` returns every
-    version. ``symbols`` (default: all) and the session range ``start..end``
-    (inclusive, default: all) are pushed down to the files read (module doc).
+    ``sources="canonical"`` (the default) returns the canonical stream: per bar, the versions
+    of the source the configured priority prefers, a change of source being a version known
+    from when it happened (:mod:`etl.storage.canonical`); ``"all"`` returns every source's
+    rows as stored (diagnostics, the health report's source check, lineage).
+    ``versions="first"`` keeps, for each bar, the version first written (what was knowable at
+    the session's availability time); ``"all"`` returns every version. ``symbols`` (default:
+    all) and the session range ``start..end`` (inclusive, default: all) are pushed down to the
+    files read (module doc). ``payload=True`` adds the column ``payload`` (sha256 of the bronze
+    file the row came from, '' when unknown).
     """
     if versions not in ("first", "all"):
         raise ArgumentError(f"versions must be 'first' or 'all', got {versions!r}")
-    frame = _read(settings, symbols, start, end)
+    if sources not in SOURCES:
+        raise ArgumentError(f"sources must be one of {SOURCES}, got {sources!r}")
+    columns = [*READ_COLUMNS[:READ_COLUMNS.index("source") + 1], "payload", *READ_COLUMNS[READ_COLUMNS.index("source") + 1:]] \
+        if payload else READ_COLUMNS
+    frame = _read(settings, symbols, start, end, columns=columns)
     if frame is None or frame.empty:
         raise NotIngestedError(
             f"no daily bars in {silver_bars_dir(settings)}"
             + (f" for {', '.join(symbols[:5])}{' ...' if len(symbols) > 5 else ''}" if symbols else "")
             + "; run `alpha ingest lean` or `alpha ingest csv --path FOLDER` first"
         )
-    frame = frame.drop(columns=["year", "bucket"], errors="ignore")
     frame = frame.sort_values(READ_ORDER, kind="stable").reset_index(drop=True)
     frame = _drop_copies(frame)
+    if sources == "canonical":
+        from etl.storage.canonical import canonical_versions, priority_history
+
+        frame = canonical_versions(frame, priority_history(settings))
     if versions == "first":
         frame = frame.drop_duplicates(["symbol", "session"], keep="first")
     return frame.reset_index(drop=True)
+
+
+def version_summary(settings: Settings) -> pd.DataFrame:
+    """Per symbol: ``n`` canonical bar versions, ``created_us`` the newest write time of one
+    (a change of canonical source counts, at its time), ``first`` and ``last`` session: what a
+    builder compares with its high-water mark. Streamed over four columns; the symbols whose
+    bars come from two or more sources are then read a chunk at a time for their canonical
+    stream, so memory follows a chunk, not the store."""
+    import polars as pl
+
+    empty = pd.DataFrame({"symbol": [], "n": [], "created_us": [], "first": [], "last": []})
+    files = bar_files(settings)
+    if not files:
+        return empty
+    lf = pl.scan_parquet([str(p) for p in files], hive_partitioning=False, extra_columns="ignore")
+    out = (lf.select("symbol", "session", "source", "created_timestamp")
+             .group_by("symbol")
+             .agg(pl.len().alias("n"), pl.col("created_timestamp").dt.epoch("us").max().alias("created_us"),
+                  pl.col("session").min().alias("first"), pl.col("session").max().alias("last"),
+                  pl.col("source").n_unique().alias("sources"))
+             .sort("symbol")
+             .collect(engine="streaming")).to_pandas()
+    multi = out.loc[out["sources"] > 1, "symbol"].tolist()
+    if multi:
+        out = out.set_index("symbol")
+        for chunk in symbol_chunks(multi):
+            stream = read_silver_bars(settings, chunk, versions="all")
+            created = pd.Series(clock.epoch_us(stream["created_timestamp"]), index=stream.index)
+            agg = created.groupby(stream["symbol"].to_numpy()).agg(["size", "max"])
+            out.loc[agg.index, "n"] = agg["size"].to_numpy()
+            out.loc[agg.index, "created_us"] = agg["max"].to_numpy()
+        out = out.reset_index()
+    return out.drop(columns=["sources"])
 
 
 def _drop_copies(frame: pd.DataFrame) -> pd.DataFrame:

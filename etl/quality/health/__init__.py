@@ -12,6 +12,7 @@ Modules, by concept: ``thresholds``; ``frames`` (the bars and findings frames
 every check shares); the bar checks ``coverage``, ``nan_rates``,
 ``staleness``, ``duplicates``, ``outliers`` and ``dividends`` (over
 ``actions`` and ``moves``: a symbol's moves after its corporate actions);
+``sources`` (two sources' bars of one symbol-session that disagree);
 ``table_checks`` (the other silver tables); ``report`` (``run_health``, the
 summary, JSON) and ``html_report`` (the page and its plots).
 """
@@ -27,6 +28,7 @@ from etl.quality.health.frames import BAR_VALUE_COLUMNS, FINDING_COLUMNS, PRICE_
 from etl.quality.health.nan_rates import check_nan_rates
 from etl.quality.health.outliers import SPLIT_RATIOS, check_outliers
 from etl.quality.health.report import HealthReport, check_bars, run_health
+from etl.quality.health.sources import check_sources, source_disagreements
 from etl.quality.health.staleness import check_stale
 from etl.quality.health.table_checks import check_table
 from etl.quality.health.thresholds import CHECK_THRESHOLD, COUNT_THRESHOLDS, DEFAULT_THRESHOLDS, resolve_thresholds
@@ -48,6 +50,7 @@ __all__ = [
     "check_duplicates",
     "check_nan_rates",
     "check_outliers",
+    "check_sources",
     "check_stale",
     "check_table",
     "corporate_actions_from_factors",
@@ -55,4 +58,5 @@ __all__ = [
     "latest_versions",
     "resolve_thresholds",
     "run_health",
+    "source_disagreements",
 ]

@@ -101,6 +101,7 @@ def to_html(summary: dict, findings: pd.DataFrame, plots: dict) -> str:
             f"<td class='{'warn' if t.get('max_nan_rate', 0) > 0 else ''}'>{t.get('max_nan_rate', 0):.2%} {e(worst) if rates.get(worst) else ''}</td>"
             f"<td class='{'bad' if t.get('duplicate_keys') else ''}'>{t.get('duplicate_keys', 0)}</td></tr>")
     out.append("</table>")
+    out += _disagreements_html(summary.get("source_disagreements") or {})
     out.append(f"<h2>Findings ({len(findings)})</h2>")
     if len(findings):
         out.append("<table><tr><th>severity</th><th>table</th><th>check</th><th>symbol</th><th>date</th><th>value</th>"
@@ -118,3 +119,26 @@ def to_html(summary: dict, findings: pd.DataFrame, plots: dict) -> str:
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _disagreements_html(d: dict) -> list[str]:
+    """The bars two sources disagree on: both values and sources, which one the features use."""
+    if not d.get("bars"):
+        return []
+    e = html.escape
+    listed = d.get("listed", [])
+    out = [f"<h2>Source disagreements ({d['bars']} bar(s), {d['fields']} field(s))</h2>"
+           f"<p>Two sources' newest versions of a bar further apart than the tolerance ({d['tolerance']:.4g} relative for "
+           f"prices, more for volume). The features use the canonical source (<code>[source_priority] bars_daily</code>); "
+           f"the other source's bar is kept in silver and never restates them."
+           + (f" The first {len(listed)} are listed." if len(listed) < d["fields"] else "") + "</p>",
+           "<table><tr><th>symbol</th><th>session</th><th>field</th><th>canonical source</th><th>canonical value</th>"
+           "<th>other source</th><th>other value</th><th>relative difference</th></tr>"]
+    for r in listed:
+        rel = r["rel_diff"]
+        rel_text = "inf" if rel is None or not math.isfinite(rel) else f"{rel:.3%}"
+        out.append(f"<tr class='warn'><td>{e(r['symbol'])}</td><td>{e(r['session'])}</td><td>{e(r['field'])}</td>"
+                   f"<td>{e(r['canonical_source'])}</td><td>{r['canonical_value']:.6g}</td><td>{e(r['other_source'])}</td>"
+                   f"<td>{r['other_value']:.6g}</td><td>{rel_text}</td></tr>")
+    out.append("</table>")
+    return out

@@ -15,7 +15,6 @@ import pandas as pd
 from etl.core import clock
 from etl.core.config import DEFAULT_CALENDAR, Settings
 from etl.quality.errors import HealthCheckError
-from etl.quality.health.actions import corporate_actions_from_factors
 from etl.quality.health.coverage import check_coverage, coverage_stats
 from etl.quality.health.dividends import check_dividends
 from etl.quality.health.duplicates import check_duplicates, latest_versions
@@ -23,6 +22,7 @@ from etl.quality.health.frames import BARS_TABLE, PRICE_COLUMNS, day, finding, f
 from etl.quality.health.html_report import MAX_PLOTS, outlier_plots, to_html
 from etl.quality.health.nan_rates import check_nan_rates
 from etl.quality.health.outliers import check_outliers
+from etl.quality.health.sources import check_sources, source_disagreements
 from etl.quality.health.staleness import check_stale
 from etl.quality.health.table_checks import TableProfile
 from etl.quality.health.thresholds import CHECK_THRESHOLD, COUNT_THRESHOLDS, resolve_thresholds
@@ -56,6 +56,9 @@ class HealthReport:
             parts.append("no daily bars;")
         present = [n for n, t in s.get("tables", {}).items() if t.get("rows")]
         parts.append(f"{len(present)} silver table(s) with rows;")
+        disagree = s.get("source_disagreements", {}).get("bars", 0)
+        if disagree:
+            parts.append(f"{disagree} bar(s) on which two sources disagree (the canonical source is used);")
         parts.append(f"{counts.get('error', 0)} error(s), {counts.get('warning', 0)} warning(s).")
         if self.failed:
             parts.append("Breached: " + "; ".join(f.split(":")[0] for f in self.failed) + ".")
@@ -97,7 +100,7 @@ def run_health(settings: Settings, strict: bool = False, thresholds: Mapping | N
     the chunk, not the store, and the report is the one a single pass over
     everything gives. ``step("health", chunks done, chunks)`` follows the bar chunks."""
     from etl.storage import tables
-    from etl.storage.actions import read_corporate_actions
+    from etl.storage.actions import current_events
     from etl.storage.bars import bars_overview, symbol_chunks
 
     th = resolve_thresholds(thresholds)
@@ -107,16 +110,18 @@ def run_health(settings: Settings, strict: bool = False, thresholds: Mapping | N
     summary: dict = {
         "home": str(settings.home), "generated_at": now.isoformat(), "calendar": calendar if isinstance(calendar, str) else dict(calendar),
         "thresholds": th, "tables": {}, "symbols": {}, "bars": 0,
+        "source_disagreements": {"tolerance": settings.source_tolerance, "bars": 0, "fields": 0, "listed": []},
     }
     symbols, last_session = bars_overview(settings)
     per_symbol: dict[str, dict] = {}
     if symbols:
-        actions = corporate_actions_from_factors(read_corporate_actions(settings))
+        actions = current_events(settings)
         profile = TableProfile(tables.BARS_DAILY)
         chunks = symbol_chunks(symbols, chunk_symbols)
         for k, chunk in enumerate(chunks, 1):
-            found, bars, all_versions, coverage = _check_chunk(settings, chunk, actions, calendar, th, last_session)
+            found, bars, all_versions, coverage, disagreements = _check_chunk(settings, chunk, actions, calendar, th, last_session)
             parts.append(found)
+            _add_disagreements(summary["source_disagreements"], disagreements)
             profile.add(all_versions)
             summary["bars"] += len(bars)
             per_symbol.update(_symbol_summary(bars, found, calendar, coverage))
@@ -165,18 +170,43 @@ def run_health(settings: Settings, strict: bool = False, thresholds: Mapping | N
 
 
 def _check_chunk(settings: Settings, chunk: list[str], actions: pd.DataFrame, calendar, th: dict, last_session):
-    """Every bar check of one chunk of symbols: ``(findings, latest bars, all versions, coverage
-    stats of the latest bars or None)``."""
+    """Every bar check of one chunk of symbols: ``(findings, latest bars, all canonical versions,
+    coverage stats of the latest bars or None, source disagreements)``. The bar checks see the
+    canonical versions (what the features use); the source check compares every source's."""
     from etl.storage.bars import read_silver_bars
+    from etl.storage.canonical import canonical_versions, priority_history
 
-    all_versions = read_silver_bars(settings, chunk, versions="all")
+    every_source = read_silver_bars(settings, chunk, versions="all", sources="all")
+    all_versions = canonical_versions(every_source, priority_history(settings))
+    disagreements = source_disagreements(every_source, all_versions, settings.source_tolerance)
+    del every_source
     latest = prepare_bars(latest_versions(all_versions))
     mine = actions[actions["symbol"].isin(chunk)] if actions is not None and len(actions) else actions
     coverage = coverage_stats(latest, calendar)
     found = check_bars(latest, mine, calendar, th, latest=last_session, coverage=coverage)
+    if len(disagreements):
+        found = pd.concat([found, check_sources(disagreements)], ignore_index=True)
     bars = latest.drop_duplicates(["symbol", "session"], keep="last")
     # the summary's coverage is of the unique bars: the same figures unless a bar had two latest versions
-    return found, bars, all_versions, coverage if len(bars) == len(latest) else None
+    return found, bars, all_versions, coverage if len(bars) == len(latest) else None, disagreements
+
+
+#: disagreeing fields listed in the summary (and the page) at most: the first in (symbol, session) order
+MAX_LISTED_DISAGREEMENTS = 500
+
+
+def _add_disagreements(into: dict, found: pd.DataFrame) -> None:
+    """Count one chunk's source disagreements into the summary and keep the first
+    :data:`MAX_LISTED_DISAGREEMENTS` of all (in symbol, session order: the same list whatever
+    the chunks)."""
+    if found is None or found.empty:
+        return
+    into["bars"] += int(found[["symbol", "session", "other_source"]].drop_duplicates().shape[0])
+    into["fields"] += len(found)
+    rows = [{**r, "session": day(r["session"])} for r in found.to_dict("records")]
+    listed = into["listed"] + rows
+    listed.sort(key=lambda r: (r["symbol"], r["session"], r["other_source"], r["field"]))
+    into["listed"] = listed[:MAX_LISTED_DISAGREEMENTS]
 
 
 def _profile_table(settings: Settings, table) -> TableProfile:

@@ -6,8 +6,9 @@ file is validated before anything is written. One rejected row stops the whole
 ingest: the rejected rows go to the bars quarantine, :class:`BadInputError`
 names each file and row, and silver is left exactly as it was. A good batch is
 landed in bronze (daily, factor and map files), then the corporate actions,
-the symbol map and the bars (each session with the ticker it traded under)
-are written.
+the symbol map and the bars (each session with the ticker it traded under,
+and as ``payload`` the sha256 of the daily file it came from: the name of its
+copy in ``bronze/lean/files/``) are written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from etl.core.errors import BadInputError
 from etl.quality.bars import validate_bars
 from etl.sources.base import BarArchiveSource, IngestReport, Job, Parsed, ingest_archive
 from etl.sources.lean import formats as lean
+from etl.storage.bronze import sha256_of
 
 
 class LeanDailySource(BarArchiveSource):
@@ -53,13 +55,17 @@ class LeanDailySource(BarArchiveSource):
             ff = self.root / lean.FACTORS / p.name
             mf = self.root / lean.MAPS / p.name
             if ff.exists():
-                factor_frames.append(lean.read_factor_file(ff, self.settings.calendar))
+                # lineage: the factor file's digest, the name of its copy in bronze/lean/files
+                factor_frames.append(lean.read_factor_file(ff, self.settings.calendar).assign(payload=sha256_of(ff)))
                 land.append((ff, f"{lean.FACTORS}/{ff.name}"))
             if mf.exists():
                 map_frames.append(lean.read_map_file(mf))
                 land.append((mf, f"{lean.MAPS}/{mf.name}"))
 
         good = validated.good
+        # lineage: each bar names the landed file it came from (bronze/lean/files/<sha[:2]>/<sha>-<name>)
+        digests = {str(p): sha256_of(p) for p in files}
+        good = good.assign(payload=good["source_file"].astype(str).map(digests))
         maps = pd.concat(map_frames, ignore_index=True) if map_frames else pd.DataFrame(columns=["symbol", "last_date", "ticker", "exchange"])
         tickers = []
         for sym, g in good.groupby("symbol", sort=False):

@@ -1,4 +1,5 @@
-"""Polygon.io: daily and minute aggregates, option contracts, option chains, news.
+"""Polygon.io: daily and minute aggregates, option contracts, option chains, news; splits and
+dividends (etl/sources/vendors/polygon_actions.py).
 
 ``alpha ingest polygon AAPL,SPY --dataset D --start ... --end ...`` (key
 ``POLYGON_API_KEY``, settings ``[vendors.polygon]``). Each dataset's
@@ -150,23 +151,28 @@ def _raw(el: object) -> str:
 
 @dataclass
 class _Batch:
-    """Rows and rejects of one job, with the hash of every page it read."""
+    """Rows and rejects of one job, with the hash of every page it read; each row keeps the
+    sha256 of its page (``_payload``: the name of the page's copy in bronze/polygon/objects)."""
 
     job: Job
     rows: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
     fetched: int = 0
     digest: object = field(default_factory=hashlib.sha256)
+    _page: tuple = (None, "")           # (the page last added from, its sha256): one hash per page
 
     def reject(self, source_file: str, source_row: int, raw: str, reason: str) -> None:
         self.rejects.append({"source": "polygon", "source_file": source_file, "source_row": int(source_row),
                              "symbol": self.job.symbol, "raw": raw, "reason": reason})
 
     def add(self, fetched: Fetched, i: int, el: object, row: dict) -> None:
-        self.rows.append({**row, "_file": fetched.url, "_row": i, "_raw": _raw(el), "_fetched_at": fetched.fetched_at})
+        if self._page[0] is not fetched:
+            self._page = (fetched, hashlib.sha256(fetched.body).hexdigest())
+        self.rows.append({**row, "_file": fetched.url, "_row": i, "_raw": _raw(el), "_fetched_at": fetched.fetched_at,
+                          "_payload": self._page[1]})
 
     def frame(self, columns: list[str]) -> pd.DataFrame:
-        helper = ["_file", "_row", "_raw", "_fetched_at"]
+        helper = ["_file", "_row", "_raw", "_fetched_at", "_payload"]
         return pd.DataFrame(self.rows, columns=[*columns, *helper]) if self.rows else pd.DataFrame(columns=[*columns, *helper])
 
     def move(self, frame: pd.DataFrame, mask, reasons) -> pd.DataFrame:
@@ -226,7 +232,7 @@ def _complete_through(last_day: pd.Timestamp, fetched_at: pd.Timestamp, tz: str,
 class PolygonSource(Source):
     name = "polygon"
     default_rate = 5.0
-    datasets = ("daily", "minute", "option_contracts", "option_chain", "news")
+    datasets = ("daily", "minute", "option_contracts", "option_chain", "news", "splits", "dividends")
 
     def __init__(self, settings, path: str | None = None, limiter=None):
         super().__init__(settings, path, limiter)
@@ -244,6 +250,16 @@ class PolygonSource(Source):
 
     def fetch_parse(self, job: Job) -> Parsed:
         return getattr(self, f"_{job.dataset}")(job)
+
+    def _splits(self, job: Job) -> Parsed:
+        from etl.sources.vendors.polygon_actions import splits  # it imports this module: not at the top
+
+        return splits(self, job)
+
+    def _dividends(self, job: Job) -> Parsed:
+        from etl.sources.vendors.polygon_actions import dividends
+
+        return dividends(self, job)
 
     # ---------------------------------------------------------------- paging
 
@@ -339,7 +355,8 @@ class PolygonSource(Source):
         frame["symbol"] = job.symbol
         frame["ticker"] = job.symbol
         frame["source"] = self.name
-        out = frame[DAILY_COLUMNS].astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})
+        frame["payload"] = frame["_payload"]    # lineage: the page's sha256, its name in bronze/polygon/objects
+        out = frame[[*DAILY_COLUMNS, "payload"]].astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})
         high = _day(out["session"].max()) if len(out) else None
         return batch.parsed("bars_daily", out, high)
 
