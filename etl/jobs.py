@@ -85,7 +85,8 @@ def ingest_configured(settings: Settings, session, limiter_for=None, parallel: i
     out = []
     for spec in settings.ingest:
         limiter = limiter_for(spec.source) if limiter_for else None
-        out.append(ingest_spec(settings, spec, session, limiter=limiter, parallel=parallel))
+        for pull in spec.pulls():   # with the datasets the table brings along, as the nightly flow
+            out.append(ingest_spec(settings, pull, session, limiter=limiter, parallel=parallel))
     return out
 
 

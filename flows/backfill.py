@@ -33,8 +33,10 @@ WORKERS = int(os.environ.get("ALPHA_BACKFILL_WORKERS", "4"))
 @flow(name="backfill", log_prints=True, persist_result=True, task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))
 def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | None = None,
              dataset: str | None = None, chunk_size: int = 25, resume: bool = True, refresh: bool = False) -> dict:
-    """Pull ``source`` (``dataset``, default its configured or first one) for ``symbols``
-    (default: the source's [[ingest]] symbols, else the universe) from ``start`` to ``end``.
+    """Pull ``source`` (``dataset``, default its configured or first one, with the datasets that
+    table brings along: Polygon daily bars their splits and dividends, as the nightly does) for
+    ``symbols`` (default: the source's [[ingest]] symbols, else the universe) from ``start`` to
+    ``end``.
     ``refresh`` ignores cached pulls (e.g. to pick up a vendor's revisions with ``resume=False``)."""
     import pandas as pd
     from prefect.artifacts import create_markdown_artifact
@@ -59,11 +61,15 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
                 spec.label, start_s, end_s, len(universe), len(parts), WORKERS, limit or "none (file source)")
     t0 = time.perf_counter()
     pull = tasks.pull_task().with_options(refresh_cache=refresh)
-    labels = [f"{spec.label} {part[0]}..{part[-1]} ({i + 1}/{len(parts)})" for i, part in enumerate(parts)]
+    # the datasets the table brings along (a vendor's raw daily bars: its splits and dividends), then its own
+    pulls = spec.pulls() if dataset is None else (spec,)
+    work = [(p, part, f"{p.label} {part[0]}..{part[-1]} ({i + 1}/{len(parts)})") for p in pulls for i, part in enumerate(parts)]
     futures = [
-        pull.submit(home, spec.source, spec.dataset, part, start_s, end_s, resume, label=label, limit_name=limit)
-        for part, label in zip(parts, labels, strict=True)
+        pull.submit(home, p.source, p.dataset, part, start_s, end_s, resume, label=label, limit_name=limit)
+        for p, part, label in work
     ]
+    parts = [part for _, part, _ in work]
+    labels = [label for _, _, label in work]
     runs, failures = [], []
     for part, label, fut in zip(parts, labels, futures, strict=True):
         fut.wait()
@@ -79,7 +85,7 @@ def backfill(home: str, source: str, start: str, end: str, symbols: list[str] | 
                     f", FAILED {failure['symbols']}" if failure else "")
     result = {
         "source": spec.source, "dataset": spec.dataset, "start": start_s, "end": end_s,
-        "symbols": len(universe), "chunks": len(parts),
+        "datasets": [p.dataset for p in pulls], "symbols": len(universe), "chunks": len(parts),
         "rows_fetched": sum(r["rows_fetched"] for r in runs),
         "rows_written": sum(r["rows_written"] for r in runs),
         "rows_quarantined": sum(r["rows_quarantined"] for r in runs),

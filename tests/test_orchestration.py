@@ -294,7 +294,7 @@ def test_backfill_paces_every_worker_under_one_vendor_limit_reports_4xx_and_retr
     monkeypatch.setenv("ALPHA_TASK_RETRY_BACKOFF_SECONDS", "0.2")
     settings = _in_process(home)
 
-    result = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1)
+    result = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, dataset="daily")
 
     assert result["failed_symbols"] == ["DENIED"]
     assert "403" in json.dumps(result["failures"])
@@ -316,19 +316,38 @@ def test_backfill_rerun_comes_from_the_cache_and_refresh_asks_the_vendor_again(t
     home = tmp_path / "home"
     write_config(home, None)
     _in_process(home)
-    first = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False)
+    first = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False, dataset="daily")
     assert first["rows_written"] == len(_silver_values(home)) > 0
     calls = len(polygon.arrivals)
     silver = _silver_values(home)
 
-    again = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False)
+    again = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False, dataset="daily")
     assert len(polygon.arrivals) == calls, "an identical pull that succeeded must come from the cache"
     assert again["rows_written"] == first["rows_written"]        # the cached reports
 
-    fresh = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False, refresh=True)
+    fresh = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=1, resume=False, refresh=True,
+                     dataset="daily")
     assert sorted(t for _, t in polygon.arrivals[calls:]) == ["AAPL", "SPY"]
     assert fresh["rows_written"] == 0                              # same values: the idempotent append stores nothing
     pd.testing.assert_frame_equal(_silver_values(home), silver)
+
+
+def test_a_backfill_of_daily_bars_brings_their_splits_and_dividends_along(tmp_path, polygon):
+    from etl.core.config import load_settings
+    from etl.storage.actions import read_all_versions
+    from flows.backfill import backfill
+
+    home = tmp_path / "home"
+    write_config(home, None)
+    _in_process(home)
+    result = backfill(str(home), "polygon", "2014-05-01", "2014-07-31", chunk_size=2, resume=False)
+    assert result["datasets"] == ["splits", "dividends", "daily"] and not result["failures"]
+    acts = read_all_versions(load_settings(home))
+    aapl = acts[acts["symbol"] == "AAPL"].set_index("ex_date")
+    assert aapl.loc[pd.Timestamp("2014-06-09"), "split_ratio"] == 7.0
+    assert aapl.loc[pd.Timestamp("2014-05-08"), "cash_dividend"] == 3.29
+    # known from the ex-date's open / the declaration: nothing was published before they came
+    assert (aapl["known_timestamp"] <= aapl["event_timestamp"]).all()
 
 
 def test_pulls_reaching_into_the_last_days_get_no_cache_key_older_ones_one_of_their_inputs():
