@@ -9,7 +9,7 @@ Real prices (the shipped Lean data: AAPL's raw daily bars of 2014, which hold th
   sessions of 2014-06-09 and 06-10, so it is known from when it was received.
 
 Gold is read as known at a time (the newest version known by then per session), as the
-point-in-time store reads it.
+point-in-time store reads it, and through ``alpha.history`` itself.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from etl.core import clock
 from etl.core.config import load_settings
 from etl.factors.spec import Factor, Family, Inputs, Output
 from etl.gold.builder import build, whole_with_actions
+from etl.jobs import compute_factors
 from etl.sources.csv_folder import ingest_csv_folder
 from etl.storage.actions import read_actions, read_all_versions, write_actions
 from etl.storage.bars import read_silver_bars
@@ -69,7 +70,7 @@ def homes(tmp_path_factory):
         folder.mkdir()
         _write_csv(folder, raw, LAST)
         ingest_csv_folder(home, folder, now=_avail(LAST))
-        build(home, families=["core"])
+        compute_factors(home)   # every family and the symbols manifest: the SDK test applies the feature repo
         out[name] = home
     # night by night: the split arrives after 2014-06-10 was published
     inc = load_settings(root / "inc")
@@ -225,3 +226,33 @@ def test_a_whole_history_family_sees_each_action_from_when_it_was_known():
     restated = rows[rows["known_timestamp"] == KNOWN_LATE]
     assert list(restated["event_timestamp"]) == [ev[2], ev[3]]  # only the rows the split changes (06-09, 06-10)
     assert len(rows) == len(sessions) + 2
+
+
+def test_alpha_history_before_and_after_the_split_was_known(homes):
+    """The same through the SDK a quant uses: ``alpha.history`` with ``as_of``, and by default."""
+    from etl.serving.feast_store import apply
+    from sdk import connect
+
+    late, ontime = homes["late"], homes["ontime"]
+    apply(late)
+    apply(ontime)
+    feats = ["technicals:ret_1d", "technicals:sma_20"]
+    days = ["2014-06-06", "2014-06-09", "2014-06-10", "2014-06-11", "2014-06-12"]
+    frame = pd.DataFrame({"symbol": "AAPL", "event_timestamp": clock.availability_times(pd.DatetimeIndex(days), 15)})
+    alpha, truth_sdk = connect(late.home), connect(ontime.home)
+    before = alpha.history(frame, feats, as_of=KNOWN_LATE - pd.Timedelta(minutes=1)).set_index(pd.Index(days))
+    after = alpha.history(frame, feats, as_of=KNOWN_LATE + pd.Timedelta(days=2)).set_index(pd.Index(days))
+    default = alpha.history(frame, feats).set_index(pd.Index(days))
+    truth = truth_sdk.history(frame, feats).set_index(pd.Index(days))
+    # as of before the split was known: 06-09 is the raw -85 % and sma_20 mixes both scales
+    assert before.loc["2014-06-09", "ret_1d"] < -0.8 and before.loc["2014-06-10", "sma_20"] > 500
+    # as of after: the adjusted values, the same as a warehouse that knew the split on time
+    for d in ("2014-06-09", "2014-06-10"):
+        assert after.loc[d, "sma_20"] == pytest.approx(truth.loc[d, "sma_20"], rel=1e-12)
+        assert after.loc[d, "ret_1d"] == pytest.approx(truth.loc[d, "ret_1d"], rel=1e-12)
+    assert abs(after.loc["2014-06-09", "ret_1d"]) < 0.05
+    # by default each row sees what was known at its own time: unadjusted until 06-10, adjusted from 06-11
+    assert default.loc["2014-06-09", "ret_1d"] < -0.8 and default.loc["2014-06-10", "sma_20"] > 500
+    for d in ("2014-06-11", "2014-06-12"):
+        assert default.loc[d, "sma_20"] == pytest.approx(truth.loc[d, "sma_20"], rel=1e-12)
+    assert default.loc["2014-06-06", "sma_20"] == pytest.approx(truth.loc["2014-06-06", "sma_20"], rel=1e-10)
