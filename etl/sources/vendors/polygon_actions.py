@@ -8,7 +8,7 @@ off). Rows go to silver ``corporate_actions`` through the bitemporal writer
 - ``splits``: ``/v3/reference/splits?ticker=T&execution_date.gte=START``; ``split_ratio =
   split_to / split_from`` (new shares per old: 7.0 for a 7-for-1 split). Polygon states no
   announcement time, so ``known_timestamp`` is NaT: the writer uses the ex-date's open, or
-  the time received when the warehouse already held a bar of the ex-date or later.
+  the time received when the warehouse had already published features of the ex-date or later.
 - ``dividends``: ``/v3/reference/dividends?ticker=T&ex_dividend_date.gte=START``;
   ``cash_dividend = cash_amount``, known at the end of the declaration day in New York (the
   midnight after it: an announcement of that day is public by then); NaT without a
