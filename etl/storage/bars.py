@@ -334,11 +334,16 @@ def read_silver_bars(settings: Settings, symbols: list[str] | None = None, versi
 
 
 def version_summary(settings: Settings) -> pd.DataFrame:
-    """Per symbol: ``n`` canonical bar versions, ``created_us`` the newest write time of one
-    (a change of canonical source counts, at its time), ``first`` and ``last`` session: what a
-    builder compares with its high-water mark. Streamed over four columns; the symbols whose
-    bars come from two or more sources are then read a chunk at a time for their canonical
-    stream, so memory follows a chunk, not the store."""
+    """Per symbol: ``n`` bar rows, ``created_us`` the newest time something of its canonical
+    stream may have changed, ``first`` and ``last`` session: what a builder compares with its
+    high-water mark. One streamed scan of four columns, so a night costs the same whatever the
+    history and however many sources there are.
+
+    ``created_us`` is the newest write of any source's row (a row of a worse source changes
+    nothing canonical: the builder then finds no new canonical version and writes nothing) and,
+    for a symbol with bars from two or more sources, no older than the last change of the
+    source priority (:mod:`etl.storage.canonical`): the sessions whose canonical source switched
+    are versions written then."""
     import polars as pl
 
     empty = pd.DataFrame({"symbol": [], "n": [], "created_us": [], "first": [], "last": []})
@@ -353,16 +358,13 @@ def version_summary(settings: Settings) -> pd.DataFrame:
                   pl.col("source").n_unique().alias("sources"))
              .sort("symbol")
              .collect(engine="streaming")).to_pandas()
-    multi = out.loc[out["sources"] > 1, "symbol"].tolist()
-    if multi:
-        out = out.set_index("symbol")
-        for chunk in symbol_chunks(multi):
-            stream = read_silver_bars(settings, chunk, versions="all")
-            created = pd.Series(clock.epoch_us(stream["created_timestamp"]), index=stream.index)
-            agg = created.groupby(stream["symbol"].to_numpy()).agg(["size", "max"])
-            out.loc[agg.index, "n"] = agg["size"].to_numpy()
-            out.loc[agg.index, "created_us"] = agg["max"].to_numpy()
-        out = out.reset_index()
+    multi = (out["sources"] > 1).to_numpy()
+    if multi.any():
+        from etl.storage.canonical import NO_TIME, priority_history
+
+        since = priority_history(settings)[-1].since_us
+        if since != NO_TIME:
+            out.loc[multi, "created_us"] = np.maximum(out.loc[multi, "created_us"].to_numpy(np.int64), since)
     return out.drop(columns=["sources"])
 
 
