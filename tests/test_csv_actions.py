@@ -340,8 +340,9 @@ def two_homes(tmp_path_factory, lean_root):
     ingest_lean(lean_home, lean_root, SYMBOLS, now=now)
     ingest_csv_folder(csv_home, root / "csv", now=now)
     for home in (lean_home, csv_home):
-        build(home, families=["core"])
-    return {"lean": newest_gold(lean_home), "csv": newest_gold(csv_home), "eps": eps, "folder": root / "csv"}
+        build(home, families=["core", "technical"])
+    grid = {v: (newest_gold(lean_home, v), newest_gold(csv_home, v)) for v in ("ta_overlap", "ta_volatility", "ta_momentum")}
+    return {"lean": newest_gold(lean_home), "csv": newest_gold(csv_home), "eps": eps, "folder": root / "csv", "grid": grid}
 
 
 @pytest.mark.integration
@@ -365,6 +366,36 @@ def test_a_csv_folder_with_its_actions_gives_the_technicals_of_the_lean_path(two
             worst[c] = (np.abs(a[m] - b[m]) / np.abs(a[m])).max()
     print(f"largest relative differences (tolerance {tol:.2e}):", {k: f"{v:.2e}" for k, v in worst.items()})
     assert max(worst.values()) <= tol, worst
+
+
+@pytest.mark.integration
+def test_the_ta_lib_grid_is_in_the_same_price_scale_whatever_the_source(two_homes):
+    """The grid's price-level and momentum views from CSV prices with actions.csv equal the
+    Lean path's: one price scale for every family, within the rounding of Lean's factors."""
+    # oscillators divide by a spread (CCI by its mean deviation, stochastics by a range) that a
+    # quiet market makes small, so the factors' rounding can grow a few hundred times there
+    tol = 500 * two_homes["eps"]
+    worst_all = {}
+    for view, (lean, csv) in two_homes["grid"].items():
+        assert lean.index.equals(csv.index), view
+        checked = 0
+        for c in lean.columns:
+            if c in ("known_timestamp", "created_timestamp") or lean[c].dtype.kind != "f":
+                continue
+            a, b = lean[c].to_numpy(float), csv[c].to_numpy(float)
+            assert (np.isnan(a) == np.isnan(b)).all(), f"{view}.{c}: missing on other sessions"
+            m = ~np.isnan(a)
+            if not m.any():
+                continue
+            scale = np.median(np.abs(a[m])) or 1.0   # a value near 0 is compared on its column's scale
+            worst = (np.abs(a[m] - b[m]) / (np.abs(a[m]) + scale)).max()
+            worst_all[f"{view}.{c}"] = worst
+            checked += 1
+        assert checked >= 20, view
+    top = sorted(worst_all.items(), key=lambda kv: -kv[1])[:5]
+    print("largest relative differences of the grid:", {k: f"{v:.2e}" for k, v in top},
+          "median:", f"{np.median(list(worst_all.values())):.2e}")
+    assert top[0][1] <= tol, top
 
 
 @pytest.mark.integration

@@ -355,13 +355,15 @@ def build_chunk(task: Task) -> ChunkResult:
 
         tables_all["sessions"] = session_table(settings)
     by_symbol = dict(tuple(bars.groupby("symbol", sort=False))) if bars is not None and len(bars) else {}
+    # each keyed table cut by entity once per chunk (not scanned once per entity)
+    by_key = {t: {str(e): g.reset_index(drop=True) for e, g in frame.groupby(TABLE_KEYS[t], sort=False)}
+              for t, frame in tables_all.items() if frame is not None and TABLE_KEYS.get(t)}
     collected: dict[str, list[pd.DataFrame]] = {}
     for job in task.jobs:
         key = family.proxy or job.entity
         tables = {}
         for t, frame in tables_all.items():
-            k = TABLE_KEYS.get(t)
-            tables[t] = frame[frame[k].astype(str) == key].reset_index(drop=True) if (frame is not None and k) else frame
+            tables[t] = by_key[t].get(key, frame.iloc[:0]) if t in by_key else frame
         versions = by_symbol.get(key)
         versions = versions.reset_index(drop=True) if versions is not None else None
         if family.warmup is not None:
