@@ -178,6 +178,28 @@ def test_a_night_writes_one_small_part_per_bucket_and_merges_small_parts(tmp_pat
     assert write_silver_bars(settings, bars(symbols, nights), "test", NOW + pd.Timedelta(days=30))["unchanged"] == 20
 
 
+def test_a_second_source_history_is_not_rewritten_by_the_nights(tmp_path):
+    """Two sources' histories in one bucket are two large parts: a night merges only small ones."""
+    from etl.storage.bars import MERGE_AT, bucket_dir, read_silver_bars, symbol_bucket, write_silver_bars
+
+    settings = load_settings(tmp_path / "home")
+    symbols = ["AAPL", "GOOG"]   # one bucket
+    history = sessions("2023-01-03", "2023-12-29")
+    write_silver_bars(settings, bars(symbols, history), "vendor_a", NOW)
+    write_silver_bars(settings, bars(symbols, history), "vendor_b", NOW + pd.Timedelta(hours=1))
+    bucket = bucket_dir(settings, symbol_bucket("AAPL"))
+    bigs = sorted(bucket.glob("*.parquet"))
+    assert len(bigs) == 2
+    nights = sessions("2024-01-02", "2024-01-16")
+    for k, day in enumerate(nights):
+        for j, source in enumerate(("vendor_a", "vendor_b")):
+            write_silver_bars(settings, bars(symbols, [day]), source, NOW + pd.Timedelta(days=k + 1, minutes=j))
+            assert all(p.exists() for p in bigs)   # neither history is rewritten by a night
+            assert len(list(bucket.glob("*.parquet"))) <= MERGE_AT
+    got = read_silver_bars(settings, versions="all", sources="all")
+    assert len(got) == 2 * 2 * (len(history) + len(nights))
+
+
 def test_a_copy_left_by_an_interrupted_merge_changes_no_read(tmp_path):
     from etl.storage.bars import bucket_dir, read_silver_bars, symbol_bucket, write_silver_bars
 

@@ -23,11 +23,13 @@ and known time and cut into row groups of 8,192 rows. So:
   sessions only (the same pushdown plus the session range): a night that adds
   one session per symbol reads next to nothing and writes one small part per
   bucket, whatever the history;
-- a bucket that reaches :data:`MERGE_AT` (3) parts has all but its largest
-  merged as it is written (``silver.compact_partition(..., keep_largest=True)``):
-  a bucket is its big part plus one part of what the nights since added, so a
-  reader opens at most two files per bucket and a merge costs only the small
-  part; ``alpha compact`` merges everything.
+- a bucket that reaches :data:`MERGE_AT` (3) parts has its small parts merged
+  as it is written (``silver.compact_partition(..., keep_largest=True)``: the
+  largest part and any with a quarter of its rows or more are left alone): a
+  bucket is its big part (one per source whose history it holds) plus one part
+  of what the nights since added, so a reader opens few files per bucket and a
+  merge costs only the small parts, whatever the history; ``alpha compact``
+  merges everything.
 
 Warehouses written before buckets hold ``year=YYYY`` folders: the readers read
 them too, and the first write moves their rows, write times included, into

@@ -20,7 +20,8 @@ finishes the job.
 A table whose partitions grow with every write (daily bars, one row per symbol
 a night) can be merged as it is written: :func:`compact_partition` with
 ``keep_largest`` folds the small parts of one partition into one and leaves
-its largest part alone, so the cost is that of the small parts.
+its large parts alone (the largest, and any of at least :data:`LARGE_SHARE` of
+its rows: a second source's history), so the cost is that of the small parts.
 
 Every row of every table carries ``event_timestamp`` and
 ``created_timestamp`` (tz-aware UTC, microseconds).
@@ -293,17 +294,27 @@ def compact(settings: Settings, table: Table, min_files: int = 2) -> dict:
     return {"table": table.name, "partitions": merged, "files_removed": removed}
 
 
+#: with ``keep_largest``, parts of at least this share of the largest part's size are left alone too
+LARGE_SHARE = 0.25
+
+
 def compact_partition(table: Table, pdir: Path, min_files: int = 2, keep_largest: bool = False) -> int:
     """Merge the part files of one partition folder into one when it has ``min_files`` or more;
-    with ``keep_largest`` the largest part is left as it is and only the others are merged (the
-    cost of merging is then that of the small parts). The merged file is written before any
+    with ``keep_largest`` the large parts (the largest and those of at least :data:`LARGE_SHARE`
+    of its rows) are left as they are and only the small ones are merged: the cost of a merge
+    is that of the small parts, whatever the history (two sources' histories in one partition
+    are two large parts, not rewritten every night). The merged file is written before any
     part is deleted, and readers drop exact duplicates, so a crash in between changes no
     query result. Returns the files removed."""
     files = part_files(pdir)
     if len(files) < min_files:
         return 0
     if keep_largest:
-        files.remove(max(files, key=lambda p: p.stat().st_size))
+        import pyarrow.parquet as pq
+
+        sizes = {p: pq.ParquetFile(p).metadata.num_rows for p in files}   # rows: a file's fixed overhead is no size
+        largest = max(sizes.values())
+        files = [p for p in files if sizes[p] < LARGE_SHARE * largest]
         if len(files) < 2:
             return 0
     frame = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True).drop_duplicates()
