@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -171,6 +171,17 @@ class _Batch:
         self.rows.append({**row, "_file": fetched.url, "_row": i, "_raw": _raw(el), "_fetched_at": fetched.fetched_at,
                           "_payload": self._page[1]})
 
+    def take(self, fetched: Fetched, results: list, parse: Callable[[object], dict]) -> None:
+        """Every result of one page through ``parse``: its row added, or, where ``parse`` raises
+        ``_Bad``, the result rejected with the reason (page URL and index kept)."""
+        for i, el in enumerate(results):
+            try:
+                row = parse(el)
+            except _Bad as exc:
+                self.reject(fetched.url, i, _raw(el), str(exc))
+                continue
+            self.add(fetched, i, el, row)
+
     def frame(self, columns: list[str]) -> pd.DataFrame:
         helper = ["_file", "_row", "_raw", "_fetched_at", "_payload"]
         return pd.DataFrame(self.rows, columns=[*columns, *helper]) if self.rows else pd.DataFrame(columns=[*columns, *helper])
@@ -319,21 +330,20 @@ class PolygonSource(Source):
     def _aggs(self, job: Job, span: str) -> _Batch:
         batch = _Batch(job)
         path = f"/v2/aggs/ticker/{quote(job.symbol, safe='')}/range/1/{span}/{_day(job.start)}/{_day(job.end)}"
+
+        def parse(el: object) -> dict:
+            row = _bar(el)
+            if span == "day":
+                ny = row["t"].tz_convert(NY)
+                if ny != ny.normalize():
+                    raise _Bad(f"t = {el['t']} is {ny:%Y-%m-%d %H:%M} New York, not midnight: not the start of a daily bar")
+                row["session"] = ny.tz_localize(None).normalize()
+            elif int(el["t"]) % 60_000:
+                raise _Bad(f"t = {el['t']} is not on a minute boundary")
+            return row
+
         for fetched, results in self._pages(path, AGGS_PARAMS, batch):
-            for i, el in enumerate(results):
-                try:
-                    row = _bar(el)
-                    if span == "day":
-                        ny = row["t"].tz_convert(NY)
-                        if ny != ny.normalize():
-                            raise _Bad(f"t = {el['t']} is {ny:%Y-%m-%d %H:%M} New York, not midnight: not the start of a daily bar")
-                        row["session"] = ny.tz_localize(None).normalize()
-                    elif int(el["t"]) % 60_000:
-                        raise _Bad(f"t = {el['t']} is not on a minute boundary")
-                except _Bad as exc:
-                    batch.reject(fetched.url, i, _raw(el), str(exc))
-                    continue
-                batch.add(fetched, i, el, row)
+            batch.take(fetched, results, parse)
         return batch
 
     def _daily(self, job: Job) -> Parsed:
@@ -399,14 +409,9 @@ class PolygonSource(Source):
         days = clock.sessions_in_range(job.start, job.end, cal)
         for day in days:
             params = {"underlying_ticker": job.symbol, "as_of": _day(day), "limit": "1000"}
+            as_of = _day(day)
             for fetched, results in self._pages("/v3/reference/options/contracts", params, batch):
-                for i, el in enumerate(results):
-                    try:
-                        row = self._contract(el, job.symbol)
-                    except _Bad as exc:
-                        batch.reject(fetched.url, i, _raw(el), str(exc))
-                        continue
-                    batch.add(fetched, i, el, {**row, "as_of": _day(day)})
+                batch.take(fetched, results, lambda el, as_of=as_of: {**self._contract(el, job.symbol), "as_of": as_of})
         frame = batch.frame(["contract", "underlying", "expiry", "strike", "right", "style", "shares_per_contract", "as_of"])
         frame = batch.move(frame, _duplicates(frame, ["contract", "as_of"]),
                            lambda b: [f"contract {c} is listed more than once as of {a}; every copy is quarantined" for c, a in zip(b["contract"], b["as_of"], strict=True)])
@@ -477,13 +482,7 @@ class PolygonSource(Source):
         batch = _Batch(job)
         path = f"/v3/snapshot/options/{quote(job.symbol, safe='')}"
         for fetched, results in self._pages(path, {"limit": "250"}, batch):
-            for i, el in enumerate(results):
-                try:
-                    row = self._quote(el)
-                except _Bad as exc:
-                    batch.reject(fetched.url, i, _raw(el), str(exc))
-                    continue
-                batch.add(fetched, i, el, row)
+            batch.take(fetched, results, self._quote)
         columns = [c for c in QUOTE_COLUMNS if c not in ("underlying", "underlying_close", "source", "event_timestamp")]
         frame = batch.frame([*columns, "_latest", "_has_day"])
         frame = batch.move(frame, _duplicates(frame, ["date", "expiry", "strike", "right"]),
@@ -526,13 +525,7 @@ class PolygonSource(Source):
         last_fetch = None
         for fetched, results in self._pages("/v2/reference/news", params, batch):
             last_fetch = fetched.fetched_at
-            for i, el in enumerate(results):
-                try:
-                    row = self._article(el)
-                except _Bad as exc:
-                    batch.reject(fetched.url, i, _raw(el), str(exc))
-                    continue
-                batch.add(fetched, i, el, row)
+            batch.take(fetched, results, self._article)
         frame = batch.frame(["item_id", "tickers", "published_at", "title", "description", "author", "publisher", "url", "keywords"])
         frame = frame.drop_duplicates(["_raw"]).reset_index(drop=True)  # the same item twice (pages overlapping) is one item
         frame = batch.move(frame, _duplicates(frame, ["item_id"]),

@@ -52,7 +52,6 @@ from etl.sources.vendors.polygon import (
     _iso_date,
     _naive_day,
     _number,
-    _raw,
     _text,
 )
 from etl.storage.actions import check_actions, read_all_versions
@@ -124,13 +123,7 @@ def _pull(source: PolygonSource, job: Job, ds: _Dataset) -> Parsed:
     batch = _Batch(job)
     params = {"ticker": job.symbol, f"{ds.date_field}.gte": _day(job.start), "order": "asc", "sort": ds.date_field, "limit": LIMIT}
     for fetched, results in source._pages(ds.path, params, batch):
-        for i, el in enumerate(results):
-            try:
-                row = ds.parse(el, job.symbol)
-            except _Bad as exc:
-                batch.reject(fetched.url, i, _raw(el), str(exc))
-                continue
-            batch.add(fetched, i, el, row)
+        batch.take(fetched, results, lambda el: ds.parse(el, job.symbol))
     frame = batch.frame(PARSED)
     frame["payload"] = frame["_payload"]   # the page's sha256: its object in bronze/polygon/objects
     frame["ex_date"] = _naive_day(frame["ex_date"])
