@@ -50,12 +50,11 @@ from etl.quality.health import (
     check_outliers,
     check_stale,
     check_table,
-    corporate_actions_from_factors,
     run_health,
 )
 from etl.sources.archive import ingest_lean
 from etl.storage import silver
-from etl.storage.actions import read_corporate_actions
+from etl.storage.actions import current_events
 from etl.storage.bars import read_silver_bars, write_silver_bars
 from etl.storage.tables import BARS_DAILY
 
@@ -317,7 +316,7 @@ def lean_store(tmp_path_factory, lean_root):
 
 def test_corporate_actions_from_lean_factor_files(lean_store):
     settings, _ = lean_store
-    events = corporate_actions_from_factors(read_corporate_actions(settings)).set_index(["symbol", "ex_date"])
+    events = current_events(settings).set_index(["symbol", "ex_date"])
     # aapl.csv factor rows 20140606 (split factor 1/28) -> 20140806 (1/4): 7 new shares per old on 2014-06-09
     assert events.loc[("AAPL", pd.Timestamp("2014-06-09")), "split"] == 7.0
     assert events.loc[("AAPL", pd.Timestamp("2020-08-31")), "split"] == 4.0

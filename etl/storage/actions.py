@@ -243,8 +243,7 @@ def write_actions(settings: Settings, frame: pd.DataFrame, now: pd.Timestamp) ->
 
 def write_corporate_actions(settings: Settings, factors: pd.DataFrame, now: pd.Timestamp) -> dict[str, int]:
     """Lean factor-file rows, as actions (each known from its ex-date's open unless late)."""
-    f = factors
-    acts = actions_from_factor_rows(f, source=str(f["source"].iloc[0]) if "source" in f and len(f) else "lean")
+    acts = actions_from_factor_rows(factors, source=str(factors["source"].iloc[0]) if "source" in factors and len(factors) else "lean")
     if "payload" in factors:
         acts["payload"] = acts["symbol"].map(factors.drop_duplicates("symbol").set_index("symbol")["payload"])
     return write_actions(settings, acts, now)
@@ -270,12 +269,10 @@ def current_events(settings: Settings) -> pd.DataFrame:
     acts = read_actions(settings)
     if acts is None:
         return pd.DataFrame(columns=["symbol", "ex_date", "split", "dividend"])
-    f = acts["dividend_factor"].to_numpy(float)
-    cash = acts["cash_dividend"].to_numpy(float)
-    ref = acts["reference_price"].to_numpy(float)
-    cash = np.where((cash == 0) & ~np.isnan(f) & ~np.isnan(ref), ref * (1 - f), cash)
+    # every source gives the cash (Lean's: reference price x (1 - dividend factor), actions_from_factor_rows)
     return pd.DataFrame({"symbol": acts["symbol"].astype(str), "ex_date": pd.to_datetime(acts["ex_date"]),
-                         "split": np.round(acts["split_ratio"].to_numpy(float), 4), "dividend": np.round(cash, 5)})
+                         "split": np.round(acts["split_ratio"].to_numpy(float), 4),
+                         "dividend": np.round(acts["cash_dividend"].to_numpy(float), 5)})
 
 
 # ------------------------------------------------------------------ the symbol map

@@ -20,7 +20,6 @@ summary, JSON) and ``html_report`` (the page and its plots).
 from __future__ import annotations
 
 from etl.quality.errors import BarsFrameError, HealthCheckError
-from etl.quality.health.actions import corporate_actions_from_factors
 from etl.quality.health.coverage import check_coverage, coverage_stats
 from etl.quality.health.dividends import check_dividends
 from etl.quality.health.duplicates import check_duplicates, latest_versions
@@ -53,7 +52,6 @@ __all__ = [
     "check_sources",
     "check_stale",
     "check_table",
-    "corporate_actions_from_factors",
     "coverage_stats",
     "latest_versions",
     "resolve_thresholds",
