@@ -6,21 +6,24 @@
     alpha nightly                   Prefect flow in this process: ingest -> health -> factors -> apply -> materialize
     alpha serve                     serve the nightly (cron) and backfill deployments on PREFECT_API_URL
     alpha run nightly|backfill      trigger a run (through the Prefect API when PREFECT_API_URL is set)
+    alpha doctor [--deep]           check the home end to end and say what to run to fix it
     alpha backtest                  vectorbt backtest of the strategy on alpha.history
     alpha live --once               the same strategy on alpha.latest; prints target positions
     alpha live --strategy NAME      the live loop: orders to a paper (or Alpaca) broker, a ledger
     alpha replay --strategy NAME    shadow replay of the live loop on alpha.history == the backtest
 
 Every command honours ``--home`` / ``ALPHA_HOME`` (:mod:`cli.common`). Errors print one
-clear message and exit with status 1. The command modules import their heavy
-dependencies (Feast, Prefect, vectorbt) inside the commands, so ``alpha latest``
-starts cold without them.
+clear message and exit with status 1; a command that writes the home checks first that it can
+(``writes_home``), so a read-only home fails at once, before Prefect starts. The command
+modules import their heavy dependencies (Feast, Prefect, vectorbt) inside the commands, so
+``alpha latest`` starts cold without them.
 
 =====================  ==========================================
 module                 commands
 =====================  ==========================================
 ``cli.ingest``         ingest, compact, watermarks
 ``cli.quality``        health
+``cli.doctor``         doctor
 ``cli.features``       features list, describe, build, compact
 ``cli.orchestration``  nightly, run nightly, run backfill, serve
 ``cli.trading``        backtest, live, replay
@@ -35,41 +38,43 @@ import sys
 
 import typer
 
-from cli import demo, features, ingest, online, orchestration, quality, trading
+from cli import demo, doctor, features, ingest, online, orchestration, quality, trading
+from cli.common import writes_home
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Alpha Warehouse: a point-in-time feature store on Feast.")
 
 # the order here is the order of `alpha --help` (the groups, features and run, are listed last)
-app.command("ingest", help=ingest.INGEST_HELP)(ingest.ingest)
-app.command("compact")(ingest.compact)
+app.command("ingest", help=ingest.INGEST_HELP)(writes_home(ingest.ingest))
+app.command("compact")(writes_home(ingest.compact))
 app.command("watermarks")(ingest.watermarks)
 app.command("health")(quality.health)
+app.command("doctor")(doctor.doctor)
 
 features_app = typer.Typer(no_args_is_help=True, help="What features exist: list and describe.")
 features_app.command("list")(features.features_list)
 features_app.command("describe")(features.features_describe)
 features_app.command("lineage")(features.features_lineage)
-features_app.command("build")(features.features_build)
-features_app.command("compact")(features.features_compact)
+features_app.command("build")(writes_home(features.features_build))
+features_app.command("compact")(writes_home(features.features_compact))
 app.add_typer(features_app, name="features")
 
-app.command("nightly")(orchestration.nightly)
+app.command("nightly")(writes_home(orchestration.nightly))
 run_app = typer.Typer(no_args_is_help=True, help="Trigger a flow: on the Prefect server of PREFECT_API_URL (its deployment, "
                       "served by `alpha serve`), else in this process.")
-run_app.command("nightly")(orchestration.run_nightly_cmd)
-run_app.command("backfill")(orchestration.run_backfill_cmd)
+run_app.command("nightly")(writes_home(orchestration.run_nightly_cmd, local_only=True))
+run_app.command("backfill")(writes_home(orchestration.run_backfill_cmd, local_only=True))
 app.add_typer(run_app, name="run")
-app.command("serve")(orchestration.serve)
+app.command("serve")(writes_home(orchestration.serve))
 
 app.command("backtest")(trading.backtest)
 app.command("live")(trading.live)
 app.command("replay")(trading.replay)
 
-app.command("apply")(online.apply)
-app.command("materialize")(online.materialize)
+app.command("apply")(writes_home(online.apply))
+app.command("materialize")(writes_home(online.materialize))
 app.command("latest")(online.latest)
 
-app.command("demo")(demo.demo)
+app.command("demo")(writes_home(demo.demo))
 
 
 def main() -> None:

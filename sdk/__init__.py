@@ -13,6 +13,7 @@ from etl.core.errors import (
     BadInputError,
     ConfigError,
     EmptyInputError,
+    GoldDamagedError,
     NaiveTimestampError,
     NotIngestedError,
     OnlineStoreError,
@@ -20,6 +21,7 @@ from etl.core.errors import (
     UnknownSymbolError,
 )
 from sdk.client import Alpha
+from sdk.online import NotMaterializedWarning
 
 #: A ready client for the warehouse at ``$ALPHA_HOME`` (default ``.alpha/`` in the project).
 alpha = Alpha()
@@ -32,5 +34,5 @@ def connect(home=None) -> Alpha:
 
 __all__ = [
     "Alpha", "alpha", "connect", "AlphaError", "BadInputError", "ConfigError", "EmptyInputError",
-    "NaiveTimestampError", "NotIngestedError", "OnlineStoreError", "UnknownFeatureError", "UnknownSymbolError",
+    "GoldDamagedError", "NaiveTimestampError", "NotMaterializedWarning", "NotIngestedError", "OnlineStoreError", "UnknownFeatureError", "UnknownSymbolError",
 ]

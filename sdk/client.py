@@ -18,6 +18,7 @@ from etl.core import clock
 from etl.core.config import Settings, load_settings
 from etl.core.errors import (
     AlphaError,
+    ArgumentError,
     EmptyInputError,
     NotIngestedError,
     OnlineStoreError,
@@ -76,8 +77,14 @@ class Alpha:
         return self._store
 
     def __repr__(self) -> str:
-        home = self._settings.home if self._settings else (self._home or "$ALPHA_HOME")
-        return f"Alpha(home={str(home)!r})"
+        """The home and, once the settings are loaded, the online store (its URL with any password
+        masked, :func:`~etl.core.config.mask_url`); never a secret."""
+        if self._settings is None:
+            return f"Alpha(home={str(self._home or '$ALPHA_HOME')!r})"
+        from etl.core.config import mask_url
+
+        online = mask_url(self._settings.redis_url) if self._settings.redis_url else "sqlite"
+        return f"Alpha(home={str(self._settings.home)!r}, online={online!r})"
 
     # ------------------------------------------------------------ catalog
     def symbols(self) -> list[str]:
@@ -161,9 +168,17 @@ class Alpha:
         symbols = _symbol_list(symbols)
         if start is None or end is None:
             raise EmptyInputError("pass start= and end= (dates) with a list of symbols, or an entity frame")
+        for name, value in (("start", start), ("end", end)):
+            try:
+                clock.naive_date(value)
+            except (ValueError, TypeError, OverflowError):
+                raise ArgumentError(f"{name}={value!r} is not a date; pass e.g. {name}='2021-03-31'") from None
         sessions = clock.sessions_in_range(start, end, self.settings.calendar)
         if len(sessions) == 0:
-            raise EmptyInputError(f"no {self.settings.calendar} sessions between {start} and {end}")
+            cal = clock.get_calendar(self.settings.calendar)
+            raise EmptyInputError(f"no {self.settings.calendar} sessions between {start} and {end}; the warehouse's "
+                                  f"{self.settings.calendar} calendar covers {cal.first_session:%Y-%m-%d} to "
+                                  f"{cal.last_session:%Y-%m-%d}")
         times = clock.availability_times(sessions, self.settings.bar_delay_minutes, self.settings.calendar)
         frame = pd.DataFrame(
             {
@@ -309,27 +324,33 @@ class Alpha:
         ``allow_stale=True`` returns old values with a boolean ``f__stale``
         column instead.
 
-        On Redis this reads Feast's layout directly (``sdk.online``, no
-        ``import feast``); on SQLite through Feast's ``get_online_features``.
+        Both online stores are read in Feast's layout directly (``sdk.online``,
+        no ``import feast``): Redis with one pipeline, the SQLite default with
+        sqlite3, in UTC whatever the machine's time zone. A store that holds
+        nothing (emptied, Redis restarted without persistence) raises
+        OnlineStoreError naming the fix; symbols the store has no entry for
+        come back missing with a ``sdk.online.NotMaterializedWarning``.
         """
         symbols = _symbol_list(symbols)
-        if self.settings.redis_url:
-            from etl.serving import redis_conn
-            from etl.serving.catalog import load_catalog, resolve_refs
-            from sdk import online
+        from etl.serving.catalog import load_catalog, resolve_refs
+        from sdk import online
 
-            catalog = load_catalog(self.settings)
-            refs = resolve_refs(catalog, features)
-            self._check_symbols(symbols)
-            if self._redis is None:
-                self._redis = redis_conn.redis_client(self.settings)
-            return online.read_latest(self.settings, symbols, refs, max_age=max_age, allow_stale=allow_stale, now=now,
-                                      client=self._redis, catalog=catalog, full_feature_names=full_feature_names)
-        return self._latest_feast(symbols, features, max_age=max_age, allow_stale=allow_stale, now=now,
-                                  full_feature_names=full_feature_names)
+        catalog = load_catalog(self.settings)
+        refs = resolve_refs(catalog, features)
+        self._check_symbols(symbols)
+        if self.settings.redis_url and self._redis is None:
+            from etl.serving import redis_conn
+
+            self._redis = redis_conn.redis_client(self.settings)
+        return online.read_latest(self.settings, symbols, refs, max_age=max_age, allow_stale=allow_stale, now=now,
+                                  client=self._redis, catalog=catalog, full_feature_names=full_feature_names)
 
     def _latest_feast(self, symbols, features, *, max_age, allow_stale, now, full_feature_names) -> pd.DataFrame:
+        """``latest`` through Feast's ``get_online_features`` (the same frame and freshness rule as
+        :meth:`latest`; kept as the reference the direct readers are tested against)."""
         from sdk import online
+
+        symbols = _symbol_list(symbols)
 
         feast_features, refs = self._resolve(features)
         self._check_symbols(symbols)
@@ -420,14 +441,23 @@ def _known_universes(settings: Settings) -> list[str]:
 
 
 def _check_entity_frame(entities: pd.DataFrame) -> pd.DataFrame:
+    """The entity frame as ``history`` joins it (``event_timestamp`` tz-aware UTC), or a clear
+    AlphaError naming the column and the problem: an empty frame, a missing or duplicated column,
+    times without a zone or outside what pandas holds (after 2262-04-11), missing symbols."""
     if len(entities) == 0:
         raise EmptyInputError("the entity frame is empty; it needs rows with 'symbol' and 'event_timestamp'")
     missing = [c for c in (ENTITY, TS) if c not in entities.columns]
     if missing:
         raise EmptyInputError(f"the entity frame lacks column(s) {missing}; it needs 'symbol' and 'event_timestamp'")
+    twice = sorted({str(c) for c in entities.columns[entities.columns.duplicated()]})
+    if twice:
+        raise ArgumentError(f"the entity frame has the column(s) {twice} more than once; keep one of each, "
+                            "e.g. entities.loc[:, ~entities.columns.duplicated()]")
     ts = clock.require_utc(entities[TS], TS)
-    if entities[ENTITY].isna().any():
-        raise EmptyInputError(f"symbol is missing in {int(entities[ENTITY].isna().sum())} row(s)")
+    clock.require_in_range(ts, TS)
+    symbols = entities[ENTITY]
+    if symbols.isna().any():
+        raise EmptyInputError(f"symbol is missing in {int(symbols.isna().sum())} row(s)")
     frame = entities.copy()
     frame[TS] = ts
     return frame

@@ -22,6 +22,7 @@ LAYERS = [
     ("feature_repo", "feature_repo"),
     ("serving", "etl.serving"),
     ("jobs", "etl.jobs"),
+    ("doctor", "etl.doctor"),
     ("etl", "etl"),            # etl/__init__.py: a docstring only
     ("sdk", "sdk"),
     ("strategy", "strategy"),
@@ -40,6 +41,7 @@ ALLOWED = {
     "feature_repo": {"core", "factors", "gold"},
     "serving": {"core", "storage", "factors", "gold", "feature_repo"},
     "jobs": {"core", "storage", "quality", "sources", "factors", "gold", "feature_repo", "serving"},
+    "doctor": {"core", "storage", "gold", "serving"},
     "etl": set(),
     "sdk": {"core", "storage", "factors", "gold", "serving"},
     "strategy": {"core", "storage", "factors", "sdk"},

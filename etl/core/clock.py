@@ -24,6 +24,11 @@ def get_calendar(name: str = DEFAULT_CALENDAR):
     import exchange_calendars as xcals
 
     end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=365)).strftime("%Y-%m-%d")
+    if name not in xcals.get_calendar_names(include_aliases=True):
+        from etl.core.errors import ConfigError
+
+        raise ConfigError(f"calendar {name!r} (config.toml calendar) is not an exchange calendar; use one of "
+                          f"exchange_calendars' names, e.g. XNYS (the default), XNAS, XLON, XTKS, XHKG")
     try:
         return xcals.get_calendar(name, start=CALENDAR_START, end=end)
     except ValueError:  # a calendar that cannot reach back to CALENDAR_START (XTKS: 1997) starts at its earliest date
@@ -97,10 +102,7 @@ def require_utc(values: pd.Series, column: str) -> pd.Series:
 
     ts = values
     if not pd.api.types.is_datetime64_any_dtype(ts):
-        try:
-            ts = pd.to_datetime(ts)
-        except (ValueError, TypeError) as exc:
-            raise NaiveTimestampError(f"{column} is not a datetime column: {exc}") from None
+        ts = _parse_times(ts, column)
     if getattr(ts.dt, "tz", None) is None:
         raise NaiveTimestampError(
             f"{column} has no time zone; the warehouse never guesses one. Fix with "
@@ -110,6 +112,101 @@ def require_utc(values: pd.Series, column: str) -> pd.Series:
     if ts.isna().any():
         raise EmptyInputError(f"{column} is missing in {int(ts.isna().sum())} row(s)")
     return ts.dt.tz_convert("UTC")
+
+
+def _parse_times(values: pd.Series, column: str) -> pd.Series:
+    """Times given as strings or datetime objects, parsed: each with its own offset (``-05:00``
+    in winter and ``-04:00`` in summer is one clock, New York's) converted to UTC; a column mixing
+    times with and without an offset, a time beyond what pandas can hold (after 2262-04-11) or
+    text that is no time is a clear error naming the column."""
+    import warnings
+
+    from etl.core.errors import ArgumentError, NaiveTimestampError
+
+    def bad(exc: Exception) -> str:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # mixed offsets: handled below
+            ts = pd.to_datetime(values)
+        if ts.dtype == object:  # several UTC offsets: pandas keeps the objects; each is an instant
+            present = ts.dropna()
+            if any(getattr(v, "tzinfo", None) is None for v in present):
+                raise NaiveTimestampError(
+                    f"{column} mixes times with and without a time zone; the warehouse never guesses one: "
+                    "give every time an offset (e.g. 2021-03-31T16:15-04:00) or a tz-aware datetime")
+            ts = pd.to_datetime(values, utc=True)
+    except pd.errors.OutOfBoundsDatetime as exc:
+        raise ArgumentError(f"{column} has a time outside {_TIME_RANGE}, the range pandas and Feast compute "
+                            f"with: {bad(exc)}") from None
+    except (ValueError, TypeError) as exc:
+        if _mixes_zones(values):
+            raise NaiveTimestampError(
+                f"{column} mixes times with and without a time zone; the warehouse never guesses one: "
+                "give every time an offset (e.g. 2021-03-31T16:15-04:00) or a tz-aware datetime") from None
+        raise NaiveTimestampError(f"{column} is not a column of times (tz-aware datetimes): {bad(exc)}") from None
+    return ts
+
+
+def _mixes_zones(values: pd.Series) -> bool:
+    """Whether some of ``values`` parse as times with a zone and some without (an error path only:
+    one parse per value)."""
+    kinds = set()
+    for v in values.dropna():
+        try:
+            kinds.add(pd.Timestamp(v).tzinfo is None)
+        except (ValueError, TypeError):
+            continue
+        if len(kinds) == 2:
+            return True
+    return False
+
+
+#: the times pandas holds at nanosecond resolution (and so Feast's point-in-time join)
+_TIME_RANGE = f"{pd.Timestamp.min.ceil('D'):%Y-%m-%d} to {pd.Timestamp.max.floor('D'):%Y-%m-%d}"
+
+
+def require_in_range(ts: pd.Series, column: str) -> None:
+    """Tz-aware times within what pandas holds at nanosecond resolution (1677-09-22 to
+    2262-04-11; a microsecond column can hold later ones, which Feast's join cannot), or an
+    ArgumentError naming the column and the first time outside."""
+    from etl.core.errors import ArgumentError
+
+    if not len(ts):
+        return
+    tz = getattr(ts.dt, "tz", None)
+    low, high = pd.Timestamp.min.ceil("us"), pd.Timestamp.max.floor("us")
+    if tz is not None:
+        low, high = low.tz_localize("UTC"), high.tz_localize("UTC")
+    outside = (ts < low) | (ts > high)
+    if outside.any():
+        first = ts[outside].iloc[0]
+        raise ArgumentError(f"{column} has {int(outside.sum())} time(s) outside {_TIME_RANGE}, the range pandas and "
+                            f"Feast compute with, e.g. {first} (row {ts.index[outside.to_numpy()][0]}); "
+                            "use times in that range")
+
+
+def off_calendar_reasons(dates, calendar: str = DEFAULT_CALENDAR) -> list[str]:
+    """Why each of ``dates`` (not sessions) is refused: ``"<date> is not a XNYS session"``, and for a
+    date outside the calendar's range also that range (the warehouse's calendars start on
+    1990-01-02 and end a year from today), so a pre-1990 bar is not reported as a mere holiday."""
+    cal = get_calendar(calendar)
+    first, last = cal.first_session, cal.last_session
+    out = []
+    for d in dates:
+        try:
+            day = naive_date(d)
+        except (ValueError, TypeError):
+            day = None
+        reason = f"{d} is not a {calendar} session"
+        if day is not None and day < first:
+            reason += (f": the {calendar} calendar of the warehouse starts on {first:%Y-%m-%d} (it covers "
+                       f"{first:%Y-%m-%d} to {last:%Y-%m-%d}); earlier bars cannot be stored")
+        elif day is not None and day > last:
+            reason += f": the {calendar} calendar of the warehouse ends on {last:%Y-%m-%d} (a year from today)"
+        out.append(reason)
+    return out
 
 
 def naive_date(value) -> pd.Timestamp:
@@ -146,7 +243,10 @@ def session_closes(dates, calendar: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     closes = cal.schedule["close"].reindex(dates)
     if closes.isna().any():
         bad = dates[np.asarray(closes.isna())][:5]
-        raise NotASessionError(f"not {calendar} sessions: {[d.strftime('%Y-%m-%d') for d in bad]}")
+        span = f"{cal.first_session:%Y-%m-%d} to {cal.last_session:%Y-%m-%d}"
+        outside = " (outside the calendar's range)" if ((bad < cal.first_session) | (bad > cal.last_session)).any() else ""
+        raise NotASessionError(f"not {calendar} sessions{outside}: {[d.strftime('%Y-%m-%d') for d in bad]}; "
+                               f"the warehouse's {calendar} calendar covers {span}")
     return pd.DatetimeIndex(closes).tz_convert("UTC")
 
 
@@ -208,3 +308,19 @@ def instant_us(value, name: str) -> int:
     """One point in time as int64 microseconds since the epoch (UTC), see :func:`to_utc`: the
     scalar twin of :func:`epoch_us` (~3 us, not ~0.2 ms: ``latest`` calls it per read)."""
     return int(to_utc(value, name).value // 1000)
+
+
+def last_completed_session(delay_minutes: int = 0, calendar: str = DEFAULT_CALENDAR, now=None) -> pd.Timestamp:
+    """The last session (naive date) whose daily bar is available at ``now`` (default: the wall
+    clock): its close on the exchange calendar (early closes honoured) plus ``delay_minutes`` is
+    at or before ``now``. A bar of any later session cannot be known yet (a bar dated tomorrow,
+    or today's before its close and delay, is in the future)."""
+    cal = get_calendar(calendar)
+    at = utc_now() if now is None else to_utc(now, "now")
+    closes = pd.DatetimeIndex(cal.schedule["close"])
+    closes = closes.tz_localize("UTC") if closes.tz is None else closes.tz_convert("UTC")
+    avail = (closes + pd.Timedelta(minutes=int(delay_minutes))).asi8
+    i = int(np.searchsorted(avail, at.as_unit("ns").value, side="right")) - 1
+    if i < 0:
+        return pd.Timestamp(cal.first_session).normalize() - pd.Timedelta(days=1)
+    return pd.Timestamp(cal.sessions[i]).normalize()

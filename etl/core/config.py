@@ -8,10 +8,13 @@ defaults, ``$ALPHA_HOME/config.toml`` and the environment.
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import tempfile
 import tomllib
-from dataclasses import dataclass, field, replace
-from datetime import date
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -47,6 +50,12 @@ DEFAULT_BUILD_CHUNK_SYMBOLS = 512
 DEFAULT_SOURCE_PRIORITY = ("lean", "polygon", "csv")
 #: two sources' closes of the same bar further apart than this (relative) are a disagreement
 DEFAULT_SOURCE_TOLERANCE = 0.005
+#: a close further than this factor from the previous close, with no corporate action between
+#: them, is implausible and quarantined (``max_price_jump`` in config.toml)
+DEFAULT_MAX_PRICE_JUMP = 20.0
+#: seconds Prefect's temporary server may take to start (its own default of 20 s is too little
+#: on a loaded 2-core machine); ``prefect_startup_timeout_seconds`` in config.toml
+DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,10 @@ class IngestSpec:
 COMPANIONS: dict[tuple[str, str], tuple[str, ...]] = {("polygon", "daily"): ("splits", "dividends")}
 
 
+#: the fields of :class:`Settings` that may carry a secret (a password in a URL, a vendor's key)
+_MASKED_FIELDS = ("redis_url", "state_url", "registry_url", "vendors")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings of one warehouse. Build it with :func:`load_settings`."""
@@ -115,6 +128,10 @@ class Settings:
     source_priority: dict = field(default_factory=dict, compare=False, hash=False)
     # relative difference of two sources' prices of one bar reported as a disagreement
     source_tolerance: float = DEFAULT_SOURCE_TOLERANCE
+    # a close more than this factor away from the previous one without a corporate action is quarantined
+    max_price_jump: float = DEFAULT_MAX_PRICE_JUMP
+    # how long the nightly waits for Prefect's temporary server to start
+    prefect_startup_timeout_seconds: float = DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS
 
     def priority(self, dataset: str) -> tuple[str, ...]:
         """The sources of ``dataset`` in the order they win (``[source_priority]``, else the default)."""
@@ -140,11 +157,22 @@ class Settings:
         ``ALPHA_<NAME>_BASE_URL`` / ``ALPHA_<NAME>_RATE`` (requests per second)."""
         out = dict(self.vendors.get(name, {}))
         env = name.upper().replace("-", "_")
-        if os.environ.get(f"ALPHA_{env}_BASE_URL"):
-            out["base_url"] = os.environ[f"ALPHA_{env}_BASE_URL"]
-        if os.environ.get(f"ALPHA_{env}_RATE"):
-            out["rate"] = float(os.environ[f"ALPHA_{env}_RATE"])
+        for key in ("base_url", "rate"):
+            variable = f"ALPHA_{env}_{key.upper()}"
+            if os.environ.get(variable):
+                out[key] = VENDOR_KEYS[key](os.environ[variable], f"{variable} (environment)", env=True)
         return out
+
+    def __repr__(self) -> str:
+        """The fields as the dataclass shows them, with every secret masked: the password of
+        redis_url, state_url and registry_url (:func:`mask_url`), secret-looking keys of the
+        ``[vendors.<name>]`` tables; ``redis_password`` is never shown."""
+        shown = []
+        for f in fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                shown.append(f"{f.name}={mask_secrets(value) if f.name in _MASKED_FIELDS else value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     # --- the layout of a home; every path of the warehouse is named here ---
     @property
@@ -184,19 +212,179 @@ class Settings:
         return "redis" if self.redis_url else "sqlite"
 
 
-def _int(value: object, name: str) -> int:
+def mask_url(url):
+    """``url`` with the password of its user info (``scheme://user:***@host``) and the value of any
+    secret-looking query parameter (``?password=***``, ``apiKey=***``) hidden: the one way a URL of
+    the configuration (redis_url, state_url, registry_url, a vendor's base_url) is shown in a
+    message, a log line or a repr. Anything that is not a string is returned unchanged."""
+    if not isinstance(url, str):
+        return url
+    out = url
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        at = rest.rfind("@")
+        if at >= 0:
+            user, colon, _ = rest[:at].partition(":")
+            if colon:
+                out = f"{scheme}://{user}:***@{rest[at + 1:]}"
+    return _SECRET_PARAM.sub(r"\1***", out)
+
+
+#: names of settings and query parameters whose values are secrets
+_SECRET_NAME = r"(?:[a-z0-9_.-]*(?:key|secret|token|passw(?:or)?d|pwd|credential|signature|auth)[a-z0-9_.-]*)"
+_SECRET_PARAM = re.compile(rf"([?&;]{_SECRET_NAME}=)[^&#;]*", re.IGNORECASE)
+_SECRET_KEY = re.compile(rf"^{_SECRET_NAME}$", re.IGNORECASE)
+
+
+def mask_secrets(value):
+    """A copy of a settings value (a ``[vendors.<name>]`` table, a list, a URL) safe to show: values of
+    secret-looking keys (``api_key``, ``token``, ``password``) become ``***`` and URLs go through
+    :func:`mask_url`."""
+    if isinstance(value, dict):
+        return {k: ("***" if isinstance(k, str) and _SECRET_KEY.match(k) and value[k] not in (None, "") else mask_secrets(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask_secrets(v) for v in value)
+    return mask_url(value)
+
+
+def require_writable(settings: Settings) -> None:
+    """Fail at once, with the reason, when the warehouse home cannot be written (read-only file
+    system, no permission, a file where a folder must be, a full disk): what every command that
+    writes the home (ingest, the nightly, before Prefect starts its server there) checks first.
+    Creates the home if missing; probes it and each of its folders that exists by creating and
+    removing a file."""
+    home = settings.home
+    _require_folder(home)
     try:
-        out = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a whole number of minutes, got {value!r}") from None
-    if out < 0:
-        raise ConfigError(f"{name} must be >= 0, got {out}")
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the warehouse home {home}: {_os_reason(exc)}; {_HOME_HINT}") from None
+    for folder in (home, *(home / name for name in HOME_FOLDERS)):
+        if folder != home and not (folder.exists() or folder.is_symlink()):
+            continue
+        if not folder.is_dir():
+            raise ConfigError(f"{folder} is a file, not a folder: the warehouse home {home} is damaged; "
+                              "move the file away (the warehouse recreates the folder)")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".alpha-write-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            where = "the warehouse home" if folder == home else f"{folder.name}/ in the warehouse home"
+            raise ConfigError(f"{where} {folder} is not writable: {_os_reason(exc)}; {_HOME_HINT}") from None
+
+
+#: the folders of a home (see the properties of :class:`Settings`) that :func:`require_writable` probes
+HOME_FOLDERS = ("bronze", "silver", "gold", "quarantine", "feast", "reports", "state", "prefect")
+_HOME_HINT = ("point ALPHA_HOME (or --home) at a folder you can write, or fix its permissions "
+              "(reading a read-only home still works: alpha latest, alpha.history)")
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _require_folder(root: Path) -> None:
+    """``root`` is a folder, or can become one: no file at it or at any of its parents."""
+    for path in (root, *root.parents):
+        try:
+            if not path.exists():
+                continue
+        except OSError:
+            continue
+        if not path.is_dir():
+            what = "ALPHA_HOME (or --home)" if path == root else f"ALPHA_HOME (or --home) {root}: its parent"
+            raise ConfigError(f"{what} {path} is a file, not a folder; point ALPHA_HOME at a folder "
+                              "(a missing one is created)")
+        return
+
+
+# ------------------------------------------------------------------ typed values of config.toml
+# Each check names the key (and the environment variable when the value came from there) and the
+# type expected; a value from the environment is a string and is parsed, one from config.toml must
+# already have the TOML type (``bar_delay_minutes = "15"``, ``= true`` or ``= 15.9`` are refused).
+
+def _int(value: object, name: str, unit: str = "", *, low: int = 0, env: bool = False) -> int:
+    """A whole number >= ``low``: a TOML integer (not a boolean, not a float), or from the
+    environment (``env``) a string of digits."""
+    shown = f"a whole number{unit}"
+    if env and isinstance(value, str):
+        if not re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            raise ConfigError(f"{name} must be {shown}, got {value!r}")
+        value = int(value)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be {shown} (an integer), got {_kind(value)} {value!r}")
+    if value < low:
+        raise ConfigError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def _number(value: object, name: str, unit: str = "", *, low: float = 0.0, inclusive: bool = True,
+            env: bool = False) -> float:
+    """A finite number (a TOML integer or float, not a boolean; from the environment a string)
+    >= ``low`` (> ``low`` unless ``inclusive``)."""
+    shown = f"a number{unit}"
+    if env and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be {shown}, got {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be {shown}, got {_kind(value)} {value!r}")
+    out = float(value)
+    if not math.isfinite(out) or out < low or (out == low and not inclusive):
+        raise ConfigError(f"{name} must be {'>=' if inclusive else '>'} {low:g}{unit}, got {value!r}")
     return out
 
 
+def _str(value: object, name: str, example: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a non-empty string, e.g. {example}, got {_kind(value)} {mask_secrets(value)!r}")
+    return value.strip()
+
+
+def _db_url(value: object, name: str) -> str | None:
+    """A SQLAlchemy database URL (``state_url``, ``registry_url``): a string ``dialect://...``."""
+    if value is None or value == "":
+        return None
+    example = '"postgresql+psycopg://user:password@host:5432/alpha"'
+    url = _str(value, name, example)
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", url, re.IGNORECASE):
+        raise ConfigError(f"{name} must be a database URL like {example}, got {mask_url(url)!r}")
+    return url
+
+
+def _http_url(value: object, name: str) -> str:
+    url = _str(value, name, '"https://api.polygon.io"')
+    parsed = urlparse(url)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{name} has a port that is not a number: {mask_url(url)!r}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL like \"https://api.polygon.io\", got {mask_url(url)!r}")
+    return url
+
+
+def _kind(value: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _from(key: str, env_name: str, file_cfg: dict, cfg_path: Path, default=None) -> tuple[object, str, bool]:
+    """``(value, name to show, from the environment?)`` of a setting overridable by ``env_name``
+    (an empty variable counts as unset)."""
+    if os.environ.get(env_name):
+        return os.environ[env_name], f"{env_name} (environment)", True
+    return file_cfg.get(key, default), f"{cfg_path}: {key}", False
+
+
 def load_settings(home: str | os.PathLike | None = None) -> Settings:
-    """Settings of the warehouse at ``home`` (or ``$ALPHA_HOME``, or the default)."""
+    """Settings of the warehouse at ``home`` (or ``$ALPHA_HOME``, or the default). Every value is
+    type-checked: a wrong one raises ConfigError naming the key and the type expected."""
     root = Path(home or os.environ.get("ALPHA_HOME") or DEFAULT_HOME).expanduser().resolve()
+    _require_folder(root)
     file_cfg: dict = {}
     cfg_path = root / "config.toml"
     if cfg_path.exists():
@@ -204,45 +392,84 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             file_cfg = tomllib.loads(cfg_path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = _os_reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"cannot read {cfg_path}: {reason}") from None
         allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors",
                    "universe", "ingest", "nightly_margin_minutes", "nightly_strict_health", "factor_modules",
-                   "factor_paths", "build_chunk_symbols", "source_priority", "source_tolerance", *REDIS_OPTIONS}
+                   "factor_paths", "build_chunk_symbols", "source_priority", "source_tolerance", "max_price_jump",
+                   "prefect_startup_timeout_seconds", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
                 f"{cfg_path}: unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
             )
-    delay = _int(
-        os.environ.get("ALPHA_BAR_DELAY_MINUTES", file_cfg.get("bar_delay_minutes", DEFAULT_BAR_DELAY_MINUTES)),
-        "bar_delay_minutes (ALPHA_BAR_DELAY_MINUTES)",
-    )
-    redis_url = os.environ.get("ALPHA_REDIS_URL") or file_cfg.get("redis_url") or None
-    if redis_url:
-        parse_redis_url(redis_url)  # fail early on a malformed URL
+    value, name, env = _from("bar_delay_minutes", "ALPHA_BAR_DELAY_MINUTES", file_cfg, cfg_path, DEFAULT_BAR_DELAY_MINUTES)
+    delay = _int(value, name, " of minutes", env=env)
+    value, name, _ = _from("redis_url", "ALPHA_REDIS_URL", file_cfg, cfg_path)
+    redis_url = None
+    if value not in (None, ""):
+        redis_url = _str(value, name, '"redis://localhost:6379/0"')
+        parse_redis_url(redis_url, name=name)  # fail early on a malformed URL
     redis_opts = _redis_options(file_cfg, cfg_path)
-    vendors = file_cfg.get("vendors", {})
-    if not isinstance(vendors, dict) or not all(isinstance(v, dict) for v in vendors.values()):
-        raise ConfigError(f"{cfg_path}: [vendors.<name>] must be tables, e.g. [vendors.polygon] base_url = \"...\"")
+    if redis_url:
+        parse_redis_url(redis_url, name=name, ssl_ca_certs=redis_opts.get("redis_ssl_ca_certs"),
+                        ssl_certfile=redis_opts.get("redis_ssl_certfile"), ssl_keyfile=redis_opts.get("redis_ssl_keyfile"))
+    state_url = _db_url(*_from("state_url", "ALPHA_STATE_URL", file_cfg, cfg_path)[:2])
+    registry_url = _db_url(*_from("registry_url", "ALPHA_REGISTRY_URL", file_cfg, cfg_path)[:2])
+    calendar = _str(file_cfg.get("calendar", DEFAULT_CALENDAR), f"{cfg_path}: calendar", f'"{DEFAULT_CALENDAR}"')
+    vendors = _vendor_tables(file_cfg.get("vendors", {}), cfg_path)
     universe = _symbols(file_cfg.get("universe", []), f"{cfg_path}: universe")
     return Settings(
         home=root,
         universe=universe,
         ingest=_ingest_specs(file_cfg.get("ingest", []), universe, cfg_path),
-        nightly_margin_minutes=_int(file_cfg.get("nightly_margin_minutes", DEFAULT_NIGHTLY_MARGIN_MINUTES), "nightly_margin_minutes"),
-        nightly_strict_health=_bool(file_cfg.get("nightly_strict_health", False), "nightly_strict_health"),
+        nightly_margin_minutes=_int(file_cfg.get("nightly_margin_minutes", DEFAULT_NIGHTLY_MARGIN_MINUTES),
+                                    f"{cfg_path}: nightly_margin_minutes", " of minutes"),
+        nightly_strict_health=_bool(file_cfg.get("nightly_strict_health", False), f"{cfg_path}: nightly_strict_health"),
         bar_delay_minutes=delay,
         redis_url=redis_url,
-        calendar=str(file_cfg.get("calendar", DEFAULT_CALENDAR)),
-        state_url=os.environ.get("ALPHA_STATE_URL") or file_cfg.get("state_url") or None,
-        registry_url=os.environ.get("ALPHA_REGISTRY_URL") or file_cfg.get("registry_url") or None,
+        calendar=calendar,
+        state_url=state_url,
+        registry_url=registry_url,
         vendors=vendors,
         factor_modules=_names(file_cfg.get("factor_modules", []), f"{cfg_path}: factor_modules"),
         factor_paths=tuple(str((root / Path(p).expanduser()).resolve()) for p in _names(file_cfg.get("factor_paths", []), f"{cfg_path}: factor_paths")),
-        build_chunk_symbols=_int(file_cfg.get("build_chunk_symbols", DEFAULT_BUILD_CHUNK_SYMBOLS), "build_chunk_symbols"),
+        build_chunk_symbols=_int(file_cfg.get("build_chunk_symbols", DEFAULT_BUILD_CHUNK_SYMBOLS),
+                                 f"{cfg_path}: build_chunk_symbols", " of symbols", low=1),
         source_priority=_priorities(file_cfg.get("source_priority", {}), cfg_path),
         source_tolerance=_fraction(file_cfg.get("source_tolerance", DEFAULT_SOURCE_TOLERANCE), f"{cfg_path}: source_tolerance"),
+        max_price_jump=_above(file_cfg.get("max_price_jump", DEFAULT_MAX_PRICE_JUMP), 1.0, f"{cfg_path}: max_price_jump"),
+        prefect_startup_timeout_seconds=_above(
+            file_cfg.get("prefect_startup_timeout_seconds", DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS), 0.0,
+            f"{cfg_path}: prefect_startup_timeout_seconds"),
         **redis_opts,
     )
+
+
+#: the keys of a ``[vendors.<name>]`` table every vendor client reads (etl.sources.base), and their
+#: checks; a vendor's own keys (polygon's minute_delay_seconds, edgar's user_agent) it checks itself
+VENDOR_KEYS = {
+    "base_url": lambda v, n, env=False: _http_url(v, n),
+    "rate": lambda v, n, env=False: _number(v, n, " of requests per second", inclusive=False, env=env),
+    "burst": lambda v, n, env=False: _int(v, n, " of requests", low=1, env=env),
+    "max_retries": lambda v, n, env=False: _int(v, n, " of retries", env=env),
+    "backoff": lambda v, n, env=False: _number(v, n, " of seconds", env=env),
+    "timeout": lambda v, n, env=False: _number(v, n, " of seconds", inclusive=False, env=env),
+}
+
+
+def _vendor_tables(value: object, cfg_path: Path) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError(f"{cfg_path}: [vendors.<name>] must be tables, e.g. [vendors.polygon] base_url = \"...\"")
+    out = {}
+    for vendor, table in value.items():
+        checked = dict(table)
+        for key, check in VENDOR_KEYS.items():
+            if key in table:
+                checked[key] = check(table[key], f"{cfg_path}: [vendors.{vendor}] {key}")
+        out[vendor] = checked
+    return out
 
 
 def _priorities(value: object, cfg_path: Path) -> dict[str, tuple[str, ...]]:
@@ -260,8 +487,16 @@ def _priorities(value: object, cfg_path: Path) -> dict[str, tuple[str, ...]]:
 
 
 def _fraction(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= float(value) < 1):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not (0 <= float(value) < 1)):
         raise ConfigError(f"{what} must be a number in [0, 1) (a relative difference, e.g. 0.005), got {value!r}")
+    return float(value)
+
+
+def _above(value: object, low: float, what: str) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not float(value) > low):
+        raise ConfigError(f"{what} must be a number above {low:g}, got {value!r}")
     return float(value)
 
 
@@ -273,14 +508,14 @@ def _names(value: object, what: str) -> tuple[str, ...]:
 
 def _bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {_kind(value)} {value!r}")
     return value
 
 
 def _symbols(value: object, what: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v for v in value.split(",") if v.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{what} must be a list of symbols, e.g. [\"AAPL\", \"SPY\"], got {value!r}")
     return tuple(dict.fromkeys(v.strip().upper() for v in value))
 
@@ -297,25 +532,32 @@ def _ingest_specs(value: object, universe: tuple[str, ...], cfg_path: Path) -> t
         unknown = set(spec) - allowed
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if not spec.get("source") or not spec.get("dataset"):
+        if "source" not in spec or "dataset" not in spec:
             raise ConfigError(f"{where}: needs source and dataset, e.g. source = \"polygon\", dataset = \"daily\"")
-        start = str(spec.get("start", "2000-01-01"))
+        source = _str(spec["source"], f"{where} source", '"polygon"')
+        dataset = _str(spec["dataset"], f"{where} dataset", '"daily"')
+        start = spec.get("start", "2000-01-01")
+        if isinstance(start, date) and not isinstance(start, datetime):  # TOML's bare date: start = 2020-01-01
+            start = start.isoformat()
+        if not isinstance(start, str):
+            raise ConfigError(f"{where} start must be a date YYYY-MM-DD, got {_kind(start)} {start!r}")
         try:
             date.fromisoformat(start)
         except ValueError:
             raise ConfigError(f"{where}: start must be a date YYYY-MM-DD, got {start!r}") from None
-        companions = COMPANIONS.get((str(spec["source"]), str(spec["dataset"])))
+        companions = COMPANIONS.get((source, dataset))
         if "actions" in spec and not companions:
             with_actions = ", ".join(f"{s}.{d}" for s, d in COMPANIONS)
             raise ConfigError(f"{where}: actions applies only to {with_actions} (their splits and dividends), "
-                              f"not to {spec['source']}.{spec['dataset']}")
+                              f"not to {source}.{dataset}")
+        path = spec.get("path")
         out.append(IngestSpec(
-            source=str(spec["source"]),
-            dataset=str(spec["dataset"]),
+            source=source,
+            dataset=dataset,
             symbols=_symbols(spec["symbols"], f"{where} symbols") if "symbols" in spec else universe,
             start=start,
-            delay_minutes=_int(spec["delay_minutes"], f"{where} delay_minutes") if "delay_minutes" in spec else None,
-            path=str(spec["path"]) if spec.get("path") else None,
+            delay_minutes=_int(spec["delay_minutes"], f"{where} delay_minutes", " of minutes") if "delay_minutes" in spec else None,
+            path=_str(path, f"{where} path", '"/data/lean"') if path is not None else None,
             actions=_bool(spec.get("actions", True), f"{where} actions"),
         ))
     return tuple(out)
@@ -329,20 +571,15 @@ REDIS_OPTIONS = ("redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile"
 def _redis_options(file_cfg: dict, cfg_path: Path) -> dict:
     out: dict = {}
     for key in REDIS_OPTIONS:
-        value = os.environ.get(f"ALPHA_{key.upper()}") or file_cfg.get(key)
-        if value in (None, ""):
+        value, name, env = _from(key, f"ALPHA_{key.upper()}", file_cfg, cfg_path)
+        if value is None or value == "":
             continue
         if key == "redis_timeout_seconds":
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key} (ALPHA_{key.upper()}) must be a number of seconds, got {value!r}") from None
-            if not value > 0:
-                raise ConfigError(f"{key} (ALPHA_{key.upper()}) must be > 0 seconds, got {value}")
+            value = _number(value, name, " of seconds", inclusive=False, env=env)
         else:
-            value = str(Path(str(value)).expanduser())
+            value = str(Path(_str(value, name, '"/etc/ssl/redis-ca.pem"')).expanduser())
             if not Path(value).is_file():
-                raise ConfigError(f"{key} (ALPHA_{key.upper()}): no such file {value!r} (in {cfg_path} or the environment)")
+                raise ConfigError(f"{name}: no such file {value!r}")
         out[key] = value
     if os.environ.get("ALPHA_REDIS_PASSWORD"):
         out["redis_password"] = os.environ["ALPHA_REDIS_PASSWORD"]
@@ -357,15 +594,25 @@ def parse_redis_url(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     timeout: float | None = None,
+    name: str = "redis_url",
 ) -> str:
     """Turn ``redis://[:password@]host:port[/db]`` (``rediss://`` for TLS) into Feast's
-    connection string; ``password`` (e.g. from ALPHA_REDIS_PASSWORD) replaces the URL's."""
+    connection string; ``password`` (e.g. from ALPHA_REDIS_PASSWORD) replaces the URL's.
+    Errors name the setting (``name``) and show the URL with its password masked."""
+    if not isinstance(url, str):
+        raise ConfigError(f"{name} must be a string like \"redis://localhost:6379/0\", got {_kind(url)} {url!r}")
+    shown = mask_url(url)
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
         raise ConfigError(
-            f"redis_url must look like redis://[:password@]host:port[/db], got {url!r}"
+            f"{name} must look like redis://[:password@]host:port[/db], got {shown!r}"
         )
-    parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ConfigError(f"{name} has a port that is not a number from 0 to 65535 in {shown!r}; "
+                          "write it like redis://localhost:6379/0") from None
+    parts = [f"{parsed.hostname}:{port or 6379}"]
     if parsed.username and parsed.password:
         parts.append(f"username={unquote(parsed.username)}")
     secret = password or (unquote(parsed.password) if parsed.password else None)
@@ -376,17 +623,17 @@ def parse_redis_url(
     db = (parsed.path or "/").lstrip("/")
     if db:
         if not db.isdigit():
-            raise ConfigError(f"redis_url database must be a number, got {db!r} in {url!r}")
+            raise ConfigError(f"{name} database must be a number, got {db!r} in {shown!r}")
         parts.append(f"db={db}")
     if parsed.scheme == "rediss":
         parts.append("ssl=true")
-        for name, value in (("ssl_ca_certs", ssl_ca_certs), ("ssl_certfile", ssl_certfile), ("ssl_keyfile", ssl_keyfile)):
+        for key, value in (("ssl_ca_certs", ssl_ca_certs), ("ssl_certfile", ssl_certfile), ("ssl_keyfile", ssl_keyfile)):
             if value:
                 if "," in value:
-                    raise ConfigError(f"{name} path cannot contain ',': {value!r}")
-                parts.append(f"{name}={value}")
+                    raise ConfigError(f"{key} path cannot contain ',': {value!r}")
+                parts.append(f"{key}={value}")
     elif any((ssl_ca_certs, ssl_certfile, ssl_keyfile)):
-        raise ConfigError(f"TLS files are set (redis_ssl_*) but redis_url {url!r} is not rediss://; use rediss://host:port")
+        raise ConfigError(f"TLS files are set (redis_ssl_*) but {name} {shown!r} is not rediss://; use rediss://host:port")
     if timeout is not None:
         parts.append(f"socket_timeout={float(timeout)}")
         parts.append(f"socket_connect_timeout={float(timeout)}")

@@ -124,3 +124,17 @@ class BrokerError(AlphaError):
 class UnknownDefinitionError(UnknownFeatureError, KeyError):
     """``Definitions[name]`` for a name that is no view, service, source or entity (a KeyError,
     as a mapping's lookup is; the message is the name)."""
+
+
+class GoldDamagedError(AlphaError):
+    """A gold file (a part of a feature view, or a build record) is missing, truncated or
+    unreadable. Names the file and the command that rebuilds it from silver (``alpha nightly``)."""
+
+
+class HomeBusyError(AlphaError):
+    """Another flow run (a nightly or a backfill) holds the warehouse's run lock; says which
+    (pid, start time). Wait for it, or let the command wait."""
+
+
+class OrchestrationError(AlphaError):
+    """Prefect's server for a run could not be started or reached (says where its log is)."""

@@ -11,7 +11,7 @@ import threading
 
 import sqlalchemy as sa
 
-from etl.core.config import Settings
+from etl.core.config import Settings, mask_url
 from etl.core.errors import ConfigError
 
 
@@ -55,7 +55,7 @@ def open_engine(url: str, metadata: sa.MetaData, *, setting: str, store: str) ->
     try:
         engine = sa.create_engine(url, **kwargs)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
-        raise ConfigError(f"{setting} {url!r} is not usable: {exc}") from None
+        raise ConfigError(f"{setting} {mask_url(url)!r} is not usable: {mask_url(str(exc))}") from None
     try:
         _create_tables(engine, metadata)
     except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
