@@ -42,6 +42,7 @@ def ingest(
     incremental: bool = typer.Option(False, "--incremental", help="Fetch only what is after each symbol's watermark."),
     parallel: int = typer.Option(1, "--parallel", "-p", min=1, max=64, help="Worker threads (the vendor's rate limit is shared by all)."),
     path: Path | None = typer.Option(None, "--path", help="File sources: the folder to read (lean default: $ALPHA_LEAN_DATA, else the shipped data/demo/quantconnect-lean)."),
+    date_format: str | None = typer.Option(None, "--date-format", help='csv: how dates are written when not year first, e.g. "%d/%m/%Y" (else FOLDER/format.toml; ambiguous dates are refused until declared).'),
     actions: Path | None = typer.Option(None, "--actions", help="csv: the corporate actions (symbol,ex_date,split_ratio,cash_dividend[,known_at]); default: the folder's actions.csv, if any."),
     home: Path | None = HomeOpt,
 ):
@@ -57,6 +58,8 @@ def ingest(
         path, symbol_list = Path(symbol_list[0]), None   # `alpha ingest csv FOLDER` still works
     if actions is not None and (source, dataset) != ("csv", "daily"):
         raise typer.BadParameter("--actions goes with `alpha ingest csv --path FOLDER`", param_hint="--actions")
+    if date_format is not None and (source, dataset) != ("csv", "daily"):
+        raise typer.BadParameter("--date-format goes with `alpha ingest csv --path FOLDER`", param_hint="--date-format")
     if source in ("lean", "csv") and dataset == "daily":
         from etl.sources.archive import ingest_csv_folder, ingest_lean
         from etl.sources.base import check_symbols
@@ -67,7 +70,7 @@ def ingest(
         else:
             if path is None:
                 raise typer.BadParameter("give the folder: alpha ingest csv --path FOLDER", param_hint="--path")
-            report = ingest_csv_folder(settings, path, step=pass_progress(), actions=actions)
+            report = ingest_csv_folder(settings, path, step=pass_progress(), actions=actions, date_format=date_format)
         done(t0, report.summary())
         return
 

@@ -65,6 +65,52 @@ def infer_date_format(dates) -> str | None:
     return None
 
 
+def _swap_day_month(fmt: str) -> str | None:
+    """``fmt`` with its day and month exchanged (``%m/%d/%Y`` -> ``%d/%m/%Y``), or None when it
+    does not have both or is year-first (``%Y-%m-%d``, ``%Y/%m/%d``: never day-first in practice)."""
+    if "%d" not in fmt or "%m" not in fmt or fmt.startswith(("%Y", "%y")):
+        return None
+    return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+
+
+def resolve_date_format(dates, declared: str | None = None, how: str = "") -> tuple[str | None, str | None]:
+    """``(format, problem)`` of one file's dates.
+
+    A year-first format (ISO ``2024-01-02``, ``20240102``, ``2024/01/02``) is taken as inferred
+    from the first date. Otherwise a ``declared`` format is used. Undeclared, a format with the
+    day and the month (``03/04/2024``) is tried both ways on every date of the file: when both
+    read every date, and read some differently, the file is ambiguous (``problem`` says so and
+    ``how`` to declare the format); when only one reads them all (a day above 12 proves the
+    order), that one is used for the whole file; when neither does, the inferred one is (the
+    dates it cannot read are then rejected, each with its line)."""
+    text = pd.Series([str(v).strip() for v in dates], dtype=object)
+    text = text[~text.str.lower().isin(_NOT_A_DATE)]
+    guessed = infer_date_format(text)
+    if guessed is not None and guessed.startswith(("%Y", "%y")):
+        return guessed, None
+    if declared is not None:
+        return declared, None
+    swapped = None if guessed is None else _swap_day_month(guessed)
+    if swapped is None:
+        return guessed, None
+    a = pd.to_datetime(text, format=guessed, errors="coerce")
+    b = pd.to_datetime(text, format=swapped, errors="coerce")
+    ok_a, ok_b = bool(a.notna().all()), bool(b.notna().all())
+    if ok_a and ok_b:
+        differ = (a != b).to_numpy()
+        if not differ.any():   # every date has its day equal to its month: both read the same
+            return guessed, None
+        k = int(np.flatnonzero(differ)[0])
+        month_first, day_first = (a, b) if guessed.index("%m") < guessed.index("%d") else (b, a)
+        mf, df = (guessed, swapped) if guessed.index("%m") < guessed.index("%d") else (swapped, guessed)
+        return None, (f"ambiguous dates: {text.iloc[k]!r} is {month_first.iloc[k]:%Y-%m-%d} month first ({mf}) or "
+                      f"{day_first.iloc[k]:%Y-%m-%d} day first ({df}), and no date of the file has a day above 12 "
+                      f"to tell; declare the format{how}")
+    if ok_b and not ok_a:
+        return swapped, None
+    return guessed, None
+
+
 #: every character ``str.strip()`` removes (``str.isspace``); tests/test_ingest.py keeps it complete
 PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
                  "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
@@ -105,7 +151,8 @@ def _parse_dates(frame: pd.DataFrame, date_format: str | None) -> pd.Series:
 
 
 def validate_bars(
-    raw: pd.DataFrame, calendar: str = DEFAULT_CALENDAR, date_format: str | None = None, price_divisor: float = 1.0
+    raw: pd.DataFrame, calendar: str = DEFAULT_CALENDAR, date_format: str | None = None, price_divisor: float = 1.0,
+    delay_minutes: int | None = None,
 ) -> Validated:
     """Split raw string rows into parsed good rows and rejected rows with a reason.
 
@@ -114,7 +161,9 @@ def validate_bars(
     the first date of each ``source_file`` (see :func:`infer_date_format`).
     Checks, per row: a parseable date that is a session of ``calendar``; every
     price and the volume present and numeric; prices > 0; volume >= 0;
-    low <= open, close <= high. Prices are divided by ``price_divisor``
+    low <= open, close <= high; with ``delay_minutes`` (the bar delay), a date no later than
+    the last completed session (:mod:`etl.quality.plausible`: checked before the calendar, so
+    a date in 2030 is said to be in the future, not "not a session"). Prices are divided by ``price_divisor``
     (Lean stores deci-cents: 10000). Per symbol: no date twice (every copy of a
     duplicated date is rejected: we cannot know which one is right).
     """
@@ -170,11 +219,21 @@ def validate_bars(
 
     session = dates.dt.normalize()
     valid_date = ~dates.isna().to_numpy()
+    if delay_minutes is not None:
+        from etl.quality.plausible import future_mask, future_reason
+
+        now = clock.utc_now()
+        last_done = clock.last_completed_session(delay_minutes, calendar, now)
+        m = future_mask(session, last_done) & ~bad
+        if m.any():
+            rejects.append(_reject(frame, m, lambda r: [future_reason(d, last_done, calendar, delay_minutes, now)
+                                                        for d in session[r.index]]))
+            bad |= m
     not_session = np.zeros(len(frame), dtype=bool)
     not_session[valid_date] = ~clock.is_session(pd.DatetimeIndex(session[valid_date]), calendar)
     m = not_session & ~bad
     if m.any():
-        rejects.append(_reject(frame, m, lambda r: [f"{d} is not a {calendar} session" for d in r["date"]]))
+        rejects.append(_reject(frame, m, lambda r: clock.off_calendar_reasons(r["date"], calendar)))
         bad |= m
 
     dup = pd.DataFrame({"s": frame["symbol"], "d": session}).duplicated(keep=False).to_numpy() & valid_date

@@ -50,7 +50,7 @@ from pathlib import Path
 import pandas as pd
 
 from etl.core import clock
-from etl.core.config import Settings
+from etl.core.config import Settings, require_writable
 from etl.core.errors import AlphaError, BadInputError, BadSymbolError, ConfigError, VendorUnavailableError
 from etl.storage import silver
 from etl.storage.atomic import HomeLock
@@ -198,6 +198,11 @@ class Source:
     def quarantine(self, table: str, rejects: pd.DataFrame, batch_key: str, now: pd.Timestamp) -> Path | None:
         """Keep rejected rows with their reasons (``quarantine/<table>/``)."""
         return silver.quarantine(self.settings, table, rejects, batch_key, now)
+
+    def pending_actions(self) -> pd.DataFrame | None:
+        """Corporate actions this run will write in a later job (a CSV folder's ``actions.csv``,
+        its last job): the bars' plausibility check (:func:`screen_bars`) takes them as known."""
+        return None
 
     def flush(self) -> None:
         """All-or-nothing sources: called under the write lock once the write pass ends (also
@@ -416,6 +421,7 @@ def run_ingest(
     ``progress(result, total)`` follows the jobs; for an all-or-nothing source
     ``step(pass, jobs done, jobs)`` also follows its two passes (``"validate"``, ``"write"``)."""
     t0 = time.perf_counter()
+    require_writable(settings)   # a read-only home fails here, with the reason, before any request
     source = get_source(source_name, settings, path=path, limiter=limiter, dataset=dataset)
     if dataset not in source.datasets:
         raise ConfigError(f"{source_name} has no dataset {dataset!r}; it has: {', '.join(source.datasets)}")
@@ -464,6 +470,7 @@ def _run_each(settings: Settings, source: Source, todo: list[Job], results: list
         res = JobResult(job)
         try:
             parsed = source.fetch_parse(job)
+            screen_bars(settings, source, job, parsed)
             res.rows_fetched = parsed.rows_fetched
             stamp = _stamp(now)
             with write_lock:
@@ -509,6 +516,7 @@ def _run_all_or_nothing(settings: Settings, source: Source, todo: list[Job], now
         bad: list[tuple[Job, Parsed]] = []
         for i, job in enumerate(todo):
             x = source.fetch_parse(job)
+            screen_bars(settings, source, job, x)
             found = x.problems or _problems(x.rejects)
             if found:
                 problems += found
@@ -609,6 +617,97 @@ def _remove_dead_staging(root: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
         except PermissionError:
             pass   # alive, someone else's
+
+
+def screen_bars(settings: Settings, source: Source, job: Job, parsed: Parsed) -> None:
+    """Move the daily bars of ``parsed`` that cannot be true (a session in the future, an absurd
+    price, an unexplained jump: :mod:`etl.quality.plausible`) to its rejects, each with its
+    file, row and reason (and, for an all-or-nothing source, to its problems, which stop the
+    run); the watermark never passes the last completed session. Every bar source goes through
+    it, after its own parse and validation and before anything is written."""
+    bars = parsed.tables.get("bars_daily")
+    if bars is None or not len(bars):
+        return
+    from etl.quality.plausible import screen_bars as reasons_of
+
+    src = str(bars["source"].iloc[0]) if "source" in bars.columns else source.name
+    reasons = reasons_of(bars, calendar=settings.calendar, delay_minutes=settings.bar_delay_minutes,
+                         max_jump=settings.max_price_jump, stored=_stored_closes(settings, bars, src),
+                         actions=_known_actions(settings, source, parsed))
+    if parsed.high_water:
+        last = clock.last_completed_session(settings.bar_delay_minutes, settings.calendar)
+        parsed.high_water = min(parsed.high_water, f"{last:%Y-%m-%d}")
+    bad = reasons != ""
+    if not bad.any():
+        return
+    rows = bars.loc[bad]
+    session = pd.to_datetime(rows["session"]).dt.strftime("%Y-%m-%d")
+    values = rows[["open", "high", "low", "close", "volume"]].astype(str)
+    raw = session.str.cat([values[c] for c in values.columns], sep=",")
+    rejects = pd.DataFrame({
+        "source": source.name,
+        "source_file": rows["source_file"].astype(str).to_numpy() if "source_file" in rows else str(job),
+        "source_row": rows["source_row"].to_numpy() if "source_row" in rows else pd.NA,
+        "symbol": rows["symbol"].astype(str).to_numpy(),
+        "raw": raw.to_numpy(),
+        "reason": reasons[bad],
+    })
+    if parsed.rejects is not None and len(parsed.rejects):
+        rejects = pd.concat([parsed.rejects, rejects[[c for c in rejects.columns if c in parsed.rejects.columns]]],
+                            ignore_index=True)
+    parsed.rejects = rejects
+    parsed.tables["bars_daily"] = bars.loc[~bad].reset_index(drop=True)
+    if source.all_or_nothing:
+        parsed.problems = list(parsed.problems) + _problems(rejects.iloc[len(rejects) - int(bad.sum()):])
+
+
+#: sessions before a batch's first one searched for the stored previous close (then the whole history, per symbol)
+_LOOKBACK = pd.Timedelta(days=60)
+
+
+def _stored_closes(settings: Settings, bars: pd.DataFrame, source_name: str) -> pd.DataFrame | None:
+    """The latest stored close of each (symbol, session) of ``source_name`` from shortly before the
+    batch's first session to its last, plus each symbol's last one before that where the window
+    has none before the symbol's first new session: the previous closes the batch is compared with."""
+    from etl.storage.bars import _read
+
+    symbols = sorted(bars["symbol"].astype(str).unique())
+    sessions = pd.to_datetime(bars["session"])
+    lo, hi = sessions.min() - _LOOKBACK, sessions.max()
+    cols = ["symbol", "session", "close", "source", "known_timestamp", "created_timestamp"]
+
+    def latest(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        if frame is None or not len(frame):
+            return None
+        frame = frame[frame["source"].astype(str) == source_name]
+        return frame.sort_values(["known_timestamp", "created_timestamp"], kind="stable").drop_duplicates(
+            ["symbol", "session"], keep="last")[["symbol", "session", "close"]]
+
+    window = latest(_read(settings, symbols, lo, hi, columns=cols))
+    first = sessions.groupby(bars["symbol"].astype(str).to_numpy()).min()
+    covered = set() if window is None else set(window.loc[window["session"].to_numpy() < first.reindex(window["symbol"]).to_numpy(), "symbol"])
+    rest = [s for s in symbols if s not in covered]
+    older = latest(_read(settings, rest, None, lo, columns=cols)) if rest else None
+    if older is not None:
+        older = older.sort_values("session").drop_duplicates("symbol", keep="last")
+    parts = [f for f in (window, older) if f is not None and len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def _known_actions(settings: Settings, source: Source, parsed: Parsed) -> pd.DataFrame | None:
+    """The corporate actions a batch's bars may cross: stored in silver (as known now, read once
+    per run), of the same job (Lean factor files) and of a later job of the run (a CSV folder's
+    ``actions.csv``)."""
+    from etl.storage.actions import actions_from_factor_rows, read_actions
+
+    if not hasattr(source, "_stored_actions"):
+        source._stored_actions = read_actions(settings)
+    parts = [source._stored_actions, source.pending_actions()]
+    same = parsed.tables.get("corporate_actions")
+    if same is not None and len(same):
+        parts.append(same if "split_ratio" in same.columns else actions_from_factor_rows(same))
+    parts = [p for p in parts if p is not None and len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def _problems(rejects: pd.DataFrame | None) -> list[tuple[str, int | None, str]]:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from etl.core import clock
-from etl.quality.bars import infer_date_format
+from etl.quality.bars import resolve_date_format
 from etl.sources.base import SYMBOL_RULE, is_symbol
 from etl.storage.actions import check_actions
 
@@ -72,10 +72,12 @@ class ReadActions:
 
 
 def read_actions(path: Path, data: bytes, calendar: str, symbols_with_bars: Callable[[set[str]], set[str]],
-                 payload: str) -> ReadActions:
+                 payload: str, date_format: str | None = None, how: str = "") -> ReadActions:
     """The actions of the file ``path`` whose bytes are ``data`` (module doc). ``symbols_with_bars``
     says which of the symbols it is given have bars (in the folder or in silver); ``payload`` is
-    the sha256 of ``data``, kept on every action."""
+    the sha256 of ``data``, kept on every action; ``date_format``: the folder's declared format
+    of dates that are not year-first (ambiguous ex_dates are refused without it, saying ``how``
+    to declare it: :func:`etl.quality.bars.resolve_date_format`)."""
     name = str(path)
     try:
         text = data.decode("utf-8-sig")
@@ -97,7 +99,7 @@ def read_actions(path: Path, data: bytes, calendar: str, symbols_with_bars: Call
     if problem:
         return _failed(name, head_line, problem)
     raw = _raw_frame(name, names, records[1:])
-    reasons = _check(raw, len(names), calendar, symbols_with_bars)
+    reasons = _check(raw, len(names), calendar, symbols_with_bars, date_format, how)
     bad = reasons != ""
     rejects = pd.DataFrame({c: raw.loc[bad, c].to_numpy() for c in REJECT_COLUMNS[:-1]})
     rejects["reason"] = reasons[bad]
@@ -153,7 +155,8 @@ def _raw_frame(name: str, names: list[str], records: list[tuple[int, list[str]]]
     return frame
 
 
-def _check(raw: pd.DataFrame, width: int, calendar: str, symbols_with_bars: Callable[[set[str]], set[str]]) -> np.ndarray:
+def _check(raw: pd.DataFrame, width: int, calendar: str, symbols_with_bars: Callable[[set[str]], set[str]],
+           date_format: str | None = None, how: str = "") -> np.ndarray:
     """Each line's first reason ('' where it is a good action; the header has ``width``
     fields); fills ``_ex``, ``_split``, ``_cash`` and ``_known`` (the parsed values) in ``raw``."""
     n = len(raw)
@@ -176,7 +179,9 @@ def _check(raw: pd.DataFrame, width: int, calendar: str, symbols_with_bars: Call
 
     text = raw["ex_date"].to_numpy(object)
     fail(text == "", "no ex_date")
-    fmt = infer_date_format(t for t, r in zip(text, reasons, strict=True) if r == "")
+    fmt, ambiguous = resolve_date_format([t for t, r in zip(text, reasons, strict=True) if r == ""], date_format, how)
+    if ambiguous:
+        fail(np.ones(n, dtype=bool), ambiguous)
     ex = pd.to_datetime(pd.Series(text, dtype=object), format=fmt, errors="coerce")
     fail(ex.isna().to_numpy(), lambda i: f"unparseable ex_date {text[i]!r}" + (f" (the file's dates are {fmt})" if fmt else ""))
     fail((ex.notna() & (ex != ex.dt.normalize())).to_numpy(), lambda i: f"ex_date {text[i]!r} has a time; give the session's date")

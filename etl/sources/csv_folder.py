@@ -38,8 +38,27 @@ a file is
 
 Dates: each file's dates are parsed with the format inferred from its first
 date (``2024-01-02``, ``01/02/2024`` ...); appended lines with the recorded
-format. A symbol with two files (``aapl.csv`` and ``AAPL.csv``) is always read
-whole, both files in one chunk, so the duplicated-date check sees both.
+format. A year-first format (ISO) needs nothing more. A format with a day and a
+month (``03/04/2024``) is tried both ways on every date of the file
+(:func:`etl.quality.bars.resolve_date_format`): if both read every date, and
+differently, the file is **refused** as ambiguous until the folder declares its
+format (``date_format = "%d/%m/%Y"`` in ``FOLDER/format.toml``, or
+``ingest_csv_folder(..., date_format=...)``); if only one reads them all (a day
+above 12 proves the order), the whole file is read that way. A declared format
+applies to every date of the folder that is not year-first (the bars' and
+``actions.csv``'s ex_dates).
+
+Refused before anything is read (:func:`list_csv_files`, one
+:class:`BadInputError` naming every entry): two files of one symbol
+(``msft.csv`` and ``MSFT.csv``: names are matched without case), a symbolic link
+(to a file or a folder) that resolves outside the folder or to nothing. A link
+that stays inside the folder is read like the file it points to. A header that
+names a column twice (``close,close``, ``close,Close``) refuses its file.
+
+Every bar also passes the plausibility check of every bar source
+(:mod:`etl.quality.plausible`): no session after the last completed one, no
+absurd price, no jump beyond ``max_price_jump`` from the previous close that no
+corporate action (stored, or in this run's ``actions.csv``) explains.
 
 **Corporate actions.** ``actions.csv`` in the folder (never a bar file), or a
 file given apart (``--actions FILE``), holds the splits and dividends of the
@@ -59,7 +78,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +87,7 @@ import pandas as pd
 from etl.core import clock
 from etl.core.config import Settings
 from etl.core.errors import BadInputError, ConfigError
-from etl.quality.bars import REQUIRED_CSV_COLUMNS, infer_date_format, validate_bars
+from etl.quality.bars import REQUIRED_CSV_COLUMNS, resolve_date_format, validate_bars
 from etl.sources import csv_actions
 from etl.sources.base import EVERY_DAY, SYMBOL_RULE, BarArchiveSource, IngestReport, Job, Parsed, is_symbol, run_ingest
 from etl.storage.bars import bar_files, read_file_record, symbol_chunks, write_file_record
@@ -82,10 +101,38 @@ Problem = tuple[str, int | None, str]
 
 
 def list_csv_files(folder: Path) -> list[Path]:
+    """The ``<SYMBOL>.csv`` files of ``folder`` (not its ``actions.csv``), or
+    :class:`BadInputError` naming every entry refused: a symbolic link (file or folder) that
+    resolves outside the folder or to nothing, and two files of one symbol (``msft.csv`` and
+    ``MSFT.csv``: names are matched without case). A link that stays inside the folder is read."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BadInputError([(str(folder), None, "not a folder; expected a folder of <SYMBOL>.csv files")])
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv" and p.is_file() and not csv_actions.is_actions_file(p))
+    inside = folder.resolve()
+    problems: list[Problem] = []
+    files = []
+    for p in sorted(folder.iterdir()):
+        if p.is_symlink():
+            target = p.resolve()
+            if not target.is_relative_to(inside):
+                problems.append((str(p), None, f"a symbolic link to {target}, outside the folder {inside}: refused "
+                                               "(copy the file into the folder, or link within it)"))
+                continue
+            if not target.exists():
+                problems.append((str(p), None, f"a symbolic link to {target}, which does not exist"))
+                continue
+        if p.suffix.lower() == ".csv" and p.is_file() and not csv_actions.is_actions_file(p):
+            files.append(p)
+    by_symbol: dict[str, list[Path]] = defaultdict(list)
+    for p in files:
+        by_symbol[p.stem.upper()].append(p)
+    for symbol, same in sorted(by_symbol.items()):
+        if len(same) > 1:
+            names = " and ".join(q.name for q in same)
+            problems += [(str(q), None, f"{names} are both the bars of {symbol} (file names are matched without case): "
+                                        "keep one file per symbol") for q in same]
+    if problems:
+        raise BadInputError(problems)
     if not files:
         raise BadInputError([(str(folder), None, "no <SYMBOL>.csv files in the folder")])
     return files
@@ -119,6 +166,9 @@ def parse_csv(path: Path, data: bytes, first_row: int = 2, header: bytes | None 
     symbol = path.stem.upper()
     if not is_symbol(symbol):
         return None, (str(path), None, f"file name {path.name!r} is not a valid symbol ({SYMBOL_RULE})")
+    twice = _repeated_columns(header if header is not None else data)
+    if twice:
+        return None, (str(path), 1, twice)
     try:
         raw = pd.read_csv(io.BytesIO(header + data if header is not None else data), dtype=str, keep_default_na=False,
                           skipinitialspace=True)
@@ -139,6 +189,64 @@ def parse_csv(path: Path, data: bytes, first_row: int = 2, header: bytes | None 
     return raw, None
 
 
+def _repeated_columns(data: bytes) -> str | None:
+    """Why the header line of ``data`` is refused: a column named twice, also in another case
+    or with spaces around it (``close,close``, ``close,Close``: which one holds the closes?)."""
+    import csv
+
+    end = data.find(b"\n")
+    try:
+        line = (data if end < 0 else data[:end]).decode("utf-8-sig").rstrip("\r")
+        names = next(csv.reader([line], skipinitialspace=True), [])
+    except (UnicodeDecodeError, csv.Error):
+        return None   # pandas says what is wrong with it
+    seen: dict[str, list[str]] = defaultdict(list)
+    for n in names:
+        seen[n.strip().lower()].append(n)
+    twice = {k: v for k, v in seen.items() if len(v) > 1 and k}
+    if not twice:
+        return None
+    said = "; ".join(f"{k!r} as {', '.join(repr(x) for x in v)}" for k, v in twice.items())
+    return (f"the header names a column more than once ({said}): each column must appear once "
+            f"(names are matched without case or surrounding spaces); header: {line!r}")
+
+
+#: the per-folder settings file of a CSV folder (``date_format = "%d/%m/%Y"``)
+FOLDER_SETTINGS = "format.toml"
+FOLDER_KEYS = ("date_format",)
+
+
+def check_date_format(fmt: object, where: str) -> str:
+    """A declared date format (``%d/%m/%Y``), or :class:`ConfigError` saying why it is none:
+    it must write and read back a date with a day above 12."""
+    day = pd.Timestamp("2024-03-14")
+    try:
+        ok = isinstance(fmt, str) and "%" in fmt and pd.to_datetime(day.strftime(fmt), format=fmt) == day
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{where}: date_format must be a strftime format with the year, month and day, such as "
+                          f"\"%d/%m/%Y\" (day first) or \"%m/%d/%Y\" (month first); got {fmt!r}")
+    return fmt
+
+
+def folder_date_format(folder: Path) -> str | None:
+    """The ``date_format`` declared in the folder's ``format.toml``, if any."""
+    import tomllib
+
+    path = Path(folder) / FOLDER_SETTINGS
+    if not path.is_file():
+        return None
+    try:
+        cfg = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(cfg) - set(FOLDER_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {', '.join(FOLDER_KEYS)}")
+    return check_date_format(cfg["date_format"], str(path)) if "date_format" in cfg else None
+
+
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if frames:
         return pd.concat(frames, ignore_index=True)
@@ -156,9 +264,10 @@ class FileRead:
     before: dict = field(default_factory=dict)   # the recorded entry
 
 
-def plan_read(path: Path, before: dict | None, whole: bool = False) -> FileRead:
+def plan_read(path: Path, before: dict | None, whole: bool = False, declared: str | None = None) -> FileRead:
     """Read ``path`` once and decide, from what was recorded ``before``, whether it is
-    unchanged, grown or to be read whole (``whole=True`` forces the last)."""
+    unchanged, grown or to be read whole (``whole=True`` forces the last, as does a declared
+    date format other than the one recorded for a file whose dates are not year-first)."""
     st = path.stat()
     data = path.read_bytes()
     size = len(data)
@@ -172,6 +281,9 @@ def plan_read(path: Path, before: dict | None, whole: bool = False) -> FileRead:
     else:
         h.update(data)
     entry = {"size": size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest(), "symbol": path.stem.upper()}
+    recorded = (before or {}).get("date_format")
+    if declared is not None and isinstance(recorded, str) and not recorded.startswith(("%Y", "%y")) and recorded != declared:
+        whole = True
     if before and not whole:
         if before.get("size") == size and before.get("sha256") == entry["sha256"]:
             entry.update({k: before.get(k) for k in ("rows", "last_session", "date_format")})
@@ -258,10 +370,12 @@ class CsvFolder(str):
     source's ``path``, so that the source, built there, knows both."""
 
     actions: str | None
+    date_format: str | None
 
-    def __new__(cls, folder: str | Path, actions: str | Path | None = None) -> CsvFolder:
+    def __new__(cls, folder: str | Path, actions: str | Path | None = None, date_format: str | None = None) -> CsvFolder:
         out = super().__new__(cls, str(Path(folder)))
         out.actions = None if actions is None else str(Path(actions))
+        out.date_format = None if date_format is None else check_date_format(date_format, "date_format")
         return out
 
 
@@ -275,6 +389,9 @@ class CsvFolderSource(BarArchiveSource):
     def __init__(self, settings: Settings, path: str | None = None, limiter=None):
         super().__init__(settings, path, limiter)
         self.actions_given = getattr(path, "actions", None)   # --actions FILE (a CsvFolder path)
+        self.format_given = getattr(path, "date_format", None)   # date_format= (a CsvFolder path)
+        self._declared: tuple[str | None] | None = None
+        self._pending: pd.DataFrame | None = None
         self._record: dict[str, dict] | None = None
         self._committed: dict[str, dict] = {}
         self._actions_read: set[str] = set()   # the actions files of this run (their rejects' quarantine)
@@ -283,6 +400,21 @@ class CsvFolderSource(BarArchiveSource):
         if not self.path:
             raise ConfigError("csv reads a folder of <SYMBOL>.csv files: pass --path FOLDER")
         return Path(self.path).resolve()
+
+    def declared_format(self) -> str | None:
+        """The folder's declared date format: given (``date_format=``), else its ``format.toml``'s;
+        both and different is an error."""
+        if self._declared is None:
+            inside = folder_date_format(self.folder())
+            if self.format_given is not None and inside is not None and inside != self.format_given:
+                raise ConfigError(f"date_format {self.format_given!r} given, but {self.folder() / FOLDER_SETTINGS} "
+                                  f"declares {inside!r}: give one of them")
+            self._declared = (self.format_given or inside,)
+        return self._declared[0]
+
+    def how_to_declare(self) -> str:
+        return (f': date_format = "%d/%m/%Y" (day first) or "%m/%d/%Y" (month first) in '
+                f"{self.folder() / FOLDER_SETTINGS}")
 
     def actions_file(self) -> Path | None:
         """The corporate-actions file of the run: ``--actions FILE``, else the folder's
@@ -324,8 +456,8 @@ class CsvFolderSource(BarArchiveSource):
             return self.fetch_actions(job)
         folder = self.folder()
         files = [Path(f) for f in job.files]
-        names = Counter(p.stem.upper() for p in files)
-        reads = [plan_read(p, self.record().get(str(p)), whole=names[p.stem.upper()] > 1) for p in files]
+        declared = self.declared_format()
+        reads = [plan_read(p, self.record().get(str(p)), declared=declared) for p in files]
         new_lines, again = read_new_lines([f for f in reads if f.mode == "grown"])
         frames, problems = [new_lines], []
         for f in again:
@@ -337,9 +469,13 @@ class CsvFolderSource(BarArchiveSource):
             if problem:
                 problems.append(problem)
                 continue
-            frames.append(raw.assign(date_format=infer_date_format(raw["date"])))
+            fmt, problem = resolve_date_format(raw["date"], declared, self.how_to_declare())
+            if problem:
+                problems.append((str(f.path), int(raw["source_row"].iloc[0]), problem))
+                continue
+            frames.append(raw.assign(date_format=fmt))
         raw = _concat([x for x in frames if len(x)])
-        validated = validate_bars(raw, self.settings.calendar)
+        validated = validate_bars(raw, self.settings.calendar, delay_minutes=self.settings.bar_delay_minutes)
         batch_key = f"csv:{folder}:" + ",".join(f"{f.path.name}:{f.entry['size']}:{f.entry['mtime_ns']}" for f in reads)
         unchanged = [f for f in reads if f.mode == "unchanged"]
         common = {"rows_fetched": len(raw), "batch_key": batch_key, "unchanged_files": len(unchanged),
@@ -394,7 +530,8 @@ class CsvFolderSource(BarArchiveSource):
             entry["rows"] = before.get("rows")
             return Parsed(batch_key=key, unchanged_files=1, unchanged_rows=int(before.get("rows") or 0),
                           on_commit=lambda: self._committed.update({str(path): entry}))
-        read = csv_actions.read_actions(path, data, self.settings.calendar, self.symbols_with_bars, entry["sha256"])
+        read = csv_actions.read_actions(path, data, self.settings.calendar, self.symbols_with_bars, entry["sha256"],
+                                        date_format=self.declared_format(), how=self.how_to_declare())
         if read.problems:
             return Parsed(rejects=read.rejects if len(read.rejects) else None, problems=read.problems, rows_fetched=read.rows,
                           batch_key=key)
@@ -406,6 +543,18 @@ class CsvFolderSource(BarArchiveSource):
             rows_fetched=read.rows, batch_key=key,
             on_commit=lambda: self._committed.update({str(path): entry}),
         )
+
+    def pending_actions(self) -> pd.DataFrame | None:
+        """The good actions of the run's actions file (read for the bars' plausibility check,
+        before its own job reads and checks it)."""
+        if self._pending is None:
+            path = self.actions_file()
+            if path is None:
+                self._pending = pd.DataFrame(columns=csv_actions.COLUMNS)
+            else:
+                self._pending = csv_actions.read_actions(path, path.read_bytes(), self.settings.calendar, lambda s: s, "",
+                                                         date_format=self.declared_format()).actions
+        return self._pending
 
     def symbols_with_bars(self, symbols: set[str]) -> set[str]:
         """Which of ``symbols`` have bars: a ``<SYMBOL>.csv`` of the folder, or rows in silver."""
@@ -447,10 +596,13 @@ class CsvFolderSource(BarArchiveSource):
 
 
 def ingest_csv_folder(settings: Settings, folder: str | Path, now: pd.Timestamp | None = None, step=None,
-                      actions: str | Path | None = None) -> IngestReport:
+                      actions: str | Path | None = None, date_format: str | None = None) -> IngestReport:
     """Ingest a folder of ``<SYMBOL>.csv`` files (columns date,open,high,low,close,volume) and
     its corporate actions (``actions``, else the folder's ``actions.csv`` if there is one);
-    ``step`` follows the validate and write passes (:func:`etl.sources.base.run_ingest`)."""
-    summary = run_ingest(settings, "csv", "daily", None, *EVERY_DAY, now=clock.utc_us(now), path=CsvFolder(folder, actions), step=step)
+    ``date_format`` declares how its dates are written where they are not year-first (else
+    the folder's ``format.toml`` may; module doc); ``step`` follows the validate and write
+    passes (:func:`etl.sources.base.run_ingest`)."""
+    summary = run_ingest(settings, "csv", "daily", None, *EVERY_DAY, now=clock.utc_us(now),
+                         path=CsvFolder(folder, actions, date_format), step=step)
     return IngestReport.of(summary)
 
