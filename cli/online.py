@@ -1,6 +1,8 @@
 """``alpha apply``, ``alpha materialize``, ``alpha latest``: the feature registry and the online store.
 
-``latest`` is the cold-start path: nothing here imports Feast at import time.
+``latest`` is the cold-start path: nothing here imports Feast at import time, and ``latest``
+never does (SQLite and Redis are read directly by ``sdk.online``). ``materialize`` recreates what
+is missing (registry, SQLite tables) without a prior ``apply``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def materialize(
         typer.echo(f"    {report['views']} views as known at {report['now']}: {report['entities_written']:,} entity rows written "
                    f"({report['values_written']:,} values), {report['entities_skipped']:,} unchanged "
                    f"({'full' if report['full'] else 'incremental'})")
+    elif out.get("full"):
+        typer.echo(f"    every view rewritten from {out.get('start')} (UTC times; missing tables recreated)")
     done(t0)
 
 
@@ -52,7 +56,7 @@ def latest(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per symbol."),
     home: Path | None = HomeOpt,
 ):
-    """The newest feature values from the online store (no Feast import on Redis)."""
+    """The newest feature values from the online store (no Feast import, SQLite or Redis)."""
     from sdk.client import Alpha
 
     client = Alpha(settings=load_settings(home))

@@ -142,8 +142,11 @@ def definitions_fingerprint(settings: Settings) -> str:
     registry.activate(settings)
     views = sorted((name, repr(view)) for name, view in registry.views().items())
     services = sorted((name, json.dumps(spec, sort_keys=True, default=str)) for name, spec in registry.SERVICES.items())
-    return _digest([views, services, settings.registry_url or settings.registry_path, settings.online_store_kind,
-                    settings.redis_url or settings.online_sqlite_path, settings.gold])
+    # the home's own paths are relative in the registry (a copied or moved home needs no re-apply)
+    home = settings.home
+    return _digest([views, services, settings.registry_url or settings.registry_path.relative_to(home),
+                    settings.online_store_kind, settings.redis_url or settings.online_sqlite_path.relative_to(home),
+                    settings.gold.relative_to(home)])
 
 
 def _read_json(path: Path) -> dict:
@@ -164,6 +167,8 @@ def compute_factors(settings: Settings, session=None, force: bool = False, progr
     """Bring gold up to date with silver: the generic builder (``etl.gold.builder``) computes
     only what changed -- the new sessions, the symbols with revised bars or new corporate
     actions, the views whose declaration changed -- and appends it as one committed run.
+    Gold's files are checked against the build records first (size and footer of every part):
+    a family with a missing, truncated or unreadable part is rebuilt from silver (``repaired``).
     ``progress(message)`` is called for each family and chunk (with an estimate of what remains)."""
     from etl.factors import registry
     from etl.gold.builder import build
@@ -183,7 +188,11 @@ def compute_factors(settings: Settings, session=None, force: bool = False, progr
         "fingerprint": f"run-{report.run}",
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    if not report.changed:
+    if report.repaired:
+        out["repaired"] = report.repaired
+    if report.recovered:
+        out["recovered"] = report.recovered
+    if not report.changed and not report.repaired:
         out["skipped"] = "no new or changed inputs: nothing to compute"
     return out
 
@@ -206,9 +215,13 @@ def apply_if_changed(settings: Settings, force: bool = False) -> dict:
 
 def materialize_if_needed(settings: Settings, gold_fingerprint: str | None = None) -> dict:
     """Push what the builds since the last materialize wrote (Redis: our writer over those
-    runs' part files; SQLite: Feast's materialize over the time window those runs cover)."""
+    runs' part files; SQLite: Feast's materialize over the time window those runs cover).
+    Skipped when gold did not change *and* the online store still holds what was pushed
+    (:func:`etl.serving.online_check.lost_data`); when it lost data, everything is read again
+    and what is missing rewritten (``out["repaired"]`` says why)."""
     from etl.gold import layout
     from etl.serving import feast_store
+    from etl.serving.online_check import lost_data
 
     t0 = time.perf_counter()
     record_path = settings.feast_dir / "materialized.json"
@@ -216,15 +229,19 @@ def materialize_if_needed(settings: Settings, gold_fingerprint: str | None = Non
     runs = layout.read_runs(settings)
     last = int(runs.get("last_run", 0))
     since = int(record.get("run", 0))
-    online_there = bool(settings.redis_url) or settings.online_sqlite_path.exists()
-    if online_there and since >= last and last > 0:
+    # the online store may have lost what the record says was pushed (Redis restarted or evicted keys,
+    # the SQLite file emptied, written in local time by an older version): one cheap look decides
+    lost = lost_data(settings) if since > 0 else "nothing materialized yet"
+    if not lost and since >= last and last > 0:
         return {"online_store": settings.online_store_kind, "skipped": f"gold unchanged since {record.get('at')} (run {since})"}
-    out = feast_store.materialize(settings, since_run=since if online_there else 0)
+    out = feast_store.materialize(settings, since_run=0 if lost else since)
     out = {k: (v if isinstance(v, (dict, int, float, str, type(None))) else str(v)) for k, v in out.items()}
     out["seconds"] = round(time.perf_counter() - t0, 2)
     deferred = (out.get("report") or {}).get("deferred_run") if isinstance(out.get("report"), dict) else None
     upto = last if deferred is None else min(last, int(deferred) - 1)  # rows known later: read again next time
     _write_json(record_path, {"run": upto, "at": pd.Timestamp.now(tz="UTC").isoformat()})
+    if lost and since > 0:
+        out["repaired"] = lost
     return out
 
 

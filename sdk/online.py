@@ -1,8 +1,9 @@
-"""The online read path: the newest value of each feature per symbol straight from Redis, with
-the freshness rule (TTL, ``max_age``, values from after ``now``) applied once.
+"""The online read path: the newest value of each feature per symbol straight from the online
+store (Redis, or Feast's SQLite tables read with sqlite3), with the freshness rule (TTL,
+``max_age``, values from after ``now``) applied once.
 
 Nothing here imports Feast or pandas at module import: ``alpha latest`` must answer a cold
-process in well under a second.
+process in well under a second, on either store.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from etl.core import clock
 from etl.core.config import Settings
 from etl.core.errors import (
     EmptyInputError,
+    OnlineStoreError,
 )
 from etl.serving.catalog import load_catalog, resolve_refs
 from etl.serving.redis_codec import (
@@ -73,8 +75,9 @@ _NAT = -(1 << 63)
 
 
 # ------------------------------------------------------------------ the freshness rule of ``latest``
-# One rule for both online backends: the Redis reader below and the SQLite-through-Feast path
-# (``sdk.client``) call these four functions and nothing else to decide what is missing.
+# One rule for both online backends: :func:`read_latest` (Redis and SQLite) and the
+# through-Feast path (``sdk.client._latest_feast``) call these four functions and nothing else
+# to decide what is missing.
 def now_us(settings: Settings, now) -> int:
     """``now`` of a freshness check (see :func:`resolve_now`) as UTC microseconds."""
     return clock.instant_us(resolve_now(settings, now), "now")
@@ -138,9 +141,40 @@ def _decode_ts_column(vals: list):
     return np.fromiter((_NAT if (us := decoded[v]) is None else us for v in vals), dtype=np.int64, count=len(vals))
 
 
+class NotMaterializedWarning(UserWarning):
+    """Some symbols the warehouse has were never written to the online store, or were lost since
+    (a deleted or evicted key): their values are missing, not stale. ``alpha materialize`` (or
+    the next ``alpha nightly``) rewrites them."""
+
+
+def _plan(catalog: dict, refs: list[str]) -> dict[str, dict]:
+    """Per entity kind: the refs (ref, view, feature, dtype), the views and their features."""
+    views = catalog["views"]
+    plan: dict[str, dict] = {}
+    for ref in refs:
+        view, _, feat = ref.partition(":")
+        kind = views[view]["entity"]
+        p = plan.setdefault(kind, {"refs": [], "fields": [], "ts_views": [], "views": {}})
+        p["refs"].append((ref, view, feat, views[view]["features"][feat]))
+        p["fields"].append(field_key(view, feat))
+        p["views"].setdefault(view, []).append(feat)
+        if view not in p["ts_views"]:
+            p["ts_views"].append(view)
+    return plan
+
+
+def _decode(vals: list, dtype: str):
+    if dtype == "float64":
+        return _decode_float_column(vals, _T_DOUBLE, "<f8")
+    if dtype == "float32":
+        return _decode_float_column(vals, _T_FLOAT, "<f4")
+    return [decode_value(v) for v in vals]
+
+
 def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str], max_age=None, allow_stale: bool = False,
                 now=None, *, client=None, catalog: dict | None = None, full_feature_names: bool = False):
-    """The newest value of each ref per symbol, straight from Redis (one pipelined HMGET per key).
+    """The newest value of each ref per symbol, straight from the online store: Redis (one
+    pipelined HMGET per key) or the SQLite default (one query per view, no Feast import).
 
     One row per symbol, in the order given: ``symbol``, then per feature ``f``: ``f`` and
     ``f__ts`` (the value's event time, UTC, us) and with ``allow_stale`` ``f__stale``. A value
@@ -148,10 +182,12 @@ def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str],
     wall clock; ``"warehouse"`` for :func:`store_clock`, or a tz-aware time) is missing (NaN/None,
     its ``__ts`` kept) unless ``allow_stale``, which returns it with ``f__stale`` True. A value
     with an event time after ``now`` is missing.
-    """
-    import numpy as np
-    import pandas as pd
 
+    A store that holds nothing for this warehouse (Redis restarted without persistence, an emptied
+    SQLite file) raises OnlineStoreError naming the fix; symbols with no entry at all (never
+    materialized, or deleted / evicted since) come back missing with a
+    :class:`NotMaterializedWarning` and are listed in ``frame.attrs["not_materialized"]``.
+    """
     symbols = list(symbols)
     if not symbols:
         raise EmptyInputError("no symbols given")
@@ -159,18 +195,28 @@ def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str],
     refs = resolve_refs(catalog, list(refs))
     at_us = now_us(settings, now)
     age = parse_max_age(max_age)
-    views = catalog["views"]
-    # the fields of one HMGET per entity kind: every requested feature, then each view's _ts
-    plan: dict[str, dict] = {}
-    for ref in refs:
-        view, _, feat = ref.partition(":")
-        kind = views[view]["entity"]
-        p = plan.setdefault(kind, {"refs": [], "fields": [], "ts_views": []})
-        p["refs"].append((ref, view, feat, views[view]["features"][feat]))
-        p["fields"].append(field_key(view, feat))
-        if view not in p["ts_views"]:
-            p["ts_views"].append(view)
-    client = client or redis_client(settings)
+    plan = _plan(catalog, refs)
+    if settings.redis_url:
+        values, unwritten = _read_redis(settings, symbols, plan, client or redis_client(settings))
+    else:
+        values, unwritten = _read_sqlite(settings, symbols, plan), []
+    frame = _assemble(symbols, refs, catalog["views"], values, at_us, age, allow_stale, full_feature_names)
+    if unwritten:
+        import warnings
+
+        warnings.warn(f"the online store has no entry for {len(unwritten)} symbol(s) {unwritten[:20]} (never "
+                      "materialized, or deleted / evicted since): their values are missing, not stale; run "
+                      "`alpha materialize` (the next `alpha nightly` repairs it too)", NotMaterializedWarning, stacklevel=2)
+        frame.attrs["not_materialized"] = unwritten
+    return frame
+
+
+def _read_redis(settings: Settings, symbols: list[str], plan: dict, client) -> tuple[dict, list[str]]:
+    """Per ref: (raw values, event us) from one pipeline: an HMGET per key, plus one EXISTS over
+    the symbols' keys and the warehouse's marker (``alpha:online:<project>``) to tell an empty
+    store and lost keys from values that are merely old."""
+    from etl.serving.redis_codec import marker_key
+
     pipe = client.pipeline(transaction=False)
     for kind, p in plan.items():
         p["all_fields"] = p["fields"] + [ts_key(v) for v in p["ts_views"]]
@@ -178,12 +224,26 @@ def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str],
         for key in keys:
             pipe.execute_command("HMGET", key, *p["all_fields"])
         p["n"] = len(keys)
-    replies = _guard(settings, f"reading {len(refs)} feature(s) for {len(symbols)} symbol(s)", pipe.execute)
-    n = len(symbols)
-    columns: dict[str, object] = {"symbol": symbols}
+    sym_keys = [entity_key("symbol", s) for s in symbols]
+    pipe.execute_command("EXISTS", *sym_keys)
+    pipe.execute_command("EXISTS", marker_key())
+    doing = f"reading {sum(len(p['refs']) for p in plan.values())} feature(s) for {len(symbols)} symbol(s)"
+    replies = _guard(settings, doing, pipe.execute)
+    n_exist, marker = replies[-2], replies[-1]
+    unwritten: list[str] = []
+    if n_exist < len(symbols):
+        if n_exist == 0 and not marker:
+            raise OnlineStoreError(
+                "the online store holds nothing for this warehouse (Redis restarted without persistence, or "
+                "flushed?): run `alpha materialize` (the next `alpha nightly` does it too)")
+        check = client.pipeline(transaction=False)
+        for key in sym_keys:
+            check.execute_command("EXISTS", key)
+        found = _guard(settings, "checking which symbols the online store holds", check.execute)
+        unwritten = [s for s, f in zip(symbols, found, strict=True) if not f]
     values: dict[str, tuple] = {}
     offset = 0
-    for kind, p in plan.items():
+    for _kind, p in plan.items():
         rows = replies[offset:offset + p["n"]]
         offset += p["n"]
         width = len(p["all_fields"])
@@ -191,22 +251,50 @@ def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str],
         nf = len(p["fields"])
         ts_by_view = {v: _decode_ts_column(flat[nf + j::width]) for j, v in enumerate(p["ts_views"])}
         for j, (ref, view, _feat, dtype) in enumerate(p["refs"]):
-            vals = flat[j::width]
-            if dtype == "float64":
-                col = _decode_float_column(vals, _T_DOUBLE, "<f8")
-            elif dtype == "float32":
-                col = _decode_float_column(vals, _T_FLOAT, "<f4")
-            else:
-                col = [decode_value(v) for v in vals]
-            ts = ts_by_view[view]
-            if kind != "symbol":  # one market row for every symbol
-                col = np.repeat(col, n) if isinstance(col, np.ndarray) else col * n
-                ts = np.repeat(ts, n)
-            values[ref] = (col, ts, limit_us(views[view]["ttl_seconds"], age))
+            values[ref] = (_decode(flat[j::width], dtype), ts_by_view[view])
+    return values, unwritten
+
+
+def _read_sqlite(settings: Settings, symbols: list[str], plan: dict) -> dict:
+    """Per ref: (values, event us) read from Feast's SQLite tables with sqlite3 (one query per view)."""
+    import numpy as np
+
+    from etl.serving import sqlite_online
+
+    rows = sqlite_online.fetch(settings, plan, symbols)
+    values: dict[str, tuple] = {}
+    for kind, p in plan.items():
+        keys = ([sqlite_online.sqlite_entity_key(kind, s) for s in symbols] if kind == "symbol"
+                else [sqlite_online.sqlite_entity_key(kind, MARKET)])
+        ts_by_view = {}
+        for view in p["views"]:
+            got = rows[view]
+            ts_by_view[view] = np.fromiter(
+                (_NAT if (e := got.get(k)) is None or e[0] is None else int(e[0]) * 1_000_000 for k in keys),
+                dtype=np.int64, count=len(keys))
+        for ref, view, feat, dtype in p["refs"]:
+            got = rows[view]
+            vals = [None if (e := got.get(k)) is None else e[1].get(feat) for k in keys]
+            values[ref] = (_decode(vals, dtype), ts_by_view[view])
+    return values
+
+
+def _assemble(symbols: list[str], refs: list[str], views: dict, values: dict, at_us: int, age, allow_stale: bool,
+              full_feature_names: bool):
+    """The frame of :func:`read_latest` from per-ref (values, event us), the freshness rule applied."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(symbols)
+    columns: dict[str, object] = {"symbol": symbols}
     masks: dict[tuple, tuple] = {}  # per (view, limit): (stale, hide, tz-aware times), shared by its refs
     for ref in refs:
-        col, ts, limit = values[ref]
+        col, ts = values[ref]
         view, _, feat = ref.partition(":")
+        if views[view]["entity"] != "symbol":  # one market row for every symbol
+            col = np.repeat(col, n) if isinstance(col, np.ndarray) else col * n
+            ts = np.repeat(ts, n)
+        limit = limit_us(views[view]["ttl_seconds"], age)
         name = f"{view}__{feat}" if full_feature_names else feat
         if (view, limit) not in masks:
             stale, hide = stale_mask(ts, limit, at_us, allow_stale)

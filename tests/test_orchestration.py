@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from etl.core.errors import OnlineStoreError
 from tests.polygon_daily import API_KEY, PolygonDaily, recorded_bars, session_of, write_config
 from tests.servers import RedisServer, postgres_database, prefect_server
 
@@ -217,7 +218,8 @@ def test_strict_health_holds_the_online_push_back_but_keeps_gold(tmp_path, polyg
     def online_close():
         return Alpha(settings=settings).latest(["SPY"], ["bars_daily:close"], now="warehouse")["close"].iloc[0]
 
-    assert pd.isna(online_close())                     # nothing reached the online store
+    with pytest.raises(OnlineStoreError, match="holds nothing"):   # nothing reached the online store
+        online_close()
 
     cfg.write_text(cfg.read_text().replace("nightly_strict_health = true", "nightly_strict_health = false"))
     pushed = nightly(str(home), session="2014-07-29")

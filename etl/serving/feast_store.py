@@ -51,6 +51,9 @@ def feature_store(settings: Settings):
     with quiet_feast():
         from feast import FeatureStore
 
+        from etl.serving.sqlite_online import install_utc_times
+
+        install_utc_times()  # Feast's SQLite store in UTC whatever TZ says (etl.serving.sqlite_online)
         return FeatureStore(config=repo_config(settings))
 
 
@@ -103,7 +106,9 @@ def materialize(settings: Settings, start: datetime | None = None, end: datetime
     corrections with the same event time and late rows included; ``since_run``: read only the
     gold parts of later build runs; ``full=True`` rewrites everything; ``end`` is the
     knowledge time, default now); on SQLite Feast's own ``materialize`` over the event-time
-    window the runs after ``since_run`` wrote into (every entity whose winner may have moved).
+    window the runs after ``since_run`` wrote into (every entity whose winner may have moved);
+    what is missing is recreated first (the registry by ``apply``, the tables), and a store that is
+    empty, lost tables or was written by a version whose times were local is rewritten whole.
     """
     from etl.factors import registry
 
@@ -115,12 +120,21 @@ def materialize(settings: Settings, start: datetime | None = None, end: datetime
         return {"start": start, "end": report.now.to_pydatetime(), "online_store": settings.online_store_kind, "report": report.as_dict()}
     from etl.gold.inputs import read_symbols_manifest
     from etl.gold.layout import read_runs
+    from etl.serving import sqlite_online
 
     manifest = read_symbols_manifest(settings)
     if manifest is None:
         raise NotIngestedError("nothing to materialize: run `alpha nightly` after ingesting")
     import pandas as pd
 
+    # recreate what is missing, without `alpha apply`: the registry (apply), the tables (Feast's DDL)
+    if not settings.registry_url and not settings.registry_path.exists():
+        apply(settings)
+    views = list(registry.views())
+    state = sqlite_online.store_state(settings, views)
+    sqlite_online.ensure_tables(settings, views)
+    if not state["utc"] or state["empty"] or state["missing_tables"]:
+        full = True  # written by an older version (local times), emptied, or tables lost: rewrite whole
     if start is None and since_run and not full:
         firsts = [us for run, us in read_runs(settings).get("min_event", {}).items() if int(run) > since_run]
         if firsts:
@@ -135,4 +149,5 @@ def materialize(settings: Settings, start: datetime | None = None, end: datetime
         if "redis" in type(exc).__module__.lower() or "Connection" in type(exc).__name__:
             raise OnlineStoreError(f"cannot write to the online store ({settings.online_store_kind}): {exc}") from exc
         raise
-    return {"start": start, "end": end, "online_store": settings.online_store_kind}
+    sqlite_online.write_meta(settings, materialized_at=datetime.now(UTC).isoformat(), end=pd.Timestamp(end).isoformat())
+    return {"start": start, "end": end, "online_store": settings.online_store_kind, "full": full}

@@ -6,7 +6,9 @@ Layout (``feast/infra/online_stores/redis.py``, ``entity_key_serialization_versi
   key, ``<I`` type STRING, ``<I`` len, the value) followed by the project name;
 * one hash per key, shared by every view of that entity; per feature the field
   ``mmh3_32("view:feature")`` (4 bytes, little endian) holds a serialized ``feast.types.Value``,
-  and ``_ts:<view>`` the view's event time as a ``google.protobuf.Timestamp``.
+  and ``_ts:<view>`` the view's event time as a ``google.protobuf.Timestamp``; our writer adds
+  ``_dg:<view>``, the digest of what it wrote (Feast ignores other fields);
+* ``alpha:online:<project>``: a marker hash written after each complete materialize.
 
 The Value and Timestamp messages are encoded and decoded here on the wire format (a tag byte,
 then a fixed-width or varint payload) rather than with ``feast.protos``: importing those runs
@@ -54,7 +56,21 @@ def ts_key(view: str) -> bytes:
 
 
 def state_key(view: str, project: str = FEAST_PROJECT) -> str:
+    """The per-view record of digests of versions before issue 16 (deleted by the writer now)."""
     return f"{STATE_PREFIX}{project}:{view}"
+
+
+def digest_key(view: str) -> bytes:
+    """The hash field beside ``_ts:<view>`` in each entity's hash holding the digest of what was
+    written for that view: digest and data live and die together (a deleted or evicted key
+    takes its digest with it, so the next materialize rewrites it)."""
+    return f"_dg:{view}".encode()
+
+
+def marker_key(project: str = FEAST_PROJECT) -> str:
+    """A small hash written after every complete materialize: its absence with no entity key
+    present means the store lost everything (a restart without persistence, a flush)."""
+    return f"alpha:online:{project}"
 
 
 def _varint(n: int) -> bytes:

@@ -1,13 +1,16 @@
 """Materialization to Redis in Feast's layout, incremental by a digest of each entity's winner.
 
 :func:`materialize` writes per view and entity only the rows whose *winner* changed since the
-last run (the point-in-time rule of ``etl.core.pit``, the one the offline store uses): a record
-of what was written, a 16-byte digest of (event time, known time, created time, encoded values)
-per entity, lives in Redis beside the data (hash ``alpha:online_state:<project>:<view>``),
-written in the same pipeline right after the data it describes. A correction with the same
-event time (Feast skips it: feast-dev/feast#2795) or a late row with an old event time
-(feast-dev/feast#4133) changes the winner's digest and is written; a Redis that lost data loses
-the record too.
+last run (the point-in-time rule of ``etl.core.pit``, the one the offline store uses): a 24-byte
+digest of (event time, known time, created time, encoded values) per entity and view is the
+record of what was written. It lives *inside* the entity's hash (field ``_dg:<view>``), written
+by the same HSET as the data it describes, and read back with one pipelined HGET per entity:
+digest and data cannot diverge. A key deleted by hand or evicted under ``maxmemory`` takes its
+digest with it and is rewritten by the next run; a Redis that restarted empty is rewritten
+whole. A correction with the same event time (Feast skips it: feast-dev/feast#2795) or a late
+row with an old event time (feast-dev/feast#4133) changes the winner's digest and is written.
+After a complete run the marker hash ``alpha:online:<project>`` is (re)written: with no entity
+key left either, readers know the store was lost rather than never written for a symbol.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from etl.core.errors import (
 )
 from etl.serving.catalog import build_catalog, write_catalog
 from etl.serving.redis_codec import (
+    digest_key,
     encode_column,
     encode_timestamp,
     entity_key,
     field_key,
+    marker_key,
     state_key,
     ts_key,
 )
@@ -78,6 +83,21 @@ def _us(column) -> object:
 
 
 def _view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run: int = 0):
+    """:func:`_read_view_rows`, with a damaged gold part (missing, truncated, unreadable) a
+    GoldDamagedError naming the file and `alpha nightly` (which rebuilds it), never a raw
+    pyarrow error, and never pushed half-read."""
+    import pyarrow as pa
+
+    from etl.gold import integrity
+
+    integrity.check_source(settings.gold / name)     # a stat per part against the run record
+    try:
+        return _read_view_rows(settings, name, info, now_us, since_run)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise integrity.source_error(settings.gold / name, name, exc) from None
+
+
+def _read_view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run: int = 0):
     """The winners of one view among the part files of runs after ``since_run``: (entity
     values, event us, encoded columns, digests, the first run holding rows known after now).
     Reads one part file at a time: the times of every part, then the feature values of the
@@ -173,7 +193,7 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
             report.deferred_run = future if report.deferred_run is None else min(report.deferred_run, future)
         fkeys = [field_key(name, f) for f in info["features"]]
         tkey = ts_key(name)
-        skey = state_key(name)
+        skey = digest_key(name)
         report.views += 1
         report.per_view[name] = {"written": 0, "skipped": 0}
         if not entities:
@@ -181,8 +201,7 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
         if full:
             changed = list(range(len(entities)))
         else:
-            stored = _guard(settings, f"reading the materialization record of {name}",
-                            lambda: client.hmget(skey, entities))  # noqa: B023
+            stored = _stored_digests(settings, client, info["entity"], entities, skey, name, batch_keys)
             # every gold row read (since_run 0): the winner is authoritative, write what differs; only
             # the runs since the last push: write a candidate only where it beats what Redis holds
             keep = (lambda d, s: _beats(d, s)) if since_run else (lambda d, s: d != s)
@@ -199,17 +218,36 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
                 progress(name, len(part))
     if views is None:
         write_catalog(settings, catalog)
+    # the records of versions before issue 16 (one hash per view), and the marker of a complete run
+    pipe = client.pipeline(transaction=False)
+    if chosen:
+        pipe.delete(*[state_key(v) for v in chosen])
+    if views is None:
+        pipe.hset(marker_key(), mapping={"materialized_at": clock.utc_now().isoformat(), "now": now_ts.isoformat(),
+                                         "home": str(settings.home)})
+    _guard(settings, "writing the online store's marker", pipe.execute)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _write_batch(settings, client, entity, entities, event_us, rows, digests, part, fkeys, tkey, skey, view) -> None:
-    """One pipeline: an HSET per entity (every feature of the view and its ``_ts``), then the
-    record of what was written, so a crash never leaves a record ahead of the data."""
+def _stored_digests(settings, client, entity, entities, dkey, view, batch_keys) -> list:
+    """The digest stored in each entity's hash for ``view`` (None: no key, or never written):
+    one HGET per entity, pipelined ``batch_keys`` at a time."""
+    out: list = []
+    for start in range(0, len(entities), batch_keys):
+        pipe = client.pipeline(transaction=False)
+        for name in entities[start:start + batch_keys]:
+            pipe.execute_command("HGET", entity_key(entity, name), dkey)
+        out += _guard(settings, f"reading the materialization record of {view}", pipe.execute)
+    return out
+
+
+def _write_batch(settings, client, entity, entities, event_us, rows, digests, part, fkeys, tkey, dkey, view) -> None:
+    """One pipeline: an HSET per entity of every feature of the view, its ``_ts`` and the digest
+    of what was written, in one command: the record is never ahead of (or apart from) the data."""
     pipe = client.pipeline(transaction=False)
     for i in part:
         flat = [x for pair in zip(fkeys, rows[i], strict=False) for x in pair]
-        pipe.execute_command("HSET", entity_key(entity, entities[i]), tkey, encode_timestamp(event_us[i]), *flat)
-    pipe.execute_command("HSET", skey, *[x for i in part for x in (entities[i], digests[i])])
+        pipe.execute_command("HSET", entity_key(entity, entities[i]), tkey, encode_timestamp(event_us[i]), dkey, digests[i], *flat)
     _guard(settings, f"writing {len(part)} {entity} row(s) of {view}", pipe.execute)
 
