@@ -7,6 +7,11 @@ Pure constructors: no I/O, no clients. Every view of
 therefore one declaration in its family module plus ``alpha apply`` /
 ``feast apply``; nothing here changes.
 
+Source paths are relative to the home (``gold/<view>``): the registry names no absolute path,
+so a home that is copied or moved reads its own files. The offline store resolves them against
+the home it serves (``AlphaOfflineStore``: its ``home`` option, else Feast's ``repo_path``,
+which the SDK and the nightly set to the home).
+
 ``repo.py`` binds the objects at module level for the ``feast`` CLI; the SDK
 and the nightly flow call :func:`build_definitions` with the home they serve.
 """
@@ -50,10 +55,14 @@ class Definitions:
         raise UnknownDefinitionError(name)
 
 
-def _source(gold: Path, view: registry.View) -> FileSource:
+#: the folder of the views' part files, relative to the home (what every FileSource names)
+GOLD = "gold"
+
+
+def _source(view: registry.View) -> FileSource:
     return FileSource(
         name=f"{view.name}_source",
-        path=str(gold / view.name),
+        path=f"{GOLD}/{view.name}",   # relative to the home: a copied or moved home reads its own gold
         timestamp_field="event_timestamp",
         created_timestamp_column="known_timestamp",  # when each value became knowable (bitemporal)
         description=f"gold/{view.name}/ (Parquet parts): {view.description}",
@@ -63,7 +72,6 @@ def _source(gold: Path, view: registry.View) -> FileSource:
 def build_definitions(home: Path) -> Definitions:
     from etl.core.config import load_settings
 
-    gold = Path(home) / "gold"
     registry.activate(load_settings(home))  # the home's own factor modules, if any
     all_views = registry.views()
     entities = {
@@ -72,7 +80,7 @@ def build_definitions(home: Path) -> Definitions:
     }
     sources, views = {}, {}
     for name, view in all_views.items():
-        sources[name] = _source(gold, view)
+        sources[name] = _source(view)
         views[name] = FeatureView(
             name=name,
             entities=[entities[view.entity]],

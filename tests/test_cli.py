@@ -201,6 +201,6 @@ def test_feature_repo_module_lists_every_generated_object(tmp_path, monkeypatch)
     defs = build_definitions(home)
     assert sorted(found) == sorted([f"entity_{n}" for n in defs.entities] + [f"source_{n}" for n in defs.sources]
                                    + [f"view_{n}" for n in defs.views] + [f"service_{n}" for n in defs.services])
-    assert found["source_bars_daily"].path == str(home / "gold" / "bars_daily")
+    assert found["source_bars_daily"].path == "gold/bars_daily"   # relative to the home: a copied home reads its own
     assert found["view_technicals"] == defs.views["technicals"] and found["service_daily_v1"] == defs.services["daily_v1"]
     assert os.environ["ALPHA_HOME"] == str(home)

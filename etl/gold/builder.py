@@ -26,6 +26,9 @@ What is recomputed (docs/architecture.md, Gold):
   from when it was known (:func:`whole_with_actions`).
 * a changed declaration (a family's fingerprint: its factors, outputs, inputs, versions)
   rebuilds that family's views only.
+* a damaged family (a part file missing, truncated, unreadable or unrecorded, or its state
+  file lost: :func:`etl.gold.integrity.find_damage`, checked before every build) is rebuilt from
+  silver in the same way: the build does not trust its records over the files.
 
 Every written row keeps the gold contract: ``event_timestamp`` (when knowable),
 ``known_timestamp`` (when this version was knowable; revisions are new rows), and
@@ -37,7 +40,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -258,7 +261,10 @@ def fingerprint(settings: Settings, family: Family) -> str:
 
 
 def plan(settings: Settings, families: list[Family] | None = None, force: bool = False,
-         bars: pd.DataFrame | None = None) -> list[FamilyPlan]:
+         bars: pd.DataFrame | None = None, repair: dict[str, str] | None = None) -> list[FamilyPlan]:
+    """What each family must build. ``repair``: families to rebuild from silver because their
+    gold is damaged (family -> what was found)."""
+    repair = repair or {}
     runs = layout.read_runs(settings)
     bars = bar_summary(settings) if bars is None else bars
     actions = table_summary(settings, "corporate_actions", "symbol")
@@ -266,13 +272,14 @@ def plan(settings: Settings, families: list[Family] | None = None, force: bool =
     for fam in families or list(registry.families()):
         info = runs["families"].get(fam.name)
         fp = fingerprint(settings, fam)
-        rebuild = force or info is None or info.get("fingerprint") != fp
+        rebuild = force or info is None or info.get("fingerprint") != fp or fam.name in repair
         state = None if rebuild else layout.read_state(settings, fam.name)
         if fam.warmup is not None:
             jobs, new_state = _window_plan(fam, bars, actions, state)
         else:
             jobs, new_state = _whole_plan(settings, fam, bars, state)
-        reason = ("first build" if info is None else "forced" if force else "declaration changed") if rebuild else "incremental"
+        reason = ("first build" if info is None else "forced" if force else
+                  f"repair: {repair[fam.name]}" if fam.name in repair else "declaration changed") if rebuild else "incremental"
         plans.append(FamilyPlan(fam, jobs, new_state, rebuild, reason))
     return plans
 
@@ -318,6 +325,8 @@ class ChunkResult:
     rows: dict[str, int]
     min_event_us: int | None
     seconds: float
+    #: per view, the part written: {"name", "size", "rows", "sha256"} (recorded at commit)
+    files: dict[str, dict] = field(default_factory=dict)
 
 
 def _existing_latest(settings: Settings, view: str, entity_col: str, entities: list[str]) -> pd.DataFrame:
@@ -383,13 +392,17 @@ def build_chunk(task: Task) -> ChunkResult:
             for view in family.views:
                 v = all_views[view]
                 base = rows[[entity_col, "event_timestamp", "known_timestamp", *v.output_names]]
-                new = _new_rows(base, _existing_latest(settings, view, entity_col, [job.entity]), v.output_names)
+                # a rebuild replaces every part of the view (the old ones are obsolete at commit, and may
+                # be damaged): nothing stored counts; else only rows gold does not hold yet are written
+                existing = pd.DataFrame() if task.rebuild else _existing_latest(settings, view, entity_col, [job.entity])
+                new = _new_rows(base, existing, v.output_names)
                 collected.setdefault(view, []).append(new)
                 lag = all_views.get(view + registry.LAG_SUFFIX)
                 if lag is not None:
                     lagged = lag_rows(base, entity_col).rename(columns={n: n + registry.LAG_SUFFIX for n in v.output_names})
                     collected.setdefault(lag.name, []).append(
-                        _new_rows(lagged, _existing_latest(settings, lag.name, entity_col, [job.entity]), lag.output_names))
+                        _new_rows(lagged, pd.DataFrame() if task.rebuild else _existing_latest(settings, lag.name, entity_col, [job.entity]),
+                                  lag.output_names))
     if family.warmup is not None:
         for key, suffix in (("__base__", ""), ("__lag__", registry.LAG_SUFFIX)):
             frames = collected.pop(key, [])
@@ -402,7 +415,7 @@ def build_chunk(task: Task) -> ChunkResult:
                 names = all_views[view].output_names
                 part = rows[["symbol", "event_timestamp", "known_timestamp", *names]]
                 collected[view + suffix] = [part.rename(columns={n: n + suffix for n in names}) if suffix else part]
-    counts, min_event = {}, None
+    counts, min_event, files = {}, None, {}
     views = family.views + [v + registry.LAG_SUFFIX for v in family.views if v + registry.LAG_SUFFIX in all_views]
     for view in views:
         frames = [f for f in collected.get(view, []) if len(f)]
@@ -412,10 +425,11 @@ def build_chunk(task: Task) -> ChunkResult:
         out = finish(pd.concat(frames, ignore_index=True), all_views[view], clock.instant_us(task.created, "created"))
         path = layout.hidden(layout.view_dir(settings, view) / layout.part_name(task.run, family.name, task.chunk))
         write_part(out, path)
+        files[view] = {"name": path.name[1:], **layout.describe_part(path)}
         counts[view] = out.num_rows
         ev = int(clock.epoch_us(out.column("event_timestamp")).min())
         min_event = ev if min_event is None else min(min_event, ev)
-    return ChunkResult(family.name, task.chunk, len(task.jobs), counts, min_event, time.perf_counter() - t0)
+    return ChunkResult(family.name, task.chunk, len(task.jobs), counts, min_event, time.perf_counter() - t0, files)
 
 
 def lag_rows(frame: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -477,6 +491,8 @@ class BuildReport:
     min_event_us: int | None
     seconds: float
     recovered: str | None = None
+    #: families rebuilt from silver because their gold was damaged (family -> what was found)
+    repaired: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -489,9 +505,15 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     registry.activate(settings)
+    from etl.gold import integrity
+
+    lost = layout.recover_runs(settings)
+    if lost:
+        say(f"gold: {lost}")
     recovered = layout.finish_pending(settings)
     if recovered:
         say(f"gold: {recovered} (an earlier build was interrupted)")
+    recovered = "; ".join(r for r in (lost, recovered) if r) or None
     chosen = [f for f in registry.families() if families is None or f.name in families]
     unknown = sorted(set(families or []) - {f.name for f in chosen})
     if unknown:
@@ -507,10 +529,23 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
 
     with HomeLock(settings.home):
         record_priority(settings)      # a changed [source_priority] is in force from now: its sessions are new versions
+    runs = layout.read_runs(settings)
+    if layout.PARTS not in runs and runs.get("families"):   # built before parts were recorded: record them once
+        layout.write_runs(settings, integrity.adopt_parts(settings, runs))
+    # the files, not the records: a damaged family is rebuilt from silver (stat + footer per part)
+    damage = integrity.find_damage(settings, runs)
+    repair = integrity.families_to_repair(damage)
+    for fam, what in repair.items():
+        if fam in {f.name for f in chosen}:
+            say(f"gold: {what}: rebuilding {fam} from silver")
+        else:
+            say(f"gold: {what}: not rebuilt now ({fam} is not among the families built); run `alpha nightly`")
     bars = bar_summary(settings)
-    plans = plan(settings, chosen, force=force, bars=bars)
+    plans = plan(settings, chosen, force=force, bars=bars, repair=repair)
     all_views = registry.views()
     runs = layout.read_runs(settings)
+    runs.setdefault(layout.PARTS, {})
+    damaged_files = {d.file for d in damage}
     if not any(p.jobs for p in plans) and not any(len(p.state) for p in plans):
         from etl.core.errors import NotIngestedError
 
@@ -535,7 +570,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     layout.write_runs(settings, runs)
     for v in views_touched:
         path = layout.view_dir(settings, v) / layout.SCHEMA_PART
-        if not path.exists():
+        if not path.exists() or str(path.relative_to(settings.home)) in damaged_files:
             write_part(arrow_schema(all_views[v]).empty_table(), path)
     tasks: list[Task] = []
     for p in plans:
@@ -548,6 +583,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
         say(f"factors: {p.family.name}: {len(p.jobs):,} of {len(p.state):,} entities to build ({p.reason})")
     rows: dict[str, int] = dict.fromkeys(views_touched, 0)
     min_event = None
+    written: list[tuple[str, dict]] = []
     done_cost = 0
     started = last_say = time.perf_counter()
     for k, res in enumerate(bounded_map(build_chunk, iter(tasks), n_jobs if len(tasks) > 1 else 1)):
@@ -556,6 +592,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
         for v, n in res.rows.items():
             rows[v] = rows.get(v, 0) + n
         fam_report[res.family]["chunks"] += 1
+        written += list(res.files.items())
         fam_report[res.family]["rows"] += sum(res.rows.values())
         if res.min_event_us is not None:
             min_event = res.min_event_us if min_event is None else min(min_event, res.min_event_us)
@@ -575,6 +612,16 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     runs["last_run"] = run
     if min_event is not None:
         runs.setdefault("min_event", {})[str(run)] = min_event
+    # the parts of the run (and, of rebuilt views, only those) recorded in the same atomic write
+    parts = runs[layout.PARTS]
+    for v in obsolete:
+        parts[v] = {}
+    for v in views_touched:
+        path = layout.view_dir(settings, v) / layout.SCHEMA_PART
+        if layout.SCHEMA_PART not in parts.get(v, {}) or str(path.relative_to(settings.home)) in damaged_files:
+            parts.setdefault(v, {})[layout.SCHEMA_PART] = layout.describe_part(path)
+    for v, rec in written:
+        parts.setdefault(v, {})[rec["name"]] = {k: rec[k] for k in ("size", "rows", "sha256")}
     layout.write_runs(settings, runs)
     layout.finish_pending(settings)
     if any(p.family.warmup is not None for p in plans):
@@ -582,4 +629,5 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
 
         # features of these sessions are out: an action of an ex-date up to them that arrives later is late
         record_published(settings, bars[["symbol", "last"]])
-    return BuildReport(run, fam_report, rows, min_event, round(time.perf_counter() - t0, 2), recovered)
+    repaired = {p.family.name: repair[p.family.name] for p in plans if p.family.name in repair}
+    return BuildReport(run, fam_report, rows, min_event, round(time.perf_counter() - t0, 2), recovered, repaired)

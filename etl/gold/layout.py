@@ -15,6 +15,11 @@ names starting with ``.`` or ``_``); the commit point is the atomic rewrite of
 are renamed. A crash before the commit leaves hidden files that the next build deletes; a
 crash after it is rolled forward by the next build. A rerun is therefore idempotent and no
 reader ever sees half a run.
+
+The run record also lists every committed part file, ``parts: {view: {name: {size, rows,
+sha256}}}``, taken when the part was written: the builder and the readers trust the files only
+as far as they match it (:mod:`etl.gold.integrity`), so a truncated, damaged, missing or foreign
+part is found and rebuilt from silver instead of hiding behind the build records.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from etl.storage.atomic import atomic_write_text
 RUNS = "_runs.json"
 STATE_DIR = "_state"
 SCHEMA_PART = "r000000-schema.parquet"
+#: the key of ``_runs.json`` that records every committed part: {view: {name: {size, rows, sha256}}}
+PARTS = "parts"
 
 
 def view_dir(settings: Settings, view: str) -> Path:
@@ -67,9 +74,63 @@ def hidden(path: Path) -> Path:
 def read_runs(settings: Settings) -> dict:
     path = settings.gold / RUNS
     try:
-        return json.loads(path.read_text())
+        runs = json.loads(path.read_text())
     except FileNotFoundError:
         return {"last_run": 0, "families": {}, "pending": None}
+    except (OSError, ValueError) as exc:
+        raise _damaged_runs(path, exc) from None
+    if not isinstance(runs, dict) or not isinstance(runs.get("families"), dict):
+        raise _damaged_runs(path, ValueError("not a run record"))
+    return runs
+
+
+def _damaged_runs(path: Path, exc: Exception):
+    from etl.core.errors import GoldDamagedError
+
+    return GoldDamagedError(f"the gold build record {path} is unreadable ({type(exc).__name__}: {exc}); run `alpha nightly` "
+                            "(or `alpha features build`): it rebuilds gold from silver")
+
+
+def recover_runs(settings: Settings) -> str | None:
+    """A damaged ``_runs.json`` is moved aside and replaced by an empty record numbered after
+    every run whose files are still there, so the next build rebuilds every family from silver
+    (and replaces the parts it no longer knows) without reusing a run number. Returns what was done."""
+    path = settings.gold / RUNS
+    try:
+        read_runs(settings)
+        return None
+    except Exception:  # noqa: BLE001 -- whatever made it unreadable
+        pass
+    last = 0
+    if settings.gold.is_dir():
+        for p in settings.gold.rglob("*.parquet"):
+            name = p.name.lstrip(".")
+            if name.startswith("r") and name[1:7].isdigit():
+                last = max(last, int(name[1:7]))
+            elif "-r" in name and name.rsplit("-r", 1)[1][:6].isdigit():   # _state/<family>-r<run>.parquet
+                last = max(last, int(name.rsplit("-r", 1)[1][:6]))
+    aside = path.with_name(f"{RUNS}.damaged")
+    os.replace(path, aside)
+    write_runs(settings, {"last_run": last, "families": {}, "pending": None, PARTS: {}})
+    return f"the build record {path.name} was unreadable (kept as {aside.name}): every family is rebuilt from silver"
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe_part(path: Path) -> dict:
+    """What the run record keeps of a part file when it is written: size, rows (its footer's)
+    and sha256."""
+    import pyarrow.parquet as pq
+
+    return {"size": os.path.getsize(path), "rows": int(pq.read_metadata(path).num_rows), "sha256": sha256_file(path)}
 
 
 def write_runs(settings: Settings, runs: dict) -> None:
@@ -117,7 +178,12 @@ def finish_pending(settings: Settings) -> str | None:
 
 
 def _remove_orphans(settings: Settings, runs: dict) -> None:
-    """State files no family points to (left by a run that did not commit, or superseded)."""
+    """State files no family points to (left by a run that did not commit, or superseded), and,
+    no run being pending, hidden part files (``.r<run>-...``: no commit can rename them any more)."""
+    if not runs.get("pending") and settings.gold.is_dir():
+        for p in settings.gold.glob("*/.r*.parquet"):
+            if p.name[2:8].isdigit():
+                p.unlink(missing_ok=True)
     folder = settings.gold / STATE_DIR
     if not folder.is_dir():
         return
@@ -165,6 +231,11 @@ def compact(settings: Settings, view: str, target_rows: int = 2_000_000, min_par
                 table = pq.read_table(p)
                 writer.write_table(table.cast(schema), row_group_size=256_000)
         runs["pending"] = {"run": runs.get("last_run", 0), "views": [view], "obsolete": {view: [p.name for p in group]}}
+        if PARTS in runs:   # the merged part replaces its inputs in the record, in the same write
+            recorded = runs[PARTS].setdefault(view, {})
+            for p in group:
+                recorded.pop(p.name, None)
+            recorded[out.name] = describe_part(out)
         write_runs(settings, runs)
         for p in group:
             p.unlink(missing_ok=True)

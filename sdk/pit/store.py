@@ -17,6 +17,13 @@ not seen. Exactly one output row per entity row, in input order, duplicates
 kept. Naive entity timestamps are rejected; naive source timestamps are read
 as UTC (as Feast's file store does).
 
+A relative source path is resolved against the home the store serves (the ``home`` option,
+else Feast's ``repo_path``): the warehouse registers its sources as ``gold/<view>``, so a
+copied or moved home reads its own files. A source of a warehouse's gold is checked against
+the parts its builds recorded before it is read (:func:`etl.gold.integrity.check_source`), and
+an unreadable file is reported as :class:`~etl.core.errors.GoldDamagedError` naming it and
+the command that rebuilds it, never as the Parquet reader's own error.
+
 Only the columns a query needs are read, with the key set and time window
 pushed down to the Parquet scan, and feature columns are gathered in batches
 straight into the output, so memory stays near the size of the result.
@@ -29,6 +36,7 @@ import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -62,6 +70,8 @@ class AlphaOfflineStoreConfig(FeastConfigBaseModel):
     """Ignore rows created after the knowledge time (default). False: Feast's plain semantics."""
     column_batch: int = 32
     """Feature columns read and gathered per pass (bounds memory beyond the result)."""
+    home: str | None = None
+    """The warehouse home relative source paths are resolved against (default: Feast's repo_path)."""
 
 
 # Per-call options (``history(as_of=..., bitemporal=...)``) reach the store through this ContextVar
@@ -99,10 +109,41 @@ def _reverse_map(source: DataSource) -> dict[str, str]:
     return {v: k for k, v in (source.field_mapping or {}).items()}
 
 
-def _source_path(source: DataSource, repo_path) -> str:
+def _home(config: RepoConfig):
+    home = getattr(config.offline_store, "home", None)
+    return home if home and "${" not in home else config.repo_path
+
+
+def _source_path(source: DataSource, config: RepoConfig) -> str:
+    """Where a FileSource's files are: a relative path under the home. A warehouse source
+    registered with an absolute path by an older version (``<old home>/gold/<view>``, named
+    ``<view>_source``) is re-bound to this home's ``gold/<view>`` when that exists, so a
+    copy of such a home does not read the original's files."""
     if not isinstance(source, FileSource):
         raise UnsupportedError(f"AlphaOfflineStore reads Feast FileSources only, got {type(source).__name__} ({source.name})")
-    return FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.path)
+    home = _home(config)
+    uri = source.path
+    p = Path(uri)
+    if home is not None and "://" not in uri and p.is_absolute() and p.parent.name == "gold" and source.name == f"{p.name}_source":
+        own = Path(home) / "gold" / p.name
+        if own != p and own.is_dir():
+            return str(own)
+    return FileSource.get_uri_for_file_path(repo_path=home, uri=uri)
+
+
+@contextlib.contextmanager
+def _reading(path: str, view: str) -> Iterator[None]:
+    """Check a warehouse view's parts against its build records, then turn any error of the
+    Parquet reader into a GoldDamagedError naming the file (and what to run)."""
+    import polars as pl
+
+    from etl.gold.integrity import check_source, source_error
+
+    check_source(path)
+    try:
+        yield
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
+        raise source_error(path, view, exc) from exc
 
 
 def _bound_us(value: datetime | None, name: str) -> int | None:
@@ -182,8 +223,13 @@ def _join_view(
     sink,
 ) -> None:
     """Join one view and hand each output column to ``sink(name, values)``."""
+    path = _source_path(fv.batch_source, config)
+    with _reading(path, fv.name):
+        _join_view_read(path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink)
+
+
+def _join_view_read(path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink) -> None:
     source = fv.batch_source
-    path = _source_path(source, config.repo_path)
     rev = _reverse_map(source)
     ts_col = rev.get(source.timestamp_field, source.timestamp_field)
     created_col = rev.get(source.created_timestamp_column, source.created_timestamp_column) or None
@@ -334,29 +380,10 @@ class AlphaOfflineStore(OfflineStore):
         def evaluate() -> pa.Table:
             # pass 1: keys and times only; pass 2: the winning rows' features, streamed (memory is
             # bounded by the keys and times of the window, not by its feature values)
-            import polars as pl
-
-            window = Window(_source_path(data_source, config.repo_path), timestamp_field, _bound_us(start_date, "start_date"),
-                            _bound_us(end_date, "end_date"))
-            times = list(dict.fromkeys(join_key_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
-            frame = window.read(times)
-            if join_key_columns:
-                _, codes = factorize_keys(
-                    [np.empty(0, dtype=object) for _ in join_key_columns],
-                    [frame[k].to_numpy() for k in join_key_columns],
-                )
-            else:
-                codes = np.zeros(frame.height, dtype=np.int64)
-            created = epoch_us(frame[created_timestamp_column]) if created_timestamp_column else None
-            idx = np.sort(latest_indices(codes, epoch_us(frame[timestamp_field]), created))
-            del frame, codes
-            cols = list(dict.fromkeys(join_key_columns + feature_name_columns + times))
-            picked = (window.filtered.with_row_index("__row").filter(pl.col("__row").is_in(pl.Series(idx, dtype=pl.UInt32)))
-                      .select(cols).collect(engine="streaming"))
-            out = _to_arrow(picked)
-            if not join_key_columns:
-                out = out.append_column(DUMMY_ENTITY_ID, pa.array([DUMMY_ENTITY_VAL] * out.num_rows))
-            return out
+            path = _source_path(data_source, config)
+            with _reading(path, data_source.name):
+                return _latest(path, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column,
+                               start_date, end_date)
 
         return AlphaRetrievalJob(evaluate, full_feature_names=False)
 
@@ -375,6 +402,33 @@ class AlphaOfflineStore(OfflineStore):
             return _to_arrow(_read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date))
 
         return AlphaRetrievalJob(evaluate, full_feature_names=False)
+
+
+def _latest(path, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date) -> pa.Table:
+    """The newest row per key in the window: pass 1 keys and times only; pass 2 the winning rows'
+    features, streamed (memory is bounded by the keys and times of the window, not by its values)."""
+    import polars as pl
+
+    window = Window(path, timestamp_field, _bound_us(start_date, "start_date"), _bound_us(end_date, "end_date"))
+    times = list(dict.fromkeys(join_key_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
+    frame = window.read(times)
+    if join_key_columns:
+        _, codes = factorize_keys(
+            [np.empty(0, dtype=object) for _ in join_key_columns],
+            [frame[k].to_numpy() for k in join_key_columns],
+        )
+    else:
+        codes = np.zeros(frame.height, dtype=np.int64)
+    created = epoch_us(frame[created_timestamp_column]) if created_timestamp_column else None
+    idx = np.sort(latest_indices(codes, epoch_us(frame[timestamp_field]), created))
+    del frame, codes
+    cols = list(dict.fromkeys(join_key_columns + feature_name_columns + times))
+    picked = (window.filtered.with_row_index("__row").filter(pl.col("__row").is_in(pl.Series(idx, dtype=pl.UInt32)))
+              .select(cols).collect(engine="streaming"))
+    out = _to_arrow(picked)
+    if not join_key_columns:
+        out = out.append_column(DUMMY_ENTITY_ID, pa.array([DUMMY_ENTITY_VAL] * out.num_rows))
+    return out
 
 
 def _is_float(fv: FeatureView, feature: str) -> bool:
@@ -396,10 +450,11 @@ def _requested_columns(fv_to_features: dict, full: bool) -> list[str]:
 
 def _read_range(config, data_source, join_key_columns, feature_name_columns, timestamp_field, created_timestamp_column, start_date, end_date):
     """Rows with start_date <= event time <= end_date, only the named columns (a polars frame)."""
-    window = Window(_source_path(data_source, config.repo_path), timestamp_field, _bound_us(start_date, "start_date"),
-                    _bound_us(end_date, "end_date"))
-    cols = list(dict.fromkeys(join_key_columns + feature_name_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
-    return window.read(cols)
+    path = _source_path(data_source, config)
+    with _reading(path, data_source.name):
+        window = Window(path, timestamp_field, _bound_us(start_date, "start_date"), _bound_us(end_date, "end_date"))
+        cols = list(dict.fromkeys(join_key_columns + feature_name_columns + [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])))
+        return window.read(cols)
 
 
 def _to_arrow(frame) -> pa.Table:
