@@ -1,6 +1,8 @@
 """``alpha nightly``, ``alpha run nightly|backfill``, ``alpha serve``: the Prefect flows.
 
-Prefect is imported inside the commands (``configure_prefect`` must run first).
+Prefect is imported inside the commands (``configure_prefect`` must run first). A run in this
+process holds the home's run lock and, without ``PREFECT_API_URL``, gets a temporary Prefect
+server that dies with it (:func:`flows.prefect_env.prefect_run`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ from etl.core.config import load_settings
 from etl.core.errors import AlphaError
 
 
-def run_nightly(settings, session: str | None = None, force: bool = False) -> dict:
-    from flows.prefect_env import configure_prefect
+def run_nightly(settings, session: str | None = None, force: bool = False, wait_lock: bool = True) -> dict:
+    """The nightly flow in this process, under the home's run lock (``wait_lock``: wait for a
+    run that holds it, else fail at once with :class:`~etl.core.errors.HomeBusyError`)."""
+    from flows.prefect_env import prefect_run
 
-    configure_prefect(settings)
-    from flows.nightly import nightly
+    with prefect_run(settings, "nightly", wait=wait_lock, say=_say):
+        from flows.nightly import nightly
 
-    return nightly(str(settings.home), session=session, force=force)
+        return nightly(str(settings.home), session=session, force=force)
+
+
+def _say(text: str) -> None:
+    typer.secho(f"    {text}", fg=typer.colors.YELLOW, err=True)
 
 
 def nightly_line(result: dict) -> str:
@@ -37,14 +45,17 @@ def nightly_line(result: dict) -> str:
 
 SessionOpt = typer.Option(None, "--session", help="Session to close, YYYY-MM-DD (default: the last one whose data is complete).")
 ForceOpt = typer.Option(False, "--force", help="Recompute factors and re-apply even if nothing changed.")
+BusyOpt = typer.Option(False, "--fail-if-busy", help="Fail at once when another nightly or backfill runs on this home "
+                       "(default: wait for it).")
 
 
 @friendly
-def nightly(home: Path | None = HomeOpt, session: str | None = SessionOpt, force: bool = ForceOpt):
+def nightly(home: Path | None = HomeOpt, session: str | None = SessionOpt, force: bool = ForceOpt,
+            fail_if_busy: bool = BusyOpt):
     """Run the nightly flow in this process: ingest -> health -> factors -> apply -> materialize."""
     settings = load_settings(home)
     t0 = step(f"nightly flow on {settings.home} (online store: {settings.online_store_kind})")
-    result = run_nightly(settings, session, force)
+    result = run_nightly(settings, session, force, wait_lock=not fail_if_busy)
     done(t0, nightly_line(result))
 
 
@@ -100,7 +111,8 @@ def _follow(flow_run_id, poll_seconds: float = 2.0):
 
 @friendly
 def run_nightly_cmd(home: Path | None = HomeOpt, session: str | None = SessionOpt, force: bool = ForceOpt,
-                    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the run to finish.")):
+                    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the run to finish."),
+                    fail_if_busy: bool = BusyOpt):
     """Trigger the nightly flow."""
     settings = load_settings(home)
     t0 = step(f"nightly on {settings.home}")
@@ -110,7 +122,7 @@ def run_nightly_cmd(home: Path | None = HomeOpt, session: str | None = SessionOp
         result = _trigger(settings, NIGHTLY, {"home": str(settings.home), "session": session, "force": force}, wait)
         done(t0, nightly_line(result) if isinstance(result, dict) else "")
         return
-    done(t0, nightly_line(run_nightly(settings, session, force)))
+    done(t0, nightly_line(run_nightly(settings, session, force, wait_lock=not fail_if_busy)))
 
 
 @friendly
@@ -124,6 +136,7 @@ def run_backfill_cmd(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Start each symbol after its watermark."),
     refresh: bool = typer.Option(False, "--refresh", help="Call the vendor even for chunks an identical earlier pull cached."),
     wait: bool = typer.Option(True, "--wait/--no-wait"),
+    fail_if_busy: bool = BusyOpt,
     home: Path | None = HomeOpt,
 ):
     """Trigger a backfill of SOURCE over a date range, fanned out in chunks under the vendor's rate limit."""
@@ -137,13 +150,13 @@ def run_backfill_cmd(
 
         result = _trigger(settings, BACKFILL, params, wait)
     else:
-        from flows.prefect_env import configure_prefect
+        from flows.prefect_env import prefect_run
 
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")   # the per-chunk progress lines
-        configure_prefect(settings)
-        from flows.backfill import backfill
+        with prefect_run(settings, "backfill", wait=not fail_if_busy, say=_say):
+            from flows.backfill import backfill
 
-        result = backfill(**params)
+            result = backfill(**params)
     if isinstance(result, dict):
         done(t0, f"{result['symbols']} symbols in {result['chunks']} chunks: fetched {result['rows_fetched']:,}, "
                   f"wrote {result['rows_written']:,}, quarantined {result['rows_quarantined']:,}"

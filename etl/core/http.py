@@ -6,9 +6,16 @@
 - One :class:`RateLimiter` per vendor, shared by every thread of a run, so
   ``--parallel N`` never exceeds the vendor's quota.
 - API keys come from the environment or ``.env`` (:func:`secret`) and are
-  redacted from every URL this module returns, logs or puts in an error.
-- Every response body is handed back exactly as received, with the request
-  and fetch time, so the caller can land it in bronze before parsing it.
+  redacted from every URL this module returns, logs or puts in an error, and
+  from the lines ``httpx`` logs (each request's URL, key included, at INFO).
+- Every response body is handed back as received, with the request and fetch
+  time, so the caller can land it in bronze before parsing it; the one change:
+  the secrets this process knows (the client's key, every secret-looking
+  environment variable: ``*_API_KEY``, ``*_TOKEN``, ``*_PASSWORD``, ...) are
+  masked in it (:func:`scrub`), so a vendor that echoes the request URL (an
+  error page, a ``request_url`` field) never puts a key in bronze, a quarantine
+  row or a report. The body's sha256 (its name in bronze, the rows' lineage)
+  is that of the masked body.
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 import pandas as pd
@@ -78,6 +86,81 @@ def redact(url: str, secrets: tuple[str, ...] = ()) -> str:
         if s:
             out = out.replace(s, _REDACTED)
     return out
+
+
+#: secrets shorter than this are not masked in bodies (masking "1" would corrupt any body)
+MIN_SECRET_LENGTH = 6
+#: environment variables whose values are secrets (``POLYGON_API_KEY``, ``GITHUB_TOKEN``, ``ALPHA_REDIS_PASSWORD``)
+_SECRET_ENV = re.compile(r"(?:API_?KEY|(?:^|_)KEY(?:$|_)|TOKEN|SECRET|PASSW(?:OR)?D|CREDENTIAL)", re.IGNORECASE)
+
+
+def env_secrets() -> tuple[str, ...]:
+    """The values of the secret-looking environment variables (``_SECRET_ENV``)."""
+    return tuple(sorted({v for k, v in os.environ.items() if v and len(v) >= MIN_SECRET_LENGTH and _SECRET_ENV.search(k)}))
+
+
+def settings_secrets(settings) -> tuple[str, ...]:
+    """The secrets of a warehouse's settings: secret-looking values of the ``[vendors.<name>]``
+    tables (``api_key``, ``token``, ``password``), the Redis password and the passwords of the
+    configured URLs (redis_url, state_url, registry_url)."""
+    out: set[str] = set()
+    name = re.compile(r"key|secret|token|passw(?:or)?d|pwd|credential", re.IGNORECASE)
+
+    def walk(value, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and value:
+            if name.search(key):
+                out.add(value)
+            password = urlsplit(value).password if "://" in value else None
+            if password:
+                out.add(password)
+
+    walk(getattr(settings, "vendors", {}) or {})
+    for field_name in ("redis_url", "state_url", "registry_url", "redis_password"):
+        walk(getattr(settings, field_name, None), field_name)
+    return tuple(sorted(v for v in out if len(v) >= MIN_SECRET_LENGTH))
+
+
+def scrub(body: bytes, secrets) -> bytes:
+    """``body`` with every secret of ``secrets`` (as written, URL-encoded once or twice, JSON-escaped)
+    masked as ``***``."""
+    for value in secrets:
+        if not value or len(value) < MIN_SECRET_LENGTH:
+            continue
+        encoded = {value, quote(value, safe=""), quote_plus(value), quote(quote(value, safe=""), safe="")}
+        for form in sorted(encoded | {json.dumps(f)[1:-1] for f in encoded}, key=len, reverse=True):
+            raw = form.encode()
+            if raw in body:
+                body = body.replace(raw, _REDACTED.encode())
+    return body
+
+
+class _RedactLog(logging.Filter):
+    """Masks key-like query parameters and known secrets in the records of a logger (httpx
+    logs every request's full URL at INFO)."""
+
+    _param = re.compile(r"([?&](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)[^&\s\"']*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 -- a malformed record: leave it to logging
+            return True
+        masked = self._param.sub(r"\1" + _REDACTED, text)
+        for value in env_secrets():
+            masked = masked.replace(value, _REDACTED)
+        if masked != text:
+            record.msg, record.args = masked, ()
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_RedactLog())
 
 
 class RateLimiter:
@@ -207,7 +290,7 @@ class HttpClient:
         query = {**dict(parse_qsl(inline, keep_blank_values=True)), **(params or {})}
         if self.api_key and self.key_param and self.key_param not in query:
             query[self.key_param] = self.api_key
-        secrets = tuple(v for v in (self.api_key, *self.redact_values) if v)
+        secrets = tuple(v for v in (self.api_key, *self.redact_values, *env_secrets()) if v)
         shown_params = {k: (_REDACTED if k == self.key_param or k in SECRET_PARAMS else v) for k, v in query.items()}
         attempt = 0
         while True:
@@ -230,7 +313,7 @@ class HttpClient:
                         params=shown_params,
                         status=status,
                         content_type=resp.headers.get("content-type", ""),
-                        body=resp.content,
+                        body=scrub(resp.content, secrets),
                         fetched_at=pd.Timestamp.now(tz="UTC").floor("us"),
                         attempts=attempt,
                     )
@@ -238,9 +321,10 @@ class HttpClient:
                         self.on_response(fetched)
                     return fetched
                 if status in accept:
-                    return Fetched(self.source, shown, shown_params, status, resp.headers.get("content-type", ""), resp.content,
+                    return Fetched(self.source, shown, shown_params, status, resp.headers.get("content-type", ""),
+                                   scrub(resp.content, secrets),
                                    pd.Timestamp.now(tz="UTC").floor("us"), attempt)
-                snippet = redact(resp.text[:200], secrets).replace("\n", " ")
+                snippet = redact(scrub(resp.content, secrets)[:200].decode(errors="replace"), secrets).replace("\n", " ")
                 if status in (401, 403):
                     raise VendorAuthError(f"{self.source}: {shown} was refused (HTTP {status}): {snippet}. Check the API key; not retried.")
                 if status == 404:

@@ -181,7 +181,11 @@ def _published(settings: Settings, symbols: list[str]) -> dict[str, np.datetime6
 
 
 def read_all_versions(settings: Settings) -> pd.DataFrame | None:
-    """Every stored version of every action (``ACTION_COLUMNS``), or None."""
+    """Every stored version of every action (``ACTION_COLUMNS``), or None. A Lean ingest killed
+    while publishing its staged silver is finished first (``silver.settle``)."""
+    from etl.storage.silver import settle
+
+    settle(settings.silver)
     path = actions_path(settings)
     if not path.exists():
         return None

@@ -3,6 +3,12 @@
 Each landed file is copied atomically under ``bronze/<source>/`` and listed
 in ``bronze/<source>/manifest.parquet`` (path, sha256, size, landed time). A
 file already landed with the same hash is not copied again.
+
+Vendor responses are kept as the HTTP client hands them over: as received,
+except that the secrets the process knows (the vendor's key, secret-looking
+environment variables, the home's configured secrets) are masked as ``***``
+(:func:`etl.core.http.scrub`), so a vendor that echoes the request URL never
+puts a key in bronze; their fetch records hold the redacted URL and parameters.
 """
 
 from __future__ import annotations

@@ -25,12 +25,28 @@ its rows: a second source's history), so the cost is that of the small parts.
 
 Every row of every table carries ``event_timestamp`` and
 ``created_timestamp`` (tz-aware UTC, microseconds).
+
+:func:`staged_publication` makes a write of several files and tables (a whole Lean
+folder: its bars, corporate actions and symbol map) visible at once or not at all: the
+writer works on a staged copy of the tables (hard links, so nothing is copied) and
+publishes what it changed through a journal (:data:`JOURNAL`): written atomically (the
+commit), then applied file by file (renames, then deletions). A writer killed before
+the commit left nothing visible; one killed after it is finished by the first reader or
+writer that finds the journal (:func:`settle`, as SQLite's readers roll a hot journal):
+readers never see a half-applied publication.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import json
+import os
 import re
+import shutil
+import tempfile
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,7 +159,9 @@ def _partition_dir(root: Path, names: tuple[str, ...], values: tuple) -> Path:
 
 
 def part_files(path: Path) -> list[Path]:
-    """The part files of one partition folder (temp and hidden files left out), by name."""
+    """The part files of one partition folder (temp and hidden files left out), by name. A
+    publication a killed writer committed but did not finish is finished first (:func:`settle`)."""
+    _settle_above(Path(path))
     return sorted(p for p in Path(path).glob("*.parquet") if not p.name.startswith((TMP_PREFIX, ".")))
 
 
@@ -250,6 +268,7 @@ def read(settings: Settings, table: Table, filters=None, columns: list[str] | No
     dropped), sorted by the key and write time; partition columns included."""
     from etl.storage.atomic import read_parquet_dir
 
+    settle(settings.silver)
     frame = read_parquet_dir(table.path(settings), columns=columns, filters=filters)
     if frame is None:
         return pd.DataFrame()
@@ -266,6 +285,7 @@ def read_partitions(settings: Settings, table: Table):
     sorted by key and write time): a table read one partition at a time. Partition columns
     that are not columns of the files are not added."""
     root = table.path(settings)
+    settle(settings.silver)
     if not root.exists():
         return
     dirs = sorted({p.parent for p in root.rglob("*.parquet") if not p.name.startswith((TMP_PREFIX, "."))})
@@ -331,7 +351,10 @@ def compact_partition(table: Table, pdir: Path, min_files: int = 2, keep_largest
 
 
 def recover(settings: Settings) -> int:
-    """Delete temp files a crashed writer left anywhere in the store."""
+    """Finish a publication a killed writer committed (:func:`settle`), delete the stages of
+    killed publications and the temp files crashed writers left anywhere in the store."""
+    settle(settings.silver)
+    _remove_dead_stages(settings.home / STAGE_DIR)
     return sum(remove_stale_temp_files(d) for d in (settings.bronze, settings.silver, settings.gold, settings.quarantine) if d.exists())
 
 
@@ -372,3 +395,197 @@ def read_quarantine(settings: Settings, table: str | None = None) -> pd.DataFram
 
 def schema_of(frame: pd.DataFrame) -> pa.Schema:
     return pa.Schema.from_pandas(frame, preserve_index=False)
+
+
+# ----------------------------------------------------------------- all-or-nothing publication
+
+#: the journal of a publication in progress, in the silver folder: written (atomically) once
+#: everything is staged, deleted once applied; its presence means "finish me"
+JOURNAL = ".publish.json"
+#: held by whoever applies a journal (the writer, or a reader finishing a killed writer's)
+PUBLISH_LOCK = ".publish.lock"
+#: where the stages live: ``<home>/.publish/<pid>-<random>/`` (outside silver: no reader looks there)
+STAGE_DIR = ".publish"
+#: folders of the home a staged writer writes in place (raw landings, quarantine, reports, state)
+SHARED_DIRS = ("bronze", "quarantine", "reports", "state")
+
+_publishing = threading.Lock()
+
+
+@contextlib.contextmanager
+def _publish_lock(silver_root: Path):
+    with _publishing:
+        fd = os.open(silver_root / PUBLISH_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _fsync_dirs(dirs) -> None:
+    for d in sorted(set(dirs)):
+        with contextlib.suppress(OSError):
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _apply(silver_root: Path, journal: dict) -> None:
+    """Apply a committed journal: every staged file renamed into place (one already moved is
+    skipped), then the files it replaces deleted. Idempotent: a second run changes nothing."""
+    stage = Path(journal["stage"])
+    touched = set()
+    for rel in journal["add"]:
+        src, dst = stage / rel, silver_root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.exists():
+            os.replace(src, dst)
+            touched.add(dst.parent)
+    for rel in journal["delete"]:
+        dst = silver_root / rel
+        dst.unlink(missing_ok=True)
+        touched.add(dst.parent)
+    _fsync_dirs(touched)
+
+
+def settle(silver_root: Path) -> bool:
+    """Finish the publication whose journal is in ``silver_root``, if any: wait while its writer
+    applies it, or apply it when its writer was killed. True when one was found. A reader that
+    may not write the store reads what is there."""
+    silver_root = Path(silver_root)
+    path = silver_root / JOURNAL
+    if not path.exists():
+        return False
+    try:
+        with _publish_lock(silver_root):
+            if not path.exists():
+                return True    # its writer finished it while we waited
+            journal = json.loads(path.read_text())
+            _apply(silver_root, journal)
+            path.unlink()
+            _fsync_dirs([silver_root])
+            shutil.rmtree(Path(journal["stage"]).parent, ignore_errors=True)   # the killed writer's stage
+    except OSError:
+        pass   # a read-only store
+    return True
+
+
+def _settle_above(path: Path) -> None:
+    """:func:`settle` the silver folder that holds the partition folder ``path``, if a journal
+    is there (a file test per level: the silver folder is at most four levels up)."""
+    for anc in list(path.parents)[:4]:
+        if (anc / JOURNAL).exists():
+            settle(anc)
+            return
+
+
+def _remove_dead_stages(root: Path) -> None:
+    """Delete the stages of publications whose writer process is gone (never committed: a
+    committed one's journal was settled first)."""
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        pid = d.name.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass   # alive, someone else's
+
+
+@dataclass
+class Stage:
+    """A staged copy of a home for one publication (:func:`staged_publication`)."""
+
+    settings: Settings          # the staged home's: its silver is the stage, the rest the live home's
+    live: Settings
+    root: Path
+
+    def live_path(self, path: str | os.PathLike | None) -> str | None:
+        """``path`` as the live home names it (a path inside the stage, e.g. a quarantine file)."""
+        if path is None:
+            return None
+        text = str(path)
+        return str(self.live.home) + text[len(str(self.root)):] if text.startswith(str(self.root)) else text
+
+
+def _snapshot(silver_root: Path, stage_silver: Path, tables: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Hard-link every file of ``tables`` into the stage; ``{relative path: (device, inode)}``."""
+    snap = {}
+    for name in tables:
+        for p in sorted((silver_root / name).rglob("*")) if (silver_root / name).is_dir() else []:
+            if not p.is_file() or p.name.startswith(TMP_PREFIX):
+                continue
+            rel = p.relative_to(silver_root)
+            dst = stage_silver / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(p, dst)
+            st = p.stat()
+            snap[str(rel)] = (st.st_dev, st.st_ino)
+    return snap
+
+
+def _changes(stage_silver: Path, snap: dict[str, tuple[int, int]]) -> tuple[list[str], list[str]]:
+    """``(files to add or replace, files to delete)``: what the staged writer changed."""
+    add = []
+    for p in sorted(stage_silver.rglob("*")):
+        if not p.is_file() or p.name.startswith(TMP_PREFIX):
+            continue
+        rel = str(p.relative_to(stage_silver))
+        st = p.stat()
+        if snap.get(rel) != (st.st_dev, st.st_ino):
+            add.append(rel)
+    delete = [rel for rel in snap if not (stage_silver / rel).exists()]
+    return add, delete
+
+
+@contextlib.contextmanager
+def staged_publication(settings: Settings, tables: tuple[str, ...]):
+    """Write silver all-or-nothing: yields a :class:`Stage` whose ``settings`` write the silver
+    ``tables`` into a staged copy (hard links of the live files: writers replace files, never
+    modify them, so the live ones are untouched); bronze, quarantine, reports and state are the
+    live home's. When the block ends without error, what it changed is published at once
+    (module doc); on an error, or a kill, nothing of it is visible. Holds the home's silver
+    write lock (:class:`~etl.storage.atomic.HomeLock`) throughout: for writers that keep no
+    watermark (a Lean folder is one job)."""
+    from dataclasses import replace
+
+    from etl.storage.atomic import HomeLock, atomic_write_text
+
+    live_silver = settings.silver
+    with HomeLock(settings.home):
+        settle(live_silver)
+        stages = settings.home / STAGE_DIR
+        stages.mkdir(parents=True, exist_ok=True)
+        _remove_dead_stages(stages)
+        root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=stages))
+        try:
+            for name in SHARED_DIRS:
+                (settings.home / name).mkdir(parents=True, exist_ok=True)
+                (root / name).symlink_to(settings.home / name, target_is_directory=True)
+            stage_silver = root / "silver"
+            stage_silver.mkdir()
+            snap = _snapshot(live_silver, stage_silver, tuple(tables))
+            yield Stage(replace(settings, home=root), settings, root)
+            add, delete = _changes(stage_silver, snap)
+            if add or delete:
+                live_silver.mkdir(parents=True, exist_ok=True)
+                for rel in add:   # folders first: a reader that lists them after the commit sees them all
+                    (live_silver / rel).parent.mkdir(parents=True, exist_ok=True)
+                journal = {"stage": str(stage_silver), "pid": os.getpid(), "add": add, "delete": delete}
+                with _publish_lock(live_silver):
+                    atomic_write_text(live_silver / JOURNAL, json.dumps(journal))   # the commit
+                    _fsync_dirs([live_silver])
+                    _apply(live_silver, journal)
+                    (live_silver / JOURNAL).unlink()
+                    _fsync_dirs([live_silver])
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                stages.rmdir()   # when no other stage is left (a killed writer's is)

@@ -9,6 +9,10 @@ landed in bronze (daily, factor and map files), then the corporate actions,
 the symbol map and the bars (each session with the ticker it traded under,
 and as ``payload`` the sha256 of the daily file it came from: the name of its
 copy in ``bronze/lean/files/``) are written.
+
+The write is atomic as a whole (:func:`etl.storage.silver.staged_publication`): a run
+killed at any point leaves either nothing of it visible to readers or all of it, and
+running it again completes it (the same store as a run never interrupted).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ class LeanDailySource(BarArchiveSource):
     def fetch_parse(self, job: Job) -> Parsed:
         files = [Path(f) for f in job.files]
         raw = pd.concat([lean.read_daily_raw(p) for p in files], ignore_index=True)
-        validated = validate_bars(raw, self.settings.calendar, date_format=lean.DATE_FORMAT, price_divisor=lean.PRICE_DIVISOR)
+        validated = validate_bars(raw, self.settings.calendar, date_format=lean.DATE_FORMAT, price_divisor=lean.PRICE_DIVISOR,
+                                  delay_minutes=self.settings.bar_delay_minutes)   # a future bar says so
         batch_key = "lean:" + ",".join(f"{p.name}:{p.stat().st_size}" for p in files)
         if len(validated.rejects):
             return Parsed(rejects=validated.rejects, problems=validated.problems, rows_fetched=len(raw), batch_key=batch_key)
@@ -86,7 +91,18 @@ class LeanDailySource(BarArchiveSource):
         )
 
 
+#: the silver tables a Lean daily ingest writes, published together
+LEAN_TABLES = ("bars_daily", "corporate_actions", "symbol_map")
+
+
 def ingest_lean(settings: Settings, root: str | Path, symbols: list[str] | None = None, now: pd.Timestamp | None = None) -> IngestReport:
     """Ingest Lean daily bars with their factor and map files (all-or-nothing:
-    one rejected row stops the whole ingest before anything is written)."""
-    return ingest_archive(settings, "lean", root, symbols, now)
+    one rejected row stops the whole ingest before anything is written; a kill
+    leaves nothing of it visible, or all of it: see the module doc)."""
+    from etl.storage.silver import staged_publication
+
+    with staged_publication(settings, LEAN_TABLES) as stage:
+        try:
+            return ingest_archive(stage.settings, "lean", root, symbols, now)
+        except BadInputError as exc:   # name the quarantine file where it stays, in the live home
+            raise BadInputError(exc.problems, stage.live_path(exc.quarantine_path)) from None

@@ -1,0 +1,46 @@
+"""Run a command that the kernel stops when the process that started it dies.
+
+    python -m flows.pdeathsig PARENT_PID PROGRAM [ARG ...]
+
+Sets ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` (Linux), then replaces itself with ``PROGRAM``
+(``execv``: same pid, the setting survives it). If the parent (``PARENT_PID``) is already gone
+when the setting takes effect, it exits instead of running orphaned. On a system without ``prctl``
+the program just runs (stopped by its parent's normal exit, as before).
+
+Used for Prefect's temporary server (:class:`flows.prefect_env.LocalServer`): a wrapper
+rather than ``Popen(preexec_fn=...)``, which is unsafe in a process with threads.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies; False where
+    that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or not argv[0].isdigit():
+        sys.exit("usage: python -m flows.pdeathsig PARENT_PID PROGRAM [ARG ...]")
+    if set_parent_death_signal() and os.getppid() != int(argv[0]):
+        sys.exit(1)   # the parent (PARENT_PID) died before the setting took effect: nobody would stop us
+    os.execv(argv[1], argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
