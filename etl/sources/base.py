@@ -589,7 +589,7 @@ class _Staging:
     def put(self, frame: pd.DataFrame) -> Path:
         if self.dir is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            _remove_dead_staging(self.root)
+            silver.remove_dead_stages(self.root)
             self.dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.root))
         self.n += 1
         path = self.dir / f"{self.n:05d}.parquet"
@@ -603,20 +603,6 @@ class _Staging:
     def close(self) -> None:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _remove_dead_staging(root: Path) -> None:
-    """Delete the staging folders of runs whose process is gone."""
-    for d in root.iterdir():
-        pid = d.name.split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except PermissionError:
-            pass   # alive, someone else's
 
 
 def screen_bars(settings: Settings, source: Source, job: Job, parsed: Parsed) -> None:

@@ -354,7 +354,7 @@ def recover(settings: Settings) -> int:
     """Finish a publication a killed writer committed (:func:`settle`), delete the stages of
     killed publications and the temp files crashed writers left anywhere in the store."""
     settle(settings.silver)
-    _remove_dead_stages(settings.home / STAGE_DIR)
+    remove_dead_stages(settings.home / STAGE_DIR)
     return sum(remove_stale_temp_files(d) for d in (settings.bronze, settings.silver, settings.gold, settings.quarantine) if d.exists())
 
 
@@ -482,9 +482,10 @@ def _settle_above(path: Path) -> None:
             return
 
 
-def _remove_dead_stages(root: Path) -> None:
-    """Delete the stages of publications whose writer process is gone (never committed: a
-    committed one's journal was settled first)."""
+def remove_dead_stages(root: Path) -> None:
+    """Delete the folders ``<pid>-...`` below ``root`` whose writer process is gone: the stages of
+    publications (never committed: a committed one's journal was settled first) and the staging
+    folders of ingest runs (``etl.sources.base``)."""
     if not root.is_dir():
         return
     for d in root.iterdir():
@@ -563,7 +564,7 @@ def staged_publication(settings: Settings, tables: tuple[str, ...]):
         settle(live_silver)
         stages = settings.home / STAGE_DIR
         stages.mkdir(parents=True, exist_ok=True)
-        _remove_dead_stages(stages)
+        remove_dead_stages(stages)
         root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=stages))
         try:
             for name in SHARED_DIRS:
