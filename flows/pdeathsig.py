@@ -14,24 +14,9 @@ rather than ``Popen(preexec_fn=...)``, which is unsafe in a process with threads
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
-PR_SET_PDEATHSIG = 1
-
-
-def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
-    """Ask the kernel to send ``sig`` to this process when its parent dies; False where
-    that is not available."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+from etl.core.parallel import set_parent_death_signal
 
 
 def main(argv: list[str]) -> None:

@@ -167,6 +167,31 @@ def test_a_killed_nightly_leaves_no_prefect_server_behind(small_home, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
+@pytest.mark.slow
+def test_a_killed_factor_build_leaves_no_worker_behind(small_home, tmp_path):
+    """Found by the soak test: a ``kill -9`` of ``alpha features build`` left its forked workers
+    (``etl.core.parallel.bounded_map``) waiting forever on their queue, each holding its memory and
+    the file descriptors it inherited. The workers now die with the process that forked them."""
+    home = _fresh_copy(small_home, tmp_path / "home")
+    proc = subprocess.Popen([ALPHA, "features", "build"], env=_env(home), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    workers: list[psutil.Process] = []
+    while len(workers) < 2:        # the first build of 3 symbols runs its chunks on two workers
+        assert proc.poll() is None, "the build ended before its workers could be seen"
+        assert time.time() < deadline, "the build never forked its workers"
+        workers = psutil.Process(proc.pid).children()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left running: {[(p.pid, p.cmdline()) for p in alive]}"
+    # and the next build completes (no lock or file held by a leftover)
+    done = subprocess.run([ALPHA, "features", "build"], env=_env(home), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
 # ------------------------------------------------------------------ 4. kill during `alpha ingest lean`
 
 
