@@ -97,6 +97,22 @@ def _run(settings, *args, timeout=900) -> subprocess.CompletedProcess:
     return subprocess.run([ALPHA, *args], env=_env(settings), capture_output=True, text=True, timeout=timeout)
 
 
+def _processes_of(home: Path) -> list[tuple[int, list[str]]]:
+    """Live processes (not this one) whose ALPHA_HOME is ``home``."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if p.pid == os.getpid():
+            continue
+        try:
+            if p.environ().get("ALPHA_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
+                out.append((p.pid, p.info["cmdline"]))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
 def _kill_tree(proc: subprocess.Popen) -> None:
     """``kill -9`` of the command alone (its children are left to fend for themselves, as after
     an OOM kill), then wait for it."""
@@ -256,6 +272,9 @@ def test_soak_200_random_operations_then_one_repair_run(tmp_path):
         assert doctor.stdout.strip().startswith("{"), doctor.stdout[-2000:] + doctor.stderr[-3000:]
         report = json.loads(doctor.stdout)
         assert doctor.returncode == 0 and report["ok"], json.dumps([c for c in report["checks"] if not c["ok"]], indent=1)
+        # no process of the home outlived its command (killed nightlies' servers, builds' workers)
+        left = _processes_of(soak.settings.home)
+        assert not left, f"processes of the home left running: {left}"
         # the truth: a clean rebuild from the same files (its online store: database 1 of the same Redis)
         clean = _clean_rebuild(tmp_path, soak, redis.url.replace("/0", "/1"))
         now = pd.Timestamp("2100-01-01", tz="UTC")
