@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/alpha demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration"
