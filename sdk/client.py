@@ -370,16 +370,16 @@ class Alpha:
             if isinstance(exc, store_errors()):
                 raise OnlineStoreError(f"cannot read the online store ({self.settings.online_store_kind}): {exc}") from exc
             raise
-        out = pd.DataFrame({ENTITY: symbols})
+        columns: dict[str, object] = {ENTITY: symbols}   # one frame at the end (no column-by-column inserts)
         for ref in refs:
             name = _out_name(ref, full_feature_names)
-            out[name] = raw[name]
+            columns[name] = raw[name]
             seconds = pd.Series(raw[name + "_event_timestamp"] if name + "_event_timestamp" in raw else raw.get(name + TS_SUFFIX), dtype="float64")
             ts = pd.to_datetime(seconds, unit="s", utc=True)
             ts[seconds <= 0] = pd.NaT  # Feast reports 0 for a value it does not have
-            out[name + TS_SUFFIX] = clock.to_utc_us(ts)
-        return _mask_stale(out, refs, online, self.settings, max_age=max_age, allow_stale=allow_stale, now=now,
-                           full_feature_names=full_feature_names)
+            columns[name + TS_SUFFIX] = clock.to_utc_us(ts)
+        return _mask_stale(pd.DataFrame(columns), refs, online, self.settings, max_age=max_age, allow_stale=allow_stale,
+                           now=now, full_feature_names=full_feature_names)
 
 
 def _mask_stale(out: pd.DataFrame, refs: list[str], online, settings: Settings, *, max_age, allow_stale, now,
@@ -393,6 +393,7 @@ def _mask_stale(out: pd.DataFrame, refs: list[str], online, settings: Settings, 
     views = catalog.load_catalog(settings)["views"]
     now_us = online.now_us(settings, now)
     age = online.parse_max_age(max_age)
+    stales: dict[str, object] = {}
     for ref in refs:
         view = ref.partition(":")[0]
         name = _out_name(ref, full_feature_names)
@@ -402,7 +403,11 @@ def _mask_stale(out: pd.DataFrame, refs: list[str], online, settings: Settings, 
             col = out[name].astype(object) if out[name].dtype.kind not in "fc" else out[name]
             out[name] = col.where(~hide, np.nan if col.dtype.kind in "fc" else None)
         if allow_stale:
-            out.insert(out.columns.get_loc(name + TS_SUFFIX) + 1, name + STALE_SUFFIX, stale)
+            stales[name] = stale
+    if stales:   # each __stale column right after its __ts, built once
+        order = [c for col in out.columns for c in ([col, col[:-len(TS_SUFFIX)] + STALE_SUFFIX]
+                 if col.endswith(TS_SUFFIX) and col[:-len(TS_SUFFIX)] in stales else [col])]
+        out = pd.concat([out, pd.DataFrame({n + STALE_SUFFIX: v for n, v in stales.items()}, index=out.index)], axis=1)[order]
     return out
 
 

@@ -199,7 +199,7 @@ def read_latest(settings: Settings, symbols: Sequence[str], refs: Sequence[str],
     if settings.redis_url:
         values, unwritten = _read_redis(settings, symbols, plan, client or redis_client(settings))
     else:
-        values, unwritten = _read_sqlite(settings, symbols, plan), []
+        values, unwritten = _read_sqlite(settings, symbols, plan)
     frame = _assemble(symbols, refs, catalog["views"], values, at_us, age, allow_stale, full_feature_names)
     if unwritten:
         import warnings
@@ -255,13 +255,14 @@ def _read_redis(settings: Settings, symbols: list[str], plan: dict, client) -> t
     return values, unwritten
 
 
-def _read_sqlite(settings: Settings, symbols: list[str], plan: dict) -> dict:
-    """Per ref: (values, event us) read from Feast's SQLite tables with sqlite3 (one query per view)."""
+def _read_sqlite(settings: Settings, symbols: list[str], plan: dict) -> tuple[dict, list[str]]:
+    """Per ref: (values, event us) read from Feast's SQLite tables with sqlite3 (one query per view),
+    and the symbols the store holds no row of (as Redis's missing keys)."""
     import numpy as np
 
     from etl.serving import sqlite_online
 
-    rows = sqlite_online.fetch(settings, plan, symbols)
+    rows, unwritten = sqlite_online.fetch(settings, plan, symbols)
     values: dict[str, tuple] = {}
     for kind, p in plan.items():
         keys = ([sqlite_online.sqlite_entity_key(kind, s) for s in symbols] if kind == "symbol"
@@ -276,7 +277,7 @@ def _read_sqlite(settings: Settings, symbols: list[str], plan: dict) -> dict:
             got = rows[view]
             vals = [None if (e := got.get(k)) is None else e[1].get(feat) for k in keys]
             values[ref] = (_decode(vals, dtype), ts_by_view[view])
-    return values
+    return values, unwritten
 
 
 def _assemble(symbols: list[str], refs: list[str], views: dict, values: dict, at_us: int, age, allow_stale: bool,

@@ -130,6 +130,21 @@ def write_meta(settings: Settings, **values: str) -> None:
     conn.close()
 
 
+def _symbols_absent(conn: sqlite3.Connection, tables: list[str], symbols: list[str], found: set[bytes] = frozenset()) -> list[str]:
+    """``symbols`` with no row in any of ``tables`` (symbol views), keys in ``found`` known present."""
+    keys = {sqlite_entity_key("symbol", s): s for s in symbols}
+    found = set(found)
+    for t in tables:
+        todo = [k for k in keys if k not in found]
+        if not todo:
+            break
+        for i in range(0, len(todo), 900):
+            chunk = todo[i:i + 900]
+            found.update(r[0] for r in conn.execute(
+                f'SELECT DISTINCT entity_key FROM "{t}" WHERE entity_key IN ({",".join("?" * len(chunk))})', chunk))
+    return [s for k, s in keys.items() if k not in found]
+
+
 def store_state(settings: Settings, views, symbols=()) -> dict:
     """What the SQLite store holds, in one connection and a few cheap queries: ``exists``,
     ``missing_tables`` (views), ``empty`` (no row in any view's table), ``utc`` (the marker),
@@ -149,17 +164,7 @@ def store_state(settings: Settings, views, symbols=()) -> dict:
         out["utc"] = read_meta(conn, have).get("time_basis") == TIME_BASIS
         sym_tables = [t for t in present if "_lag" not in t]
         if symbols and sym_tables and not out["empty"]:
-            keys = {sqlite_entity_key("symbol", s): s for s in symbols}
-            found: set[bytes] = set()
-            for t in sym_tables:
-                todo = [k for k in keys if k not in found]
-                if not todo:
-                    break
-                for i in range(0, len(todo), 900):
-                    chunk = todo[i:i + 900]
-                    found.update(r[0] for r in conn.execute(
-                        f'SELECT DISTINCT entity_key FROM "{t}" WHERE entity_key IN ({",".join("?" * len(chunk))})', chunk))
-            out["missing_symbols"] = [s for k, s in keys.items() if k not in found]
+            out["missing_symbols"] = _symbols_absent(conn, sym_tables, list(symbols))
         elif out["empty"]:
             out["missing_symbols"] = list(symbols)
         else:
@@ -173,10 +178,12 @@ def store_state(settings: Settings, views, symbols=()) -> dict:
 
 
 # ------------------------------------------------------------------ the read path of ``latest``
-def fetch(settings: Settings, plan: dict, symbols: list[str]) -> dict:
+def fetch(settings: Settings, plan: dict, symbols: list[str]) -> tuple[dict, list[str]]:
     """Per entity kind of ``plan`` ({kind: {"views": {view: [features]}}}) and per view, the rows
     of the entities asked for: ``{view: {entity_key: (event seconds, {feature: value bytes})}}``.
-    One connection, one query per view. Missing file, tables or marker: a clear OnlineStoreError."""
+    One connection, one query per view, and the symbols that have no row in any symbol view
+    (never materialized, or deleted since; one more query only when some symbol got no row).
+    Missing file, tables or marker: a clear OnlineStoreError."""
     from etl.serving.redis_codec import MARKET
 
     conn = connect(settings)
@@ -224,7 +231,12 @@ def fetch(settings: Settings, plan: dict, symbols: list[str]) -> dict:
                 conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is None for t in tables if t.startswith(prefix)):
             raise OnlineStoreError(f"the online store {settings.online_sqlite_path} holds nothing for this warehouse "
                                    "(emptied?): run `alpha materialize`")
-        return out
+        # symbols with no row in the views read: never written at all (no row in any symbol view)?
+        seen = {k for view in plan.get("symbol", {}).get("views", {}) for k in out[view]}
+        unseen = [s for s in symbols if sqlite_entity_key("symbol", s) not in seen] if "symbol" in plan else []
+        sym_tables = sorted(t for t in tables if t.startswith(prefix) and "_lag" not in t)
+        unwritten = _symbols_absent(conn, sym_tables, unseen) if unseen else []
+        return out, unwritten
     except sqlite3.DatabaseError as exc:
         raise OnlineStoreError(f"reading the SQLite online store {settings.online_sqlite_path} failed: {exc}. "
                                "Run `alpha materialize --full` to rewrite it") from exc

@@ -319,3 +319,28 @@ def test_emptied_sqlite_store_is_a_clear_error_and_repaired(home_copy):
     print(f"materialize from nothing: {time.perf_counter() - t0:.1f} s")
     pd.testing.assert_frame_equal(connect(settings.home).latest(SYMBOLS, REFS, now="warehouse"), before)
     assert online_problems(settings) == []
+
+
+def test_sqlite_symbol_deleted_from_the_store_is_flagged_and_repaired_by_the_nightly(home_copy):
+    """As on Redis: a symbol whose rows are gone from the SQLite store (deleted by hand, or never
+    materialized) comes back missing with a NotMaterializedWarning naming it, not as a silent NaN;
+    the nightly's materialize step puts it back."""
+    from etl.jobs import materialize_if_needed
+    from etl.serving.sqlite_online import sqlite_entity_key
+    from sdk import NotMaterializedWarning, connect
+
+    settings = home_copy
+    before = connect(settings.home).latest(SYMBOLS, REFS, now="warehouse")
+    conn = sqlite3.connect(settings.online_sqlite_path)
+    with conn:
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'alpha_warehouse_%'").fetchall():
+            conn.execute(f'DELETE FROM "{table}" WHERE entity_key = ?', (sqlite_entity_key("symbol", "IBM"),))
+    conn.close()
+    with pytest.warns(NotMaterializedWarning, match=r"IBM"):
+        got = connect(settings.home).latest(SYMBOLS, REFS, now="warehouse")
+    assert got.attrs["not_materialized"] == ["IBM"]
+    assert got.set_index("symbol").loc["IBM", [r.split(":")[1] for r in REFS]].isna().all()
+    assert got.set_index("symbol").drop(index="IBM").notna().all().all()   # the others untouched
+    out = materialize_if_needed(settings)
+    assert "skipped" not in out, out
+    pd.testing.assert_frame_equal(connect(settings.home).latest(SYMBOLS, REFS, now="warehouse"), before)
