@@ -27,8 +27,9 @@ def doctor(
     settings = load_settings(home)
     removed = doc.repair(settings) if repair else 0
     results = doc.run(settings, deep=deep)
+    bad = sum(not c.ok for c in results)
     if as_json:
-        typer.echo(json.dumps({"home": str(settings.home), "ok": all(c.ok for c in results), "removed_temp_files": removed,
+        typer.echo(json.dumps({"home": str(settings.home), "ok": not bad, "removed_temp_files": removed,
                                "checks": [c.as_dict() for c in results]}, indent=1))
     else:
         typer.secho(f"alpha doctor: {settings.home}", bold=True)
@@ -39,8 +40,7 @@ def doctor(
             typer.secho(f"  [{mark}] {c.name:<9} {c.detail} ({c.seconds:.2f} s)", fg=colour)
             for p in c.problems:
                 typer.echo(f"         - {p}")
-        bad = sum(not c.ok for c in results)
         typer.secho("  all checks passed" if not bad else f"  {bad} check(s) found problems", bold=True,
                     fg=typer.colors.GREEN if not bad else typer.colors.RED)
-    if not all(c.ok for c in results):
+    if bad:
         raise typer.Exit(1)

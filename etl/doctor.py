@@ -41,7 +41,7 @@ class Check:
 
 
 def _home(settings: Settings) -> list[str]:
-    from etl.storage.atomic import TMP_PREFIX, _writer_alive
+    from etl.storage.atomic import stale_temp_files
 
     home = settings.home
     if not home.exists():
@@ -51,7 +51,7 @@ def _home(settings: Settings) -> list[str]:
     out = []
     if not os.access(home, os.W_OK | os.X_OK):
         out.append(f"{home} is not writable by this user: fix its permissions (ingest and nightly write there)")
-    leftovers = [p for p in home.rglob(f"{TMP_PREFIX}*") if not _writer_alive(p.name)]
+    leftovers = list(stale_temp_files(home))
     if leftovers:
         out.append(f"{len(leftovers)} temp file(s) of crashed writers (e.g. {leftovers[0].relative_to(home)}): "
                    "harmless to readers; `alpha doctor --repair` removes them")
@@ -59,8 +59,7 @@ def _home(settings: Settings) -> list[str]:
 
 
 def _silver(settings: Settings) -> list[str]:
-    import pyarrow.parquet as pq
-
+    from etl.gold.integrity import footer
     from etl.storage.atomic import TMP_PREFIX
 
     out = []
@@ -70,10 +69,9 @@ def _silver(settings: Settings) -> list[str]:
     for path in sorted(root.rglob("*.parquet")):
         if path.name.startswith((TMP_PREFIX, ".")):
             continue
-        try:
-            pq.read_metadata(path)
-        except Exception as exc:  # noqa: BLE001 -- any unreadable footer is the finding
-            out.append(f"silver file {path.relative_to(settings.home)} is unreadable ({type(exc).__name__}: {exc}); "
+        err = footer(path)[1]
+        if err is not None:
+            out.append(f"silver file {path.relative_to(settings.home)} is unreadable ({err}); "
                        "restore it from a backup or re-ingest its source (`alpha ingest ...` of that dataset)")
     return out
 
@@ -192,6 +190,8 @@ def run(settings: Settings, deep: bool = False, progress: Callable[[str], None] 
                 check.problems.extend(fn(settings))
             except AlphaError as exc:
                 check.problems.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 -- a check that cannot finish is itself a finding
+                check.problems.append(f"the check could not finish ({type(exc).__name__}: {exc})")
         check.seconds = round(time.perf_counter() - t0, 3)
         out.append(check)
     return out

@@ -14,16 +14,16 @@ rather than ``Popen(preexec_fn=...)``, which is unsafe in a process with threads
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
-from etl.core.parallel import set_parent_death_signal
+from etl.core.parallel import die_with_parent
 
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or not argv[0].isdigit():
         sys.exit("usage: python -m flows.pdeathsig PARENT_PID PROGRAM [ARG ...]")
-    if set_parent_death_signal() and os.getppid() != int(argv[0]):
-        sys.exit(1)   # the parent (PARENT_PID) died before the setting took effect: nobody would stop us
+    die_with_parent(int(argv[0]), signal.SIGTERM)   # gone at once if PARENT_PID already died: nobody would stop us
     os.execv(argv[1], argv[1:])
 
 

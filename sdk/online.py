@@ -29,6 +29,7 @@ from etl.serving.redis_codec import (
     decode_value,
     entity_key,
     field_key,
+    marker_key,
     ts_key,
 )
 from etl.serving.redis_conn import _guard, redis_client
@@ -215,8 +216,6 @@ def _read_redis(settings: Settings, symbols: list[str], plan: dict, client) -> t
     """Per ref: (raw values, event us) from one pipeline: an HMGET per key, plus one EXISTS over
     the symbols' keys and the warehouse's marker (``alpha:online:<project>``) to tell an empty
     store and lost keys from values that are merely old."""
-    from etl.serving.redis_codec import marker_key
-
     pipe = client.pipeline(transaction=False)
     for kind, p in plan.items():
         p["all_fields"] = p["fields"] + [ts_key(v) for v in p["ts_views"]]

@@ -49,10 +49,10 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
         return False
 
 
-def die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     """A worker's initializer: killed by the kernel when the process that forked it dies (a
     ``kill -9`` of ``alpha features build`` or of a nightly leaves no worker waiting forever on
     its queue, holding its memory and inherited file descriptors); gone at once if that process
     died before the setting took effect."""
-    if set_parent_death_signal(signal.SIGKILL) and os.getppid() != parent_pid:
+    if set_parent_death_signal(sig) and os.getppid() != parent_pid:
         os._exit(1)

@@ -60,7 +60,7 @@ def _rel(settings: Settings, path: Path) -> str:
         return str(path)
 
 
-def _footer(path: Path) -> tuple[int | None, str | None]:
+def footer(path: Path) -> tuple[int | None, str | None]:
     """(rows, None) when the Parquet footer reads, else (None, the reader's complaint)."""
     import pyarrow.parquet as pq
 
@@ -97,7 +97,7 @@ def find_damage(settings: Settings, runs: dict | None = None, deep: bool = False
     recorded_all = runs.get(layout.PARTS)
     out: list[Damage] = []
     for fam, path in _state_family(settings, runs):
-        err = _footer(path)[1] if footers and path.exists() else None
+        err = footer(path)[1] if footers and path.exists() else None
         if not path.exists():
             out.append(Damage(None, _rel(settings, path), "(the family's build state) is missing", fam))
         elif err is not None:
@@ -122,7 +122,7 @@ def find_damage(settings: Settings, runs: dict | None = None, deep: bool = False
                 out.append(Damage(view, rel, f"has {size:,} bytes, {rec['size']:,} when written (truncated or changed)", fam))
                 continue
             if footers:
-                rows, err = _footer(path)
+                rows, err = footer(path)
                 if err is not None:
                     out.append(Damage(view, rel, f"is unreadable ({err})", fam))
                     continue
@@ -136,7 +136,7 @@ def find_damage(settings: Settings, runs: dict | None = None, deep: bool = False
             if name in recorded or name in obsolete:
                 continue
             if recorded_all is None or name == layout.SCHEMA_PART:   # no rows to duplicate: the footer is all to check
-                err = _footer(path)[1] if footers else None
+                err = footer(path)[1] if footers else None
                 if err is not None:
                     out.append(Damage(view, _rel(settings, path), f"is unreadable ({err})", fam))
                 continue
@@ -161,7 +161,7 @@ def adopt_parts(settings: Settings, runs: dict) -> dict:
     if settings.gold.is_dir():
         for folder in sorted(p for p in settings.gold.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
             for path in layout.parts(settings, folder.name):
-                if _footer(path)[1] is None:
+                if footer(path)[1] is None:
                     recorded.setdefault(folder.name, {})[path.name] = layout.describe_part(path)
     runs[layout.PARTS] = recorded
     return runs
@@ -235,7 +235,7 @@ def source_error(path: str | os.PathLike, view: str, exc: BaseException) -> Gold
     root = Path(path)
     files = sorted(p for p in (root.rglob("*.parquet") if root.is_dir() else [root])
                    if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)) if root.exists() else []
-    bad = [f"{p} ({err})" for p in files for err in [_footer(p)[1]] if err is not None]
+    bad = [f"{p} ({err})" for p in files for err in [footer(p)[1]] if err is not None]
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     is_gold = root.parent.name == "gold" and (root.parent / layout.RUNS).exists()
     fix = FIX if is_gold else "restore or rewrite the file"

@@ -77,7 +77,7 @@ def read_runs(settings: Settings) -> dict:
         runs = json.loads(path.read_text())
     except FileNotFoundError:
         return {"last_run": 0, "families": {}, "pending": None}
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:   # not JSON, not UTF-8: damaged (an OSError such as EACCES or EIO is no proof of damage)
         raise _damaged_runs(path, exc) from None
     if not isinstance(runs, dict) or not isinstance(runs.get("families"), dict):
         raise _damaged_runs(path, ValueError("not a run record"))
@@ -96,10 +96,12 @@ def recover_runs(settings: Settings) -> str | None:
     every run whose files are still there, so the next build rebuilds every family from silver
     (and replaces the parts it no longer knows) without reusing a run number. Returns what was done."""
     path = settings.gold / RUNS
+    from etl.core.errors import GoldDamagedError
+
     try:
         read_runs(settings)
         return None
-    except Exception:  # noqa: BLE001 -- whatever made it unreadable
+    except GoldDamagedError:   # damaged content; a failing read (permissions, I/O) propagates, nothing is moved
         pass
     last = 0
     if settings.gold.is_dir():

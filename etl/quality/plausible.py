@@ -63,12 +63,13 @@ def absurd_reasons(bars: pd.DataFrame) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             if col == "volume":
                 bad = ~np.isfinite(v) | (v > MAX_VOLUME)
-                why = [f"implausible volume {x:g}: not a finite count at most {MAX_VOLUME:g}" for x in v]
+                why = "implausible volume {:g}: not a finite count at most " + f"{MAX_VOLUME:g}"
             else:
                 bad = ~np.isfinite(v) | (v < MIN_PRICE) | (v > MAX_PRICE)
-                why = [f"implausible {col} {x:g}: a price is between {MIN_PRICE:g} and {MAX_PRICE:g}" for x in v]
+                why = f"implausible {col} " + "{:g}" + f": a price is between {MIN_PRICE:g} and {MAX_PRICE:g}"
         m = bad & (out == "")
-        out[m] = np.asarray(why, dtype=object)[m]
+        if m.any():   # a message only for the bars refused (none, on good data)
+            out[m] = [why.format(x) for x in v[m]]
     return out
 
 

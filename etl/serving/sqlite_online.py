@@ -130,6 +130,16 @@ def write_meta(settings: Settings, **values: str) -> None:
     conn.close()
 
 
+def _all_empty(conn: sqlite3.Connection, tables: list[str]) -> bool:
+    """Whether none of ``tables`` holds a row (one query per 400 tables, within SQLite's limit on
+    the terms of a compound SELECT)."""
+    for i in range(0, len(tables), 400):
+        union = " UNION ALL ".join(f'SELECT * FROM (SELECT 1 FROM "{t}" LIMIT 1)' for t in tables[i:i + 400])
+        if conn.execute(f"SELECT count(*) FROM ({union})").fetchone()[0]:
+            return False
+    return True
+
+
 def _symbols_absent(conn: sqlite3.Connection, tables: list[str], symbols: list[str], found: set[bytes] = frozenset()) -> list[str]:
     """``symbols`` with no row in any of ``tables`` (symbol views), keys in ``found`` known present."""
     keys = {sqlite_entity_key("symbol", s): s for s in symbols}
@@ -159,8 +169,7 @@ def store_state(settings: Settings, views, symbols=()) -> dict:
         out["missing_tables"] = [v for v in views if table_name(v) not in have]
         present = [table_name(v) for v in views if table_name(v) in have]
         if present:
-            union = " UNION ALL ".join(f'SELECT * FROM (SELECT 1 FROM "{t}" LIMIT 1)' for t in present[:400])
-            out["empty"] = conn.execute(f"SELECT count(*) FROM ({union})").fetchone()[0] == 0
+            out["empty"] = _all_empty(conn, present)
         out["utc"] = read_meta(conn, have).get("time_basis") == TIME_BASIS
         sym_tables = [t for t in present if "_lag" not in t]
         if symbols and sym_tables and not out["empty"]:
@@ -201,7 +210,7 @@ def fetch(settings: Settings, plan: dict, symbols: list[str]) -> tuple[dict, lis
                 f"{' ...' if len(missing) > 5 else ''} (emptied or never materialized): run `alpha materialize`")
         prefix = table_name("")
         if read_meta(conn, tables).get("time_basis") != TIME_BASIS:
-            if all(conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is None for t in tables if t.startswith(prefix)):
+            if _all_empty(conn, [t for t in tables if t.startswith(prefix)]):
                 raise OnlineStoreError(f"the online store {settings.online_sqlite_path} holds nothing for this warehouse "
                                        "(never materialized, or emptied): run `alpha materialize`")
             raise OnlineStoreError(
@@ -227,8 +236,8 @@ def fetch(settings: Settings, plan: dict, symbols: list[str]) -> tuple[dict, lis
                         entry[0] = ts
                         entry[1][feat] = value
                 out[view] = rows
-        if not any(out.values()) and all(  # nothing for these entities: is the whole store empty?
-                conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is None for t in tables if t.startswith(prefix)):
+        # nothing for these entities: is the whole store empty?
+        if not any(out.values()) and _all_empty(conn, [t for t in tables if t.startswith(prefix)]):
             raise OnlineStoreError(f"the online store {settings.online_sqlite_path} holds nothing for this warehouse "
                                    "(emptied?): run `alpha materialize`")
         # symbols with no row in the views read: never written at all (no row in any symbol view)?

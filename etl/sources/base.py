@@ -171,7 +171,7 @@ class Source:
         """This vendor's client: base URL, rate (requests/s, default :attr:`default_rate`), burst,
         retries and timeout from ``[vendors.<name>]`` in config.toml or ``ALPHA_<NAME>_BASE_URL`` /
         ``ALPHA_<NAME>_RATE``. Fetch through :meth:`get_json`, which lands each body in bronze."""
-        from etl.core.http import HttpClient, RateLimiter, require_secret
+        from etl.core.http import HttpClient, RateLimiter, require_secret, settings_secrets
 
         cfg = self.settings.vendor(self.name)
         api_key = require_secret(key_env, self.name, self.settings.home) if key_env else None
@@ -187,6 +187,8 @@ class Source:
             max_retries=int(cfg.get("max_retries", 4)),
             backoff=float(cfg.get("backoff", 0.5)),
             timeout=float(cfg.get("timeout", 20.0)),
+            # the warehouse's own secrets (config.toml, the Redis password) are masked in bodies too
+            redact_values=settings_secrets(self.settings),
         )
 
     def jobs(self, dataset: str, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> list[Job]:
@@ -648,36 +650,22 @@ def screen_bars(settings: Settings, source: Source, job: Job, parsed: Parsed) ->
 
 
 #: sessions before a batch's first one searched for the stored previous close (then the whole history, per symbol)
-_LOOKBACK = pd.Timedelta(days=60)
-
-
 def _stored_closes(settings: Settings, bars: pd.DataFrame, source_name: str) -> pd.DataFrame | None:
-    """The latest stored close of each (symbol, session) of ``source_name`` from shortly before the
-    batch's first session to its last, plus each symbol's last one before that where the window
-    has none before the symbol's first new session: the previous closes the batch is compared with."""
+    """The latest stored close of each (symbol, session) of ``source_name`` from :data:`plausible.MAX_GAP`
+    before the batch's first session to its last: every previous close the batch can be compared
+    with (a close further back is never a reference, :func:`plausible.jump_reasons`)."""
+    from etl.quality import plausible
     from etl.storage.bars import _read
 
     symbols = sorted(bars["symbol"].astype(str).unique())
     sessions = pd.to_datetime(bars["session"])
-    lo, hi = sessions.min() - _LOOKBACK, sessions.max()
     cols = ["symbol", "session", "close", "source", "known_timestamp", "created_timestamp"]
-
-    def latest(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-        if frame is None or not len(frame):
-            return None
-        frame = frame[frame["source"].astype(str) == source_name]
-        return frame.sort_values(["known_timestamp", "created_timestamp"], kind="stable").drop_duplicates(
-            ["symbol", "session"], keep="last")[["symbol", "session", "close"]]
-
-    window = latest(_read(settings, symbols, lo, hi, columns=cols))
-    first = sessions.groupby(bars["symbol"].astype(str).to_numpy()).min()
-    covered = set() if window is None else set(window.loc[window["session"].to_numpy() < first.reindex(window["symbol"]).to_numpy(), "symbol"])
-    rest = [s for s in symbols if s not in covered]
-    older = latest(_read(settings, rest, None, lo, columns=cols)) if rest else None
-    if older is not None:
-        older = older.sort_values("session").drop_duplicates("symbol", keep="last")
-    parts = [f for f in (window, older) if f is not None and len(f)]
-    return pd.concat(parts, ignore_index=True) if parts else None
+    frame = _read(settings, symbols, sessions.min() - plausible.MAX_GAP, sessions.max(), columns=cols)
+    if frame is None or not len(frame):
+        return None
+    frame = frame[frame["source"].astype(str) == source_name]
+    return frame.sort_values(["known_timestamp", "created_timestamp"], kind="stable").drop_duplicates(
+        ["symbol", "session"], keep="last")[["symbol", "session", "close"]]
 
 
 def _known_actions(settings: Settings, source: Source, parsed: Parsed) -> pd.DataFrame | None:

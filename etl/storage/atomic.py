@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -142,13 +143,16 @@ def _writer_alive(name: str) -> bool:
     return True
 
 
+def stale_temp_files(root: Path) -> Iterator[Path]:
+    """The ``.tmp-*`` leftovers of crashed writers below ``root`` (never a file whose writer
+    process is alive)."""
+    return (p for p in Path(root).rglob(f"{TMP_PREFIX}*") if not _writer_alive(p.name))
+
+
 def remove_stale_temp_files(root: Path) -> int:
-    """Delete the ``.tmp-*`` leftovers of crashed writers below ``root`` (never a file whose
-    writer process is alive)."""
+    """Delete :func:`stale_temp_files` below ``root``."""
     n = 0
-    for p in Path(root).rglob(f"{TMP_PREFIX}*"):
-        if _writer_alive(p.name):
-            continue
+    for p in stale_temp_files(root):
         p.unlink(missing_ok=True)
         n += 1
     return n

@@ -36,7 +36,7 @@ import pandas as pd
 
 from etl.core import clock
 from etl.core.errors import ConfigError, VendorPayloadError
-from etl.core.http import secret, settings_secrets
+from etl.core.http import secret
 from etl.sources.base import Job, Parsed, Source
 from etl.storage.atomic import read_parquet_dir
 from etl.storage.tables import FILINGS
@@ -87,8 +87,6 @@ class EdgarSource(Source):
             except (TypeError, ValueError):
                 raise ConfigError(f"edgar: [vendors.edgar.ciks] {ticker} = {cik!r} is not a CIK number") from None
         self.client = self.http(DEFAULT_BASE_URL, headers={"User-Agent": agent, "Accept": "application/json"})
-        # the warehouse's own secrets (config.toml, the Redis password) are masked in bodies too
-        self.client.redact_values = (*self.client.redact_values, *settings_secrets(settings))
 
     def close(self) -> None:
         self.client.close()

@@ -18,7 +18,6 @@ import pandas as pd
 
 from etl.core import clock
 from etl.core.errors import ConfigError, VendorError, VendorPayloadError
-from etl.core.http import settings_secrets
 from etl.sources.base import Job, Parsed, Source
 from etl.storage.atomic import read_parquet_dir
 from etl.storage.tables import MACRO
@@ -62,8 +61,6 @@ class FredSource(Source):
             raise ConfigError(f"fred: page_limit must be 1..{MAX_LIMIT} (FRED's maximum), got {self.page_limit}")
         self.release_times = _release_times(cfg.get("release_times", {}))
         self.client = self.http(DEFAULT_BASE_URL, key_env="FRED_API_KEY", key_param="api_key")
-        # the warehouse's own secrets (config.toml, the Redis password) are masked in bodies too
-        self.client.redact_values = (*self.client.redact_values, *settings_secrets(settings))
 
     def close(self) -> None:
         self.client.close()

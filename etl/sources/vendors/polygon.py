@@ -21,7 +21,7 @@ import pandas as pd
 
 from etl.core import clock
 from etl.core.errors import ConfigError, VendorPayloadError
-from etl.core.http import Fetched, HttpClient, settings_secrets
+from etl.core.http import Fetched, HttpClient
 from etl.sources.base import Job, Parsed, Source
 
 BASE_URL = "https://api.polygon.io"
@@ -249,8 +249,6 @@ class PolygonSource(Source):
         super().__init__(settings, path, limiter)
         # built up front so a missing key fails the command before any job runs
         self._client: HttpClient | None = self.http(BASE_URL, key_env="POLYGON_API_KEY", key_param="apiKey")
-        # the warehouse's own secrets (config.toml, the Redis password) are masked in bodies too
-        self._client.redact_values = (*self._client.redact_values, *settings_secrets(settings))
 
     @property
     def client(self) -> HttpClient:
