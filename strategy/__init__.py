@@ -1,16 +1,18 @@
-"""Strategies written once as pure functions, run by the vectorbt backtester
-and the live loop on the same SDK calls."""
+"""Strategies written once as pure functions, run by the vectorbt backtester and the live loop on
+the same SDK calls. Built-ins and the user's own strategies load through one protocol
+(:mod:`strategy.protocol`)."""
 
-from strategy import trend_rsi
+from __future__ import annotations
 
-#: strategies by name, for `alpha live --strategy NAME` and `alpha replay --strategy NAME`
-STRATEGIES = {trend_rsi.NAME: trend_rsi}
+from strategy.protocol import BUILTINS
+
+#: built-in strategies by name, for `alpha live --strategy NAME` and `alpha replay --strategy NAME`
+STRATEGIES = BUILTINS
 
 
-def get_strategy(name: str):
-    """The strategy module registered as ``name``, or a clear error listing the known ones."""
-    from etl.core.errors import AlphaError
+def get_strategy(name: str, params=None, paths=()):
+    """The strategy ``name`` names (a built-in name or ``package.module:object``), checked against
+    the protocol; a clear error says what is wrong with it."""
+    from strategy.protocol import load_strategy
 
-    if name not in STRATEGIES:
-        raise AlphaError(f"unknown strategy {name!r}; registered: {', '.join(sorted(STRATEGIES))} (see strategy/__init__.py)")
-    return STRATEGIES[name]
+    return load_strategy(name, params, paths)

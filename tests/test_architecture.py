@@ -25,7 +25,9 @@ LAYERS = [
     ("doctor", "etl.doctor"),
     ("etl", "etl"),            # etl/__init__.py: a docstring only
     ("sdk", "sdk"),
+    ("research", "research"),
     ("strategy", "strategy"),
+    ("lifecycle", "lifecycle"),
     ("flows", "flows"),
     ("cli", "cli"),
 ]
@@ -44,12 +46,14 @@ ALLOWED = {
     "doctor": {"core", "storage", "gold", "serving"},
     "etl": set(),
     "sdk": {"core", "storage", "factors", "gold", "serving"},
-    "strategy": {"core", "storage", "factors", "sdk"},
+    "research": {"core", "storage", "factors", "sdk"},
+    "strategy": {"core", "storage", "factors", "sdk", "research"},
+    "lifecycle": {"core", "storage", "factors", "gold", "sdk", "research", "strategy"},
     "flows": {"core", "storage", "sources", "jobs"},
     "cli": {name for name, _ in LAYERS} - {"cli"},
 }
 
-PACKAGES = ("etl", "sdk", "strategy", "flows", "feature_repo", "cli")
+PACKAGES = ("etl", "sdk", "research", "strategy", "lifecycle", "flows", "feature_repo", "cli")
 
 
 def layer_of(module: str) -> str | None:

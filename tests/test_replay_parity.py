@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from strategy import STRATEGIES, trend_rsi
+from strategy import get_strategy, trend_rsi
 from strategy.backtest import run_backtest
 from strategy.live_loop import compare_fills, replay, run_session
 from strategy.paper import LookAheadError
@@ -25,7 +25,7 @@ def backtest(client, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shadow(client):
-    return replay(client, STRATEGIES["trend_rsi"], START, END, FEES, SLIPPAGE)
+    return replay(client, get_strategy("trend_rsi"), START, END, FEES, SLIPPAGE)
 
 
 def test_replay_fills_equal_the_backtest_session_by_session(backtest, shadow):

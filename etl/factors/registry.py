@@ -19,12 +19,11 @@ on the originals is not feeding on a same-session leak; the service
 
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
+from etl.core import plugins
 from etl.core.errors import DeclarationError, UnknownFeatureError
 from etl.factors.families import BAR_OUTPUTS, BARS_VIEW, builtin_families, user_family
 from etl.factors.spec import INPUT_TABLES, Factor, Family, Output
@@ -54,11 +53,7 @@ def activate(modules=(), paths=()) -> None:
 
 
 def _user_factors(module_name: str) -> list[Factor]:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise DeclarationError(f"factor module {module_name!r} cannot be imported ({exc}); put its folder in factor_paths "
-                               "in config.toml or install it in this environment") from exc
+    module = plugins.import_module(module_name, "factor module")
     declared = getattr(module, "FACTORS", None)
     if declared is None:
         raise DeclarationError(f"factor module {module_name!r} has no FACTORS list (FACTORS = [Factor(...), ...])")
@@ -83,9 +78,7 @@ def families() -> tuple[Family, ...]:
     """The built-in families, then one family per view of the user's factors."""
     out = list(builtin_families())
     modules, paths = _ACTIVE
-    for path in reversed(paths):
-        if path not in sys.path:
-            sys.path.insert(0, path)
+    plugins.add_paths(paths)
     builtin_views = {v for fam in out for v in fam.views}
     builtin_views |= {v + LAG_SUFFIX for v in builtin_views}
     by_view: dict[str, list[Factor]] = {}
