@@ -138,3 +138,9 @@ class HomeBusyError(AlphaError):
 
 class OrchestrationError(AlphaError):
     """Prefect's server for a run could not be started or reached (says where its log is)."""
+
+
+class LookAheadError(AlphaError):
+    """A value would be used before it was known: a training label whose horizon had not ended
+    at the training time, a feature or price row after its decision time. Names the row and both
+    times."""
