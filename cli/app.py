@@ -27,6 +27,7 @@ module                 commands
 ``cli.features``       features list, describe, build, compact
 ``cli.orchestration``  nightly, run nightly, run backfill, serve
 ``cli.trading``        backtest, live, replay
+``cli.research``       experiment run, verify, qualify, replay, promote, list, rank
 ``cli.online``         apply, materialize, latest
 ``cli.demo``           demo
 =====================  ==========================================
@@ -38,7 +39,7 @@ import sys
 
 import typer
 
-from cli import demo, doctor, features, ingest, online, orchestration, quality, trading
+from cli import demo, doctor, features, ingest, online, orchestration, quality, research, trading
 from cli.common import writes_home
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Alpha Warehouse: a point-in-time feature store on Feast.")
@@ -69,6 +70,15 @@ app.command("serve")(writes_home(orchestration.serve))
 app.command("backtest")(trading.backtest)
 app.command("live")(trading.live)
 app.command("replay")(trading.replay)
+experiment_app = typer.Typer(no_args_is_help=True, help="Research lifecycle: run specs, verify, qualify, replay, promote, rank.")
+experiment_app.command("run")(writes_home(research.run))
+experiment_app.command("verify")(writes_home(research.verify))
+experiment_app.command("qualify")(writes_home(research.qualify))
+experiment_app.command("replay")(writes_home(research.replay))
+experiment_app.command("promote")(writes_home(research.promote))
+experiment_app.command("list")(research.list_runs)
+experiment_app.command("rank")(research.rank)
+app.add_typer(experiment_app, name="experiment")
 
 app.command("apply")(writes_home(online.apply))
 app.command("materialize")(writes_home(online.materialize))

@@ -132,7 +132,9 @@ REPLAYS = sa.Table(
 PROMOTIONS = sa.Table(
     "research_promotions", _META,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("strategy", _NAME, sa.ForeignKey("research_strategies.name"), nullable=False, index=True),
+    # the experiment promoted (its name: what `alpha live --strategy NAME` asks for), i.e. the
+    # strategy with the spec's params and universe and, for a model, the run's fitted artifact
+    sa.Column("strategy", _NAME, nullable=False, index=True),
     sa.Column("run_id", _NAME, sa.ForeignKey("research_runs.run_id"), nullable=False),
     sa.Column("tier", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),

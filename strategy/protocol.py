@@ -36,6 +36,7 @@ from etl.core.errors import AlphaError, DeclarationError
 #: built-in strategies by name -> reference
 BUILTINS: dict[str, str] = {
     "trend_rsi": "strategy.trend_rsi",
+    "trend_rsi_regime": "strategy.trend_rsi:TrendRSI",
     "xs_rank": "strategy.xs_rank:CrossSectionalRank",
     "learned_rank": "strategy.learned:LearnedRank",
 }

@@ -53,6 +53,16 @@ DEFAULT_SOURCE_TOLERANCE = 0.005
 #: a close further than this factor from the previous close, with no corporate action between
 #: them, is implausible and quarantined (``max_price_jump`` in config.toml)
 DEFAULT_MAX_PRICE_JUMP = 20.0
+#: [qualification] in config.toml: the gates a run must pass before promotion (docs/research.md).
+#: Hard gates refuse promotion; soft evidence is reported beside them.
+QUALIFICATION_DEFAULTS: dict[str, float] = {
+    "high_vol_max_drawdown": 0.25,    # hard: the worst drawdown of the returns of high-volatility sessions (a fraction)
+    "high_vol_max_exposure": 0.90,    # hard: the mean gross exposure over high-volatility sessions
+    "min_sessions": 756,              # hard: sessions the run traded (three years)
+    "min_high_vol_sessions": 60,      # hard: high-volatility sessions seen, to judge the two gates above
+    "min_sharpe_margin": 0.0,         # soft: Sharpe minus the baseline's Sharpe
+    "max_sharpe_regression": 0.25,    # soft: Sharpe drop against the experiment's previous qualified run
+}
 #: seconds Prefect's temporary server may take to start (its own default of 20 s is too little
 #: on a loaded 2-core machine); ``prefect_startup_timeout_seconds`` in config.toml
 DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS = 180.0
@@ -132,6 +142,8 @@ class Settings:
     max_price_jump: float = DEFAULT_MAX_PRICE_JUMP
     # how long the nightly waits for Prefect's temporary server to start
     prefect_startup_timeout_seconds: float = DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS
+    # [qualification]: the promotion gates (QUALIFICATION_DEFAULTS, overridden key by key)
+    qualification: dict = field(default_factory=lambda: dict(QUALIFICATION_DEFAULTS), compare=False, hash=False)
 
     def priority(self, dataset: str) -> tuple[str, ...]:
         """The sources of ``dataset`` in the order they win (``[source_priority]``, else the default)."""
@@ -398,7 +410,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors",
                    "universe", "ingest", "nightly_margin_minutes", "nightly_strict_health", "factor_modules",
                    "factor_paths", "build_chunk_symbols", "source_priority", "source_tolerance", "max_price_jump",
-                   "prefect_startup_timeout_seconds", *REDIS_OPTIONS}
+                   "prefect_startup_timeout_seconds", "qualification", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -443,6 +455,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         prefect_startup_timeout_seconds=_above(
             file_cfg.get("prefect_startup_timeout_seconds", DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS), 0.0,
             f"{cfg_path}: prefect_startup_timeout_seconds"),
+        qualification=_qualification(file_cfg.get("qualification", {}), cfg_path),
         **redis_opts,
     )
 
@@ -498,6 +511,20 @@ def _above(value: object, low: float, what: str) -> float:
             or not float(value) > low):
         raise ConfigError(f"{what} must be a number above {low:g}, got {value!r}")
     return float(value)
+
+
+def _qualification(value: object, cfg_path: Path) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{cfg_path}: [qualification] must be a table of numbers, got {value!r}")
+    unknown = sorted(set(value) - set(QUALIFICATION_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{cfg_path}: [qualification] has unknown key(s) {unknown}; allowed: {sorted(QUALIFICATION_DEFAULTS)}")
+    out = dict(QUALIFICATION_DEFAULTS)
+    for key, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{cfg_path}: [qualification] {key} must be a number >= 0, got {v!r}")
+        out[key] = float(v)
+    return out
 
 
 def _names(value: object, what: str) -> tuple[str, ...]:
