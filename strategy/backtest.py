@@ -17,6 +17,22 @@ shadow replay (:func:`strategy.live_loop.replay`) equals this backtest order
 by order. A symbol is traded at t+1 only when its target changed at t and all
 its features were present (fresh, within the view's TTL) at t -- the live
 loop's staleness block.
+
+The symbols are the universe known at each decision time
+(:mod:`strategy.universe`, ``universe="listed"`` by default): the history is
+asked for member rows only, so a symbol has a target only while it is a
+member (NaN in ``targets`` elsewhere). A member that leaves has target 0 (no
+features are needed to know that) and is sold like any target change. Prices
+are each session's own bar (``bars_daily:session_date`` is the decision's
+session), never a bar carried over by the point-in-time join, so a halted or
+delisted symbol has no open to trade at and its total-return index does not
+compound a stale ``ret_1d``. vectorbt ignores an order whose price is NaN and
+values a position at the (forward-filled) close it is given, so a position in
+a delisted symbol would be held and valued at its last close forever: an
+order for a symbol that was not listed at the decision (no bar within the TTL
+of the newest bar known, :func:`execution_prices`) fills at its last close
+instead of an open, the delisting cash-out (zipline closes positions at an
+asset's ``auto_close_date`` the same way).
 """
 
 from __future__ import annotations
@@ -30,6 +46,7 @@ import pandas as pd
 
 from etl.core.config import DEFAULT_CALENDAR
 from strategy import trend_rsi
+from strategy.universe import LISTED, TTL, member_entities
 
 
 @dataclass
@@ -60,26 +77,55 @@ def decision_frame(history: pd.DataFrame) -> pd.DataFrame:
 
 #: the bar field the fills execute at (fetched through alpha.history beside the strategy's features)
 OPEN = "bars_daily:open"
+#: the session of the bar the point-in-time join returned: prices count only on their own session
+SESSION = "bars_daily:session_date"
 
 
 def history_features(strategy) -> list[str]:
-    """The strategy's features plus what the execution model needs (the open, close and ret_1d)."""
-    need = ["bars_daily:close", "technicals:ret_1d", OPEN]
+    """The strategy's features plus what the execution model needs (the open, close, ret_1d and
+    the bar's session)."""
+    need = ["bars_daily:close", "technicals:ret_1d", OPEN, SESSION]
     return list(strategy.FEATURES) + [f for f in need if f not in strategy.FEATURES]
+
+
+def universe_frame(client, strategy, start, end, *, symbols: list[str] | None = None, universe: str | None = LISTED) -> pd.DataFrame:
+    """The long frame a backtest or a replay decides on: ``alpha.history`` of the strategy's
+    features (and the execution model's) for the members of ``universe`` at each session's
+    decision time in [start, end] (:func:`strategy.universe.member_entities`), ``decision_time``
+    for ``event_timestamp``."""
+    entities = member_entities(client, start, end, symbols=symbols, universe=universe)
+    return decision_frame(client.history(entities, history_features(strategy)))
 
 
 def feature_names(strategy) -> list[str]:
     return [f.split(":", 1)[1] for f in strategy.FEATURES]
 
 
-def total_return_prices(frame: pd.DataFrame, time_col: str = "decision_time") -> tuple[pd.DataFrame, pd.DataFrame]:
+def own_session(frame: pd.DataFrame, time_col: str = "decision_time", calendar: str = DEFAULT_CALENDAR) -> pd.Series:
+    """True where a row's bar is its decision session's own (``session_date`` equals the session
+    of ``time_col`` on the calendar); all True when the frame has no ``session_date``."""
+    if "session_date" not in frame.columns:
+        return pd.Series(True, index=frame.index)
+    from etl.core import clock
+
+    tz = clock.get_calendar(calendar).tz
+    day = pd.DatetimeIndex(frame[time_col]).tz_convert(tz).strftime("%Y-%m-%d")
+    return pd.Series(np.asarray(frame["session_date"].astype(object) == np.asarray(day, dtype=object)), index=frame.index)
+
+
+def total_return_prices(frame: pd.DataFrame, time_col: str = "decision_time",
+                        calendar: str = DEFAULT_CALENDAR) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Total-return close and open per decision time (rows) and symbol (columns, sorted).
 
     The close index compounds the point-in-time ``ret_1d`` from 100 at the
     first row; ``open_tr = close_tr * open / close`` (same scale). NaN where a
-    symbol has no bar. Symbols without any bar are dropped.
+    symbol has no bar of that session (:func:`own_session`: a bar the join
+    carried over from an earlier session is not a price of this one). Symbols
+    without any bar are dropped.
     """
-    wide = frame.pivot(index=time_col, columns="symbol", values=["close", "open", "ret_1d"]).sort_index()
+    prices = frame[[time_col, "symbol", "close", "open", "ret_1d"]].copy()
+    prices.loc[~own_session(frame, time_col, calendar), ["close", "open", "ret_1d"]] = np.nan
+    wide = prices.pivot(index=time_col, columns="symbol", values=["close", "open", "ret_1d"]).sort_index()
     close, opn, rets = wide["close"], wide["open"], wide["ret_1d"].reindex_like(wide["close"])
     listed = close.notna()
     growth = (1.0 + rets.where(listed)).where(listed)
@@ -87,6 +133,26 @@ def total_return_prices(frame: pd.DataFrame, time_col: str = "decision_time") ->
     open_tr = index * opn / close
     keep = index.notna().any()
     return index.loc[:, keep], open_tr.loc[:, keep]
+
+
+def execution_prices(close_tr: pd.DataFrame, open_tr: pd.DataFrame, ttl: pd.Timedelta = TTL) -> pd.DataFrame:
+    """The price an order executed in each row (session) fills at, NaN where it cannot fill:
+    the session's open; for a symbol without an open whose newest bar at the row before (the
+    decision) is older than ``ttl`` before the newest bar of any symbol then (not listed: the
+    rule of :mod:`strategy.universe` on these prices), its last close -- the delisting
+    cash-out. The backtest and the paper broker (:class:`strategy.paper.PriceBook`) both fill
+    at these prices."""
+    if close_tr.empty:
+        return open_tr.copy()
+    from etl.core import clock
+
+    times = clock.epoch_us(pd.DatetimeIndex(close_tr.index)).astype(np.float64)  # exact below 2**53 us
+    last = pd.DataFrame(np.where(close_tr.notna().to_numpy(), times[:, None], np.nan),
+                        index=close_tr.index, columns=close_tr.columns).ffill()
+    newest = last.max(axis=1)
+    unlisted = last.isna() | last.lt(newest - pd.Timedelta(ttl).value / 1000.0, axis=0)
+    cash_out = unlisted.shift(1, fill_value=False).astype(bool) & open_tr.isna()
+    return open_tr.where(~cash_out, close_tr.ffill().shift(1))
 
 
 def fresh_mask(frame: pd.DataFrame, strategy, time_col: str = "decision_time") -> pd.DataFrame:
@@ -106,32 +172,38 @@ def run_backtest(
     init_cash: float = 1_000_000.0,
     out_dir: Path | None = None,
     strategy=trend_rsi,
+    universe: str | None = LISTED,
 ) -> BacktestResult:
+    """Backtest ``strategy`` on the members of ``universe`` (``"listed"``, a named universe, or
+    None: every symbol asked) at each session in [start, end]; ``symbols`` (default: the
+    warehouse's) are intersected with the membership (module doc)."""
     import vectorbt as vbt
     from vectorbt.portfolio.enums import SizeType
 
-    symbols = symbols or client.symbols()
-    hist = client.history(symbols, history_features(strategy), start=start, end=end)
-    frame = decision_frame(hist)
+    frame = universe_frame(client, strategy, start, end, symbols=symbols, universe=universe)
     frame["target_weight"] = strategy.target_positions(frame)
     targets = frame.pivot(index="decision_time", columns="symbol", values="target_weight").sort_index()
 
-    # total-return close and open per symbol; NaN where the symbol has no bar
-    index, open_tr = total_return_prices(frame)
-    targets = targets.loc[:, index.columns]
-    fresh = fresh_mask(frame, strategy).reindex_like(targets).fillna(False).astype(bool)
-    # decided at t, executed at t+1's open; an order only when the target changed at t
-    # (positions drift in between), all the symbol's features were fresh at t, and
-    # t+1 has an open. Elsewhere a no-op order of 0 shares.
-    decided = targets.shift(1)
-    trade = decided.ne(decided.shift(1)) & fresh.shift(1, fill_value=False) & open_tr.notna()
+    # total-return close and open per symbol; NaN where the symbol has no bar of that session
+    index, open_tr = total_return_prices(frame, calendar=client.settings.calendar)
+    targets = targets.reindex(columns=index.columns)
+    member = frame.assign(_m=True).pivot(index="decision_time", columns="symbol", values="_m").reindex_like(targets).notna()
+    # a symbol outside the universe has target 0, known without features (so never blocked as stale)
+    weights = targets.where(member, 0.0)
+    fresh = fresh_mask(frame, strategy).reindex_like(targets).eq(True) | ~member
+    price = execution_prices(index, open_tr)
+    # decided at t, executed at t+1's open (a delisted symbol: its last close); an order only when
+    # the target changed at t (positions drift in between), all the symbol's features were fresh
+    # at t, and t+1 has a price. Elsewhere a no-op order of 0 shares.
+    decided = weights.shift(1)
+    trade = decided.ne(decided.shift(1)) & fresh.shift(1, fill_value=False) & price.notna()
     trade.iloc[0] = False
     size = decided.where(trade, 0.0)
     size_type = pd.DataFrame(np.where(trade, SizeType.TargetPercent, SizeType.Amount), index=size.index, columns=size.columns)
 
     pf = vbt.Portfolio.from_orders(
         close=index.ffill(),
-        price=open_tr,
+        price=price,
         size=size,
         size_type=size_type,
         val_price=-np.inf,   # size with the decision session's close: known at the decision
@@ -145,10 +217,11 @@ def run_backtest(
     )
     stats = {k: _plain(v) for k, v in pf.stats().items()}
     returns = pf.returns()
-    by_regime = regime_slices(client, returns, symbols[0], start, end)
+    by_regime = regime_slices(client, returns, str(frame["symbol"].iloc[0]), start, end)
     out_dir = Path(out_dir or client.settings.reports / "backtest" / strategy.NAME)
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = dict(strategy=strategy.NAME, symbols=list(index.columns), start=str(start), end=str(end), fees=fees, slippage=slippage)
+    params = dict(strategy=strategy.NAME, universe=universe, symbols=list(index.columns), start=str(start), end=str(end), fees=fees,
+                  slippage=slippage)
     files = _write_report(pf, stats, targets, out_dir, params, by_regime)
     return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame, returns=returns,
                           by_regime=by_regime, orders=orders_frame(pf, client.settings.calendar))

@@ -20,6 +20,13 @@ whose target changed since the previous decision. A symbol whose features are
 stale (older than the view's TTL relative to the decision time) or missing is
 blocked: its order is written to the ledger as ``blocked`` with the reason,
 and not sent.
+
+The symbols of a decision are the members of the universe at its time
+(:mod:`strategy.universe`; ``symbols`` are intersected with them): a delisted
+symbol is neither asked for nor reported stale, and one info line per decision
+counts the symbols left out. A symbol that leaves the universe with a non-zero
+previous target gets target 0 and an order closing its position (not blocked:
+leaving needs no features), as the backtest sells it.
 """
 
 from __future__ import annotations
@@ -38,11 +45,12 @@ import pandas as pd
 from etl.core import clock as xclock
 from etl.core.config import DEFAULT_CALENDAR
 from etl.core.errors import AlphaError, NaiveTimestampError
-from strategy.backtest import OPEN, decision_frame, feature_names, history_features
+from strategy.backtest import OPEN, SESSION, decision_frame, feature_names, universe_frame
 from strategy.broker import BrokerError, Order
 from strategy.ledger import BLOCKED, EXPIRED, PENDING, REJECTED, SUBMITTED, Ledger, PlannedOrder
 from strategy.live import TTL, judge_freshness
 from strategy.paper import LookAheadError, PaperBroker, PriceBook
+from strategy.universe import LISTED, universe_at
 
 log = logging.getLogger("alpha.live")
 
@@ -76,11 +84,15 @@ class SessionReport:
     fills: int = 0                       # fills recorded in this run
     expired: list[str] = field(default_factory=list)
     targets: pd.Series | None = None
+    left_out: dict[str, str] = field(default_factory=dict)  # symbols not in the universe at this time, and why
+    exits: list[str] = field(default_factory=list)          # symbols that left the universe with a target: closed
 
     def line(self) -> str:
         held = {} if self.targets is None else {s: w for s, w in self.targets.items() if w > 0}
         parts = [f"{self.decision_time:%Y-%m-%d %H:%M}Z", "decided" if self.decided else "already decided",
                  f"{len(self.sent)} sent", f"{self.fills} fill(s) recorded"]
+        if self.exits:
+            parts.append("left the universe " + ", ".join(self.exits))
         if self.blocked:
             parts.append("blocked " + ", ".join(f"{s} ({r})" for s, r in self.blocked.items()))
         if held:
@@ -132,12 +144,14 @@ def _missing_reasons(frame: pd.DataFrame, strategy) -> dict[str, str]:
 # ------------------------------------------------------------------ one session
 def run_session(client, broker, ledger: Ledger, strategy, decision_time, *, symbols: list[str] | None = None,
                 features: pd.DataFrame | None = None, source: str = "latest", prices: PriceBook | None = None,
-                now=None) -> SessionReport:
+                now=None, universe: str | None = LISTED) -> SessionReport:
     """One decision at ``decision_time`` (see the module doc). ``features`` (rows of the
-    strategy's features at this decision time, e.g. a replay's slice) else ``source``:
-    ``"latest"`` (online store) or ``"history"`` (offline store at that time). ``prices``: the
-    valuation prices (default: the paper broker's book). ``now``: the time the loop acts at
-    (default: the decision time) -- a pending order is (re)sent only before its fill session opens."""
+    strategy's features at this decision time for the universe's members, e.g. a replay's slice)
+    else ``source``: ``"latest"`` (online store) or ``"history"`` (offline store at that time), for
+    the members of ``universe`` at that time among ``symbols`` (default: all; ``universe=None``:
+    every symbol asked). ``prices``: the valuation prices (default: the paper broker's book).
+    ``now``: the time the loop acts at (default: the decision time) -- a pending order is
+    (re)sent only before its fill session opens."""
     t = _utc(decision_time, "decision_time")
     now = t if now is None else _utc(now, "now")
     name = strategy.NAME
@@ -154,19 +168,32 @@ def run_session(client, broker, ledger: Ledger, strategy, decision_time, *, symb
                 raise LookAheadError(f"feature rows after the decision time {t} were passed to run_session")
             stale = _missing_reasons(frame, strategy)
         else:
-            syms = symbols or client.symbols()
-            if source == "latest":
-                frame, stale = latest_features(client, syms, strategy, t)
-            elif source == "history":
-                frame, stale = history_features_at(client, syms, strategy, t)
-            else:
+            if source not in ("latest", "history"):
                 raise LiveLoopError(f"source must be 'latest' or 'history', got {source!r}")
+            chosen = universe_at(client, t, symbols=symbols, universe=universe)
+            report.left_out = dict(chosen.left_out)
+            if chosen.left_out:
+                log.info("%s", chosen.line())
+            if not chosen.members:
+                frame, stale = pd.DataFrame({"symbol": pd.Series(dtype=object), **{n: pd.Series(dtype=float) for n in feature_names(strategy)}}), {}
+            elif source == "latest":
+                frame, stale = latest_features(client, chosen.members, strategy, t)
+            else:
+                frame, stale = history_features_at(client, chosen.members, strategy, t)
         frame = frame.reset_index(drop=True)
         frame["decision_time"] = t
-        frame["target_weight"] = strategy.target_positions(frame)
+        frame["target_weight"] = strategy.target_positions(frame) if len(frame) else pd.Series(dtype=float)
+        # symbols that left the universe with a non-zero target: target 0, their positions closed
+        previous = ledger.previous_targets(name, t)
+        members = set(frame["symbol"])
+        exits = sorted(s for s, w in (previous or {}).items() if s not in members and w != 0)
+        if exits:
+            gone = pd.DataFrame({"symbol": exits, "decision_time": t, "target_weight": 0.0})
+            frame = pd.concat([frame, gone], ignore_index=True) if len(frame) else gone
+        report.exits = exits
         report.targets = frame.set_index("symbol")["target_weight"].sort_index()
         report.stale = dict(stale)
-        planned, cash, equity = _plan(broker, ledger, name, t, frame, stale, prices)
+        planned, cash, equity = _plan(broker, ledger, name, t, frame, stale, prices, exits=set(exits), previous=previous)
         targets = pd.DataFrame({"symbol": frame["symbol"], "weight": frame["target_weight"],
                                 "fresh": ~frame["symbol"].isin(list(stale))})
         if ledger.record_decision(name, t, targets, planned, cash=cash, equity=equity):
@@ -188,8 +215,11 @@ def run_session(client, broker, ledger: Ledger, strategy, decision_time, *, symb
 
 
 def _plan(broker, ledger: Ledger, name: str, t: pd.Timestamp, frame: pd.DataFrame, stale: dict[str, str],
-          prices: PriceBook | None) -> tuple[list[PlannedOrder], float, float]:
-    """Orders of this decision: vectorbt's targetpercent sizing at the decision's close."""
+          prices: PriceBook | None, *, exits: set[str] = frozenset(), previous: dict[str, float] | None = None,
+          ) -> tuple[list[PlannedOrder], float, float]:
+    """Orders of this decision: vectorbt's targetpercent sizing at the decision's close. A symbol
+    in ``exits`` (it left the universe) is sold whole: targetpercent 0 is ``-position`` shares,
+    whatever the price (a delisted symbol's features are gone)."""
     from vectorbt.utils.math_ import is_close_nb
 
     acct = broker.account()
@@ -200,14 +230,14 @@ def _plan(broker, ledger: Ledger, name: str, t: pd.Timestamp, frame: pd.DataFram
         vp = prices.valuation(t).reindex(cols).to_numpy(dtype=float)
     else:  # a real broker: raw shares at the last close the features carry
         cols = sorted(frame["symbol"])
-        vp = frame.set_index("symbol")["close"].reindex(cols).to_numpy(dtype=float)
+        closes = frame.set_index("symbol")["close"] if "close" in frame.columns else pd.Series(np.nan, index=frame["symbol"])
+        vp = closes.reindex(cols).to_numpy(dtype=float)
     pos = np.array([float(acct.positions.get(c, 0.0)) for c in cols])
     pos = np.where(np.abs(pos) <= 1e-12, 0.0, pos)  # vectorbt's numerical snap of a position to 0
     value = acct.cash
     for k in range(len(cols)):  # summed in column order, as vectorbt does
-        if pos[k] != 0:
+        if pos[k] != 0 and np.isfinite(vp[k]):  # (the book's prices are forward-filled: never NaN where held)
             value += pos[k] * vp[k]
-    previous = ledger.previous_targets(name, t)
     weights = frame.set_index("symbol")["target_weight"]
     planned: list[PlannedOrder] = []
     for sym in sorted(frame["symbol"]):
@@ -216,6 +246,11 @@ def _plan(broker, ledger: Ledger, name: str, t: pd.Timestamp, frame: pd.DataFram
             continue  # target unchanged: no order, the position drifts
         cid = client_order_id(name, t, sym)
         k = cols.index(sym) if sym in cols else None
+        if sym in exits:
+            qty = -(pos[k] if k is not None else float(acct.positions.get(sym, 0.0)))
+            if qty != 0 and not is_close_nb(qty, 0.0):
+                planned.append(PlannedOrder(cid, sym, qty, PENDING, "left the universe: position closed"))
+            continue
         if k is None or not np.isfinite(vp[k]):
             if w != 0 or sym in stale:
                 planned.append(PlannedOrder(cid, sym, None, BLOCKED, stale.get(sym, "no price to size the order")))
@@ -311,9 +346,10 @@ def next_decision_time(now, settings) -> pd.Timestamp:
 def run_live(client, broker, ledger: Ledger, strategy, *, symbols: list[str] | None = None, once: bool = False,
              max_sessions: int | None = None, now: Callable[[], pd.Timestamp] | None = None,
              sleep: Callable[[float], None] = _time.sleep, on_session: Callable[[SessionReport], None] | None = None,
-             source: str = "latest") -> list[SessionReport]:
-    """Sleep until each decision time and run :func:`run_session` there. ``once``: only the
-    next decision (now, if a decision time has passed today and is not decided yet)."""
+             source: str = "latest", universe: str | None = LISTED) -> list[SessionReport]:
+    """Sleep until each decision time and run :func:`run_session` there, on the members of
+    ``universe`` at each (``symbols`` intersected with them). ``once``: only the next decision
+    (now, if a decision time has passed today and is not decided yet)."""
     now = now or xclock.utc_now
     settings = client.settings
     reports: list[SessionReport] = []
@@ -328,7 +364,8 @@ def run_live(client, broker, ledger: Ledger, strategy, *, symbols: list[str] | N
                 t = past[-1]
         while (wait := (t - _utc(now(), "now")).total_seconds()) > 0:
             sleep(min(wait, 3600.0))
-        report = run_session(client, broker, ledger, strategy, t, symbols=symbols, source=source, now=max(_utc(now(), "now"), t))
+        report = run_session(client, broker, ledger, strategy, t, symbols=symbols, source=source, now=max(_utc(now(), "now"), t),
+                             universe=universe)
         reports.append(report)
         if on_session:
             on_session(report)
@@ -361,13 +398,12 @@ class ReplayResult:
 
 def replay(client, strategy, start, end, fees: float = 0.0005, slippage: float = 0.0005, *, init_cash: float = 1_000_000.0,
            symbols: list[str] | None = None, ledger_url: str = "sqlite://", broker_url: str = "sqlite://",
-           on_session: Callable[[SessionReport], None] | None = None) -> ReplayResult:
+           on_session: Callable[[SessionReport], None] | None = None, universe: str | None = LISTED) -> ReplayResult:
     """The live loop over the sessions in [start, end] on ``alpha.history``: one history call for
-    the range (the backtest's), each session given only its own rows (asserted: no row after
-    its decision time), a :class:`PaperBroker` on the same prices and a fresh ledger."""
-    symbols = symbols or client.symbols()
-    hist = client.history(symbols, history_features(strategy), start=start, end=end)
-    frame = decision_frame(hist)
+    the range (the backtest's: the members of ``universe`` at each session), each session given
+    only its own rows (asserted: no row after its decision time), a :class:`PaperBroker` on the
+    same prices and a fresh ledger."""
+    frame = universe_frame(client, strategy, start, end, symbols=symbols, universe=universe)
     book = PriceBook.from_frame(frame, client.settings.calendar)
     sim = _SimClock()
     broker = PaperBroker(book, fees=fees, slippage=slippage, init_cash=init_cash, url=broker_url, clock=sim,
@@ -375,7 +411,8 @@ def replay(client, strategy, start, end, fees: float = 0.0005, slippage: float =
     ledger = Ledger(ledger_url)
     if not ledger.decisions(strategy.NAME).empty:
         raise LiveLoopError(f"the replay needs a fresh ledger; {ledger.display_url} already has decisions of {strategy.NAME}")
-    keep = [c for c in frame.columns if c != OPEN.split(":")[1] or OPEN in strategy.FEATURES]
+    execution = {OPEN.split(":")[1]: OPEN, SESSION.split(":")[1]: SESSION}  # the execution model's, not the strategy's
+    keep = [c for c in frame.columns if c not in execution or execution[c] in strategy.FEATURES]
     reports = []
     for t, rows in frame[keep].groupby("decision_time", sort=True):
         if (rows["decision_time"] > t).any():  # each session sees only what was known at its decision time

@@ -9,6 +9,11 @@ call sequence (sells before buys, ``insert_argsort_nb`` over the same
 approximate order values), so a buy that the cash cannot cover is cut to what
 the cash buys exactly as in the backtest.
 
+An order of a symbol that was not listed at its decision (no bar within the
+TTL of the newest bar known) has no open to fill at: it fills at the symbol's
+last close, the backtest's delisting cash-out
+(:func:`strategy.backtest.execution_prices`, the one rule for both).
+
 Fills need the session's bar, which is known at the session's availability
 time (close + delay): the broker settles a session's orders the first time it
 is asked (``order``, ``account``) at or after that time, never earlier, and
@@ -46,9 +51,12 @@ class PriceBook:
     def __init__(self, close_tr: pd.DataFrame, open_tr: pd.DataFrame, calendar: str = DEFAULT_CALENDAR):
         if not close_tr.index.equals(open_tr.index) or not close_tr.columns.equals(open_tr.columns):
             raise ArgumentError("close_tr and open_tr must have the same rows and columns")
+        from strategy.backtest import execution_prices
+
         self.close_tr = close_tr
         self.open_tr = open_tr
         self.close_ff = close_tr.ffill()
+        self.exec_tr = execution_prices(close_tr, open_tr)  # the open, or a delisted symbol's last close
         self.calendar = calendar
         tz = xclock.get_calendar(calendar).tz
         self.times = pd.DatetimeIndex(close_tr.index)
@@ -58,13 +66,13 @@ class PriceBook:
     def from_frame(cls, frame: pd.DataFrame, calendar: str = DEFAULT_CALENDAR) -> PriceBook:
         from strategy.backtest import total_return_prices
 
-        return cls(*total_return_prices(frame), calendar=calendar)
+        return cls(*total_return_prices(frame, calendar=calendar), calendar=calendar)
 
     @classmethod
     def from_history(cls, client, symbols: list[str], start, end) -> PriceBook:
-        from strategy.backtest import OPEN, decision_frame
+        from strategy.backtest import OPEN, SESSION, decision_frame
 
-        hist = client.history(symbols, ["bars_daily:close", "technicals:ret_1d", OPEN], start=start, end=end)
+        hist = client.history(symbols, ["bars_daily:close", "technicals:ret_1d", OPEN, SESSION], start=start, end=end)
         return cls.from_frame(decision_frame(hist), client.settings.calendar)
 
     @property
@@ -87,13 +95,14 @@ class PriceBook:
         return int(hits[0]) if len(hits) else None
 
     def fill_prices(self, session: pd.Timestamp, now) -> tuple[pd.Series, pd.Series] | None:
-        """(open_tr of ``session``, the valuation price before it) once the session's bar is
-        known at ``now``; None while it is not (or the book does not reach it)."""
+        """(the fill prices of ``session``: its open_tr, or a delisted symbol's last close; the
+        valuation price before it) once the session's bar is known at ``now``; None while it is
+        not (or the book does not reach it)."""
         i = self.session_row(session)
         if i is None or self.times[i] > pd.Timestamp(now):
             return None
         before = self.close_ff.iloc[i - 1] if i > 0 else pd.Series(np.nan, index=self.close_tr.columns)
-        return self.open_tr.iloc[i], before
+        return self.exec_tr.iloc[i], before
 
 
 class HistoryPrices:

@@ -148,8 +148,10 @@ def test_sigkill_between_pending_submit_and_fill_loses_and_duplicates_nothing(wa
 
 def test_stale_features_block_trading_for_that_symbol(client, tmp_path):
     """Online values (alpha.latest) at a decision time: UW (delisted 1998) has no online
-    values, so it is stale on 2021-03-31; twelve days after the last bar every symbol is stale, and the
-    strategy's exit from every position (targets fall to 0) is blocked, not sent."""
+    values, so asked for without a universe filter it is stale on 2021-03-31 (by default it is not in
+    the universe, not asked: tests/test_universe_through_time.py); thirteen days after the last bar
+    every symbol is stale -- the warehouse stopped, the symbols did not: they stay in the universe --
+    and the strategy's exit from every position (targets fall to 0) is blocked, not sent."""
     book = PriceBook.from_history(client, client.symbols(), "2021-03-01", "2021-03-31")
     at = [None]
     broker = PaperBroker(book, fees=0.001, slippage=0.0005, url="sqlite://", clock=lambda: at[0])
@@ -159,7 +161,7 @@ def test_stale_features_block_trading_for_that_symbol(client, tmp_path):
         run_session(client, broker, ledger, trend_rsi, t, source="history")
     last = book.times[-1]
     at[0] = last
-    r = run_session(client, broker, ledger, trend_rsi, last, source="latest")
+    r = run_session(client, broker, ledger, trend_rsi, last, source="latest", universe=None)
     assert set(r.stale) == {"UW"} and "close from 1998-07-16 20:15Z, older than the 10-day TTL" in r.stale["UW"]  # delisted 1998
     assert set(r.blocked) <= {"UW"}  # UW's target stays 0: nothing to block unless it changed
     fresh = ledger.targets("trend_rsi").query("decision_time == @last").set_index("symbol")["fresh"]
@@ -175,7 +177,7 @@ def test_stale_features_block_trading_for_that_symbol(client, tmp_path):
     later = pd.Timestamp("2021-04-13 20:15", tz="UTC")
     at[0] = later
     r = run_session(client, broker, ledger, trend_rsi, later, source="latest")
-    assert r.decided and r.sent == []
+    assert r.decided and r.sent == [] and list(r.left_out) == ["UW"] and r.exits == []
     # every symbol's values are now 13 days old: all targets fall to 0, and every exit is blocked
     assert exiting <= set(r.blocked)
     assert all("older than the 10-day TTL" in r.blocked[s] for s in exiting)

@@ -71,6 +71,10 @@ def test_backtest_trades_after_the_decision(backtest):
     # targets decided at session t are executed at t+1: the first decision row never trades
     assert backtest.targets.index.is_monotonic_increasing
     assert set(backtest.features["symbol"]) >= {"AAPL", "SPY"}
+    # the universe known at each session: UW (delisted 1998) never, GOOGL from its first bar (2014-04-03)
+    assert "UW" not in backtest.targets.columns
+    googl = backtest.targets["GOOGL"]
+    assert googl.first_valid_index() == pd.Timestamp("2014-04-03 20:15", tz="UTC") and googl.loc[googl.first_valid_index():].notna().all()
 
 
 def test_live_and_backtest_agree_on_the_last_session(client, backtest):
@@ -99,11 +103,14 @@ def test_live_parity_on_redis(redis_warehouse):
 
 def test_live_tick_decides_at_the_warehouse_clock_whatever_symbols_are_asked(client):
     """One staleness rule with the live loop: the tick's decision time is the warehouse's newest
-    availability time, so a symbol asked alone whose values are years old (UW, delisted in 1998)
-    is stale there and gets no position, instead of being judged against its own last bar."""
-    alone = live_once(client, ["UW"]).set_index("symbol")
+    availability time. UW (delisted in 1998) is not in the universe then, so it is not even asked
+    for; without a universe filter (universe=None) it is, and it is stale at that time and gets no
+    position, instead of being judged against its own last bar."""
+    assert live_once(client, ["UW"]).empty
+    assert live_once(client, ["AAPL", "UW"])["symbol"].tolist() == ["AAPL"]
+    alone = live_once(client, ["UW"], universe=None).set_index("symbol")
     assert alone.loc["UW", "as_of"] < pd.Timestamp("1999-01-01", tz="UTC")
     assert np.isnan(alone.loc["UW", "rsi_14"]) and alone.loc["UW", "target_weight"] == 0.0
-    together = live_once(client, ["AAPL", "UW"]).set_index("symbol")
+    together = live_once(client, ["AAPL", "UW"], universe=None).set_index("symbol")
     assert together.loc["UW", "target_weight"] == 0.0
     assert together.loc["AAPL", "as_of"] == pd.Timestamp("2021-03-31 20:15", tz="UTC")
