@@ -27,7 +27,7 @@ module                 commands
 ``cli.features``       features list, describe, build, compact
 ``cli.orchestration``  nightly, run nightly, run backfill, serve
 ``cli.trading``        backtest, live, replay
-``cli.research``       experiment run, verify, qualify, replay, promote, list, rank
+``cli.research``       experiment run, verify, qualify, replay, promote, list, rank; factor-report
 ``cli.online``         apply, materialize, latest
 ``cli.demo``           demo
 =====================  ==========================================
@@ -79,6 +79,7 @@ experiment_app.command("promote")(writes_home(research.promote))
 experiment_app.command("list")(research.list_runs)
 experiment_app.command("rank")(research.rank)
 app.add_typer(experiment_app, name="experiment")
+app.command("factor-report")(research.factor_report)
 
 app.command("apply")(writes_home(online.apply))
 app.command("materialize")(writes_home(online.materialize))

@@ -153,3 +153,37 @@ def rank(
         return
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@friendly
+def factor_report(
+    feature: str = typer.Argument(..., help="A feature, view:name (e.g. technicals:rsi_14)."),
+    start: str = typer.Option("2005-01-01", help="First session."),
+    end: str = typer.Option("2020-12-31", help="Last session."),
+    horizons: str = typer.Option("1,5,21", help="Forward-return horizons in sessions."),
+    quantiles: int = typer.Option(5, help="Quantiles per decision time."),
+    symbols: str | None = typer.Option(None, help="Comma-separated symbols (default: all)."),
+    home: Path | None = HomeOpt,
+):
+    """A feature's predictive power: rank IC by horizon, quantile returns and spread, decay,
+    turnover, per volatility regime, on alpha.history and its point-in-time labels (HTML + JSON)."""
+    from research.factor_report import evaluate_feature, write_factor_report
+    from sdk.client import Alpha
+
+    settings = load_settings(home)
+    try:
+        hs = [int(h) for h in horizons.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"horizons must be whole numbers of sessions, e.g. 1,5,21; got {horizons!r}") from None
+    t0 = step(f"factor report of {feature} {start}..{end}, horizons {hs}")
+    report, factor = evaluate_feature(Alpha(settings=settings), feature, start, end,
+                                      symbols=symbols.split(",") if symbols else None, horizons=hs, quantiles=quantiles)
+    summary = report.ic_summary
+    for h in report.horizons:
+        _echo(f"{h:>3}-session horizon: rank IC mean {summary.loc[h, 'mean']:+.4f}, IR {summary.loc[h, 'ir']:+.2f}, "
+              f"t {summary.loc[h, 't_stat']:+.1f} over {int(summary.loc[h, 'n']):,} decision times; top-bottom spread "
+              f"{report.spread[h].mean() * 1e4:+.1f} bp")
+    out = settings.reports / "factors" / feature.replace(":", "__")
+    path = write_factor_report(out, feature, report, {"start": start, "end": end, "symbols": factor["symbol"].nunique(),
+                                                      "quantiles": quantiles})
+    done(t0, f"report: {path}")

@@ -217,10 +217,15 @@ def compute_run(settings: Settings, spec: ExperimentSpec, out_dir: Path, *, tria
     own = rm.performance(returns)["sharpe"]
     trials = [*(trial_sharpes or []), own]
     metrics = evaluate(returns, weights, regimes, bench, trials, spec.seed)
+    folds = [f.as_dict() for f in getattr(strategy, "folds", [])]   # a model's walk-forward audit, one per fit
     if strategy.kind == "model":
-        progress("fit the final model on every label known at the period's end (the artifact live trades)")
+        progress(f"walk-forward: {len(folds)} fits, each on labels known at its training time; fit the final model on "
+                 "every label known at the period's end (the artifact live trades)")
         strategy.fit_final(bt.features)
         strategy.save(out_dir / "model")
+        final = getattr(strategy, "final_fold", None)
+        if final is not None:
+            folds.append({**final.as_dict(), "final": True})
     frames = {
         "returns": returns.to_frame().rename_axis("decision_time").reset_index(),
         "decisions": decisions,
@@ -239,7 +244,7 @@ def compute_run(settings: Settings, spec: ExperimentSpec, out_dir: Path, *, tria
         "features_fingerprint": features_fp, "views": per_view,
         "data_fingerprint": client.data_fingerprint(), "reads": client.reads,
         "frames": {name: fp.frame_sha256(frame) for name, frame in frames.items()},
-        "benchmark": bench_name, "trial_sharpes": trials[:-1],
+        "benchmark": bench_name, "trial_sharpes": trials[:-1], "folds": folds,
     }
     (out_dir / "spec.yaml").write_text(spec.source)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))

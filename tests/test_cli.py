@@ -84,7 +84,7 @@ def test_feast_apply_works_from_feature_repo(warehouse):
 
 
 def test_latest_replay_and_live_loop_commands(warehouse, tmp_path):
-    """`alpha latest`, `alpha replay` and `alpha live --strategy --once` as a user runs them."""
+    """`alpha latest`, `alpha replay` and `alpha live --strategy --once` (refused: not promoted) as a user runs them."""
     import json
 
     from sdk import connect
@@ -108,17 +108,18 @@ def test_latest_replay_and_live_loop_commands(warehouse, tmp_path):
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "replay == backtest" in replay.stdout and " != " not in replay.stdout
 
-    # the live loop now, on 2021 data: every symbol's features are stale, so nothing is sent
+    # only promoted strategies trade: an experiment without a promotion record is refused, and the
+    # message says what to run (the promoted path: tests/test_research_chain.py)
     live = run([ALPHA, "live", "--strategy", "trend_rsi", "--once"], home)
-    assert live.returncode == 0, live.stdout + live.stderr
+    assert live.returncode == 1, live.stdout + live.stderr
+    assert "no promotion at tier 'candidate'" in live.stderr and "alpha experiment promote" in live.stderr
     from strategy.ledger import open_ledger
 
     ledger = open_ledger(warehouse["settings"])
     try:
-        orders = ledger.orders("trend_rsi")
+        assert ledger.orders("trend_rsi").empty
     finally:
         ledger.dispose()
-    assert len(orders) and set(orders["status"]) <= {"blocked"}
 
 
 # ------------------------------------------------------------ no process-wide side effects

@@ -189,8 +189,13 @@ def test_verify_reproduces_bit_for_bit_and_names_a_changed_gold_value(chain):
     assert same.returncode == 0, same.stdout + same.stderr
     assert "identical" in same.stdout
 
-    # one value of one gold part of the technicals view, in the run's period, changed in place
+    # one value of one gold part of the technicals view, in the run's period, changed and its
+    # record in gold/_runs.json made to match (as a rebuild that computed another value would
+    # leave it: the integrity check then has nothing to say, only the data fingerprint does)
     import pyarrow.parquet as pq
+
+    from etl.core.config import load_settings
+    from etl.gold import layout
 
     parts = sorted((home / "gold").glob("technicals/**/*.parquet"))
     target = None
@@ -205,6 +210,10 @@ def test_verify_reproduces_bit_for_bit_and_names_a_changed_gold_value(chain):
             i = mask.to_numpy().nonzero()[0][0]
             frame.loc[frame.index[i], "rsi_14"] = 99.0
             pq.write_table(pa_table(frame, table.schema), part)
+            settings = load_settings(home)
+            runs = layout.read_runs(settings)
+            runs["parts"]["technicals"][part.name] = layout.describe_part(part)
+            layout.write_runs(settings, runs)
             break
     assert target is not None, "no gold part holds AAPL's rsi_14 of June 2010"
     changed = run([ALPHA, "experiment", "verify", ids["steady"]], home)
