@@ -1,7 +1,7 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   -- set up .venv and run the end-to-end demo
 #   make test   -- set up .venv and run the test suite (every tier)
-#   make test-fast -- the fast tier only (no session warehouse, server, shared data or slow test)
+#   make test-fast -- the fast tier only (no session warehouse, server, shared data or slow test), on 2 workers
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q --durations=25
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -n 2 -m "not integration"
 
 bench: $(STAMP)
 	$(PY) benchmarks/skeleton.py

@@ -204,7 +204,8 @@ def compute_run(settings: Settings, spec: ExperimentSpec, out_dir: Path, *, tria
     progress(f"backtest {strategy.NAME} ({strategy.kind}, {strategy.ref}) {spec.start:%Y-%m-%d}..{spec.end:%Y-%m-%d}, "
              f"universe {spec.universe}")
     bt = run_backtest(client, list(spec.symbols) or None, spec.start, spec.end, spec.fees, spec.slippage,
-                      init_cash=spec.init_cash, out_dir=out_dir / "backtest", strategy=strategy, universe=spec.universe)
+                      init_cash=spec.init_cash, out_dir=out_dir, strategy=strategy, universe=spec.universe,
+                      report=False)   # the run's own tearsheet is below
     returns = bt.returns.astype(float).rename("return")
     weights = bt.targets.fillna(0.0)
     decisions = bt.targets.stack().rename("target_weight").reset_index()

@@ -62,7 +62,7 @@ def shadow_replay(settings: Settings, run_id: str) -> ReplayOutcome:
     result = replay(client, strategy, spec.replay_start, spec.replay_end, spec.fees, spec.slippage, symbols=symbols,
                     init_cash=spec.init_cash, universe=spec.universe)
     bt = run_backtest(client, symbols, spec.replay_start, spec.replay_end, spec.fees, spec.slippage, init_cash=spec.init_cash,
-                      out_dir=path / "replay" / "backtest", strategy=strategy, universe=spec.universe)
+                      out_dir=path / "replay" / "backtest", strategy=strategy, universe=spec.universe, report=False)
     table = compare_fills(result.fills, bt.orders)
     differing = int((~table["equal"]).sum())
     sessions = len(result.reports)

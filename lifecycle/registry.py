@@ -20,7 +20,7 @@ The rules it keeps:
   or latest shadow replay is missing or failed, and records which ones it relied on, with the run's
   spec hash, data fingerprint and the operating-system user who promoted it.
 - **Times are tz-aware UTC in and out**, stored as fixed-width ISO text in UTC (microseconds), the
-  ledger's portable format (``strategy.ledger.ts_key``): they sort and compare as text on every
+  SQL state's portable format (``etl.storage.state.ts_key``): they sort and compare as text on every
   backend. A naive time raises :class:`~etl.core.errors.NaiveTimestampError`. Periods (``start``,
   ``end``) are dates. Missing metric values and target weights are stored as NULL and read back as
   NaN, never 0.
@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from etl.core.clock import to_utc, to_utc_us, utc_now
 from etl.core.config import Settings
 from etl.core.errors import AlphaError, ArgumentError, MissingColumnError
-from etl.storage.state import default_url, display_url, open_engine
+from etl.storage.state import default_url, display_url, from_key, open_engine, ts_key
 
 #: what a registered name is: a trading strategy, or a model (predictions feeding one)
 KINDS = ("strategy", "model")
@@ -269,17 +269,6 @@ class PromotionRecord:
 
 
 # ------------------------------------------------------------------ times and values
-def ts_key(value, name: str = "time") -> str:
-    """A tz-aware time as stored: UTC, microseconds, fixed width (the ledger's format); a naive
-    time raises NaiveTimestampError naming ``name``."""
-    return to_utc(value, name).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-def from_key(text: str | None) -> pd.Timestamp | None:
-    """A stored time back as a tz-aware UTC Timestamp (None stays None)."""
-    return None if text is None else pd.Timestamp(text).tz_convert("UTC")
-
-
 def ts_keys(values: pd.Series, name: str) -> np.ndarray:
     """:func:`ts_key` for a column at once (~100x faster than per value): tz-aware times as the
     same fixed-width UTC text; naive or missing times are refused naming ``name``."""

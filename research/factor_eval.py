@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from etl.core.errors import ArgumentError, MissingColumnError
+from research.metrics import label_values
 
 __all__ = [
     "MIN_NAMES",
@@ -358,10 +359,7 @@ def _by_regime(ic: pd.DataFrame, regimes: pd.Series) -> pd.DataFrame:
         first = ic.index[labels.isna().to_numpy()][0]
         raise ArgumentError(f"regimes have no label for {int(labels.isna().sum())} decision time(s), the first "
                             f"{first}: label every decision time (e.g. 'unknown') or drop those factor rows")
-    try:
-        values = sorted(pd.unique(labels))
-    except TypeError as err:
-        raise ArgumentError(f"regimes must be of one sortable kind (all strings or all numbers): {err}") from err
+    values = label_values(labels, "regimes")
     parts = {value: ic_summary(ic[(labels == value).to_numpy()]) for value in values}
     return pd.concat(parts, names=[regimes.name or "regime", "horizon"])
 

@@ -281,10 +281,7 @@ def sliced(returns: pd.Series, labels: pd.Series, *, weights: pd.DataFrame | Non
     if lab.isna().any():
         raise ArgumentError(f"labels are NaN at {int(lab.isna().sum())} session(s) of the returns, the first "
                             f"{lab.index[lab.isna().to_numpy()][0]}: label every session (e.g. 'unknown')")
-    try:
-        values = sorted(pd.unique(lab))
-    except TypeError as err:
-        raise ArgumentError(f"labels must be of one sortable kind (all strings or all numbers): {err}") from err
+    values = label_values(lab, "labels")
     turnover = exposure = None
     if weights is not None:
         turnover, exposure = _weight_series(weights, r.index)
@@ -431,3 +428,12 @@ def deflated_sharpe(returns: pd.Series, trial_sharpes: Sequence[float]) -> dict[
     dsr = probabilistic_sharpe(sr, len(r), skew, kurt, sr0)
     return {"sr": sr, "sr0": sr0, "dsr": dsr, "n_trials": float(n_trials), "n_obs": float(len(r)),
             "skew": skew, "kurtosis": kurt, "var_trials": var_trials}
+
+
+def label_values(labels: pd.Series, name: str) -> list:
+    """The distinct labels sorted, or an ArgumentError naming ``name`` when they do not sort
+    (a mix of kinds)."""
+    try:
+        return sorted(pd.unique(labels))
+    except TypeError as err:
+        raise ArgumentError(f"{name} must be of one sortable kind (all strings or all numbers): {err}") from err

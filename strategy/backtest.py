@@ -61,8 +61,11 @@ class BacktestResult:
     orders: pd.DataFrame | None = None  # one row per fill: decision_time, session, fill_time (its open), symbol, qty (signed), price, fee
 
     def summary(self) -> str:
-        keys = ["Start", "End", "Total Return [%]", "Annualized Return [%]", "Sharpe Ratio", "Max Drawdown [%]", "Total Trades", "Total Fees Paid"]
-        lines = [f"{k:>24}: {self.stats[k]}" for k in keys if k in self.stats]
+        s = self.stats
+        lines = [f"{'period':>24}: {str(s.get('Start'))[:10]} .. {str(s.get('End'))[:10]}",
+                 f"{'total return':>24}: {s.get('Total Return [%]', float('nan')):+,.1f} %   Sharpe {s.get('Sharpe Ratio', float('nan')):.2f}"
+                 f"   max drawdown -{s.get('Max Drawdown [%]', float('nan')):.1f} %",
+                 f"{'trades':>24}: {s.get('Total Trades', 0):,}   fees paid ${s.get('Total Fees Paid') or 0:,.0f}"]
         for column, table in self.by_regime.items():
             lines.append(f"{'by ' + column:>24}: " + "; ".join(
                 f"{name} {int(r.sessions)} sessions, ann. return {r.ann_return:+.1%}, Sharpe {r.sharpe:.2f}, max DD {r.max_drawdown:.1%}"
@@ -173,6 +176,7 @@ def run_backtest(
     out_dir: Path | None = None,
     strategy=trend_rsi,
     universe: str | None = LISTED,
+    report: bool = True,
 ) -> BacktestResult:
     """Backtest ``strategy`` on the members of ``universe`` (``"listed"``, a named universe, or
     None: every symbol asked) at each session in [start, end]; ``symbols`` (default: the
@@ -219,10 +223,11 @@ def run_backtest(
     returns = pf.returns()
     by_regime = regime_slices(client, returns, str(frame["symbol"].iloc[0]), start, end)
     out_dir = Path(out_dir or client.settings.reports / "backtest" / strategy.NAME)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if report:
+        out_dir.mkdir(parents=True, exist_ok=True)
     params = dict(strategy=strategy.NAME, universe=universe, symbols=list(index.columns), start=str(start), end=str(end), fees=fees,
                   slippage=slippage)
-    files = _write_report(pf, stats, targets, out_dir, params, by_regime)
+    files = _write_report(pf, stats, targets, out_dir, params, by_regime, index) if report else {}
     return BacktestResult(stats=stats, report_dir=out_dir, files=files, targets=targets, features=frame, returns=returns,
                           by_regime=by_regime, orders=orders_frame(pf, client.settings.calendar))
 
@@ -301,45 +306,39 @@ def _plain(v):
     return v if isinstance(v, (int, str, type(None))) else str(v)
 
 
-def _write_report(pf, stats: dict, targets: pd.DataFrame, out_dir: Path, params: dict, by_regime: dict[str, pd.DataFrame]) -> dict[str, Path]:
-    import matplotlib
+def _benchmark(index: pd.DataFrame) -> tuple[pd.Series, str]:
+    """SPY's total return when SPY is in the backtest, else the members bought and held
+    equally weighted (the mean of their total returns at each session)."""
+    rets = index.pct_change(fill_method=None)
+    if "SPY" in rets.columns:
+        return rets["SPY"], "SPY total return"
+    return rets.mean(axis=1), "members, equal weight"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    value = pf.value()
-    drawdown = pf.drawdown() * 100.0
-    exposure = targets.sum(axis=1)
-    fig, axes = plt.subplots(3, 1, figsize=(11, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 1]})
-    axes[0].plot(value.index, value.values, color="#1f5fa8", lw=1.2)
-    axes[0].set_ylabel("equity ($)")
-    axes[0].set_title(f"{params['strategy']} on {len(params['symbols'])} symbols, fees {params['fees']:.2%}, slippage {params['slippage']:.2%}")
-    axes[0].grid(alpha=0.3)
-    axes[1].fill_between(drawdown.index, drawdown.values, 0, color="#c0392b", alpha=0.5)
-    axes[1].set_ylabel("drawdown (%)")
-    axes[1].grid(alpha=0.3)
-    axes[2].plot(exposure.index, exposure.values, color="#555", lw=0.8)
-    axes[2].set_ylabel("gross target")
-    axes[2].grid(alpha=0.3)
-    fig.tight_layout()
-    png = out_dir / "equity_drawdown.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+def _write_report(pf, stats: dict, targets: pd.DataFrame, out_dir: Path, params: dict, by_regime: dict[str, pd.DataFrame],
+                  index: pd.DataFrame) -> dict[str, Path]:
+    """The tearsheet (research.tearsheet: equity against the benchmark, drawdown, rolling Sharpe
+    and volatility, monthly returns, exposure and turnover, regimes; every number formatted) and
+    ``stats.json`` (vectorbt's statistics, the metrics, the regime slices)."""
+    from research.metrics import performance
+    from research.tearsheet import write_tearsheet
 
+    returns = pf.returns()
+    weights = targets.reindex(returns.index)
+    metrics = performance(returns, weights=weights)
+    bench, bench_name = _benchmark(index)
+    bench = bench.reindex(returns.index)
+    bench_metrics = performance(bench.dropna()) if bench.notna().sum() > 2 else None
+    files = write_tearsheet(out_dir, title=f"Backtest: {params['strategy']} on {len(params['symbols'])} symbols", returns=returns,
+                            benchmark=bench, benchmark_name=bench_name, weights=weights, metrics=metrics,
+                            benchmark_metrics=bench_metrics, regime_tables=by_regime,
+                            params={k: v for k, v in params.items() if k != "symbols"} | {"symbols": len(params["symbols"])},
+                            notes=[f"vectorbt: {stats.get('Total Trades', 0):,} trades, fees paid "
+                                   f"${stats.get('Total Fees Paid') or 0:,.0f}; decided at each session's close + delay, filled "
+                                   "at the next open.",
+                                   "Regime slices: each session's return under the regime known at its start."])
     stats_path = out_dir / "stats.json"
     regimes_json = {c: json.loads(t.to_json(orient="index")) for c, t in by_regime.items()}
-    stats_path.write_text(json.dumps({"params": params, "stats": stats, "by_regime": regimes_json}, indent=1, default=str))
-    rows = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in stats.items())
-    regime_html = "".join(
-        f"<h2>By {column.replace('_', ' ')} (known at the session's start)</h2>"
-        + table.to_html(float_format=lambda x: f"{x:.4f}", border=0)
-        for column, table in by_regime.items()
-    ) or "<p>No market regime view in this warehouse: no regime slices.</p>"
-    html = out_dir / "report.html"
-    html.write_text(
-        "<!doctype html><meta charset='utf-8'><title>Backtest report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:2em}</style>"
-        f"<h1>Backtest: {params['strategy']}</h1><p>{json.dumps(params)}</p>"
-        f"<img src='{png.name}' style='max-width:100%'><table>{rows}</table>{regime_html}"
-    )
-    return {"png": png, "html": html, "stats": stats_path}
+    stats_path.write_text(json.dumps({"params": params, "stats": stats, "metrics": metrics, "benchmark": bench_name,
+                                      "benchmark_metrics": bench_metrics, "by_regime": regimes_json}, indent=1, default=str))
+    return {"png": files["png"], "html": files["html"], "stats": stats_path}

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from etl.core.errors import AlphaError
+from etl.core.errors import AlphaError, NaiveTimestampError
+from etl.storage import state
 from etl.storage.state import default_url, display_url, open_engine
 
 #: order states of the ledger; "pending" = written, not yet acknowledged by the broker
@@ -96,15 +97,14 @@ class LedgerError(AlphaError):
 
 
 def ts_key(ts) -> str:
-    """A tz-aware time as the ledger stores it: UTC, microseconds, fixed width."""
-    t = pd.Timestamp(ts)
-    if t.tzinfo is None:
-        raise LedgerError(f"naive time {ts!r}: the ledger stores tz-aware UTC times only")
-    return t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    """A tz-aware time as the ledger stores it (:func:`etl.storage.state.ts_key`)."""
+    try:
+        return state.ts_key(ts)
+    except NaiveTimestampError:
+        raise LedgerError(f"naive time {ts!r}: the ledger stores tz-aware UTC times only") from None
 
 
-def from_key(text: str | None) -> pd.Timestamp | None:
-    return None if text is None else pd.Timestamp(text).tz_convert("UTC")
+from_key = state.from_key
 
 
 def _now() -> str:

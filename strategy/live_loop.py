@@ -44,12 +44,12 @@ import pandas as pd
 
 from etl.core import clock as xclock
 from etl.core.config import DEFAULT_CALENDAR
-from etl.core.errors import AlphaError, NaiveTimestampError
+from etl.core.errors import AlphaError, LookAheadError, NaiveTimestampError
 from strategy.backtest import OPEN, SESSION, decision_frame, feature_names, universe_frame
 from strategy.broker import BrokerError, Order
 from strategy.ledger import BLOCKED, EXPIRED, PENDING, REJECTED, SUBMITTED, Ledger, PlannedOrder
 from strategy.live import TTL, judge_freshness
-from strategy.paper import LookAheadError, PaperBroker, PriceBook
+from strategy.paper import PaperBroker, PriceBook
 from strategy.universe import LISTED, universe_at
 
 log = logging.getLogger("alpha.live")

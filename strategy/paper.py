@@ -34,14 +34,10 @@ import sqlalchemy as sa
 
 from etl.core import clock as xclock
 from etl.core.config import DEFAULT_CALENDAR
-from etl.core.errors import AlphaError, ArgumentError
+from etl.core.errors import ArgumentError
 from etl.storage.state import open_engine
 from strategy.broker import Account, BrokerError, Fill, Order, OrderStatus
 from strategy.ledger import from_key, ts_key
-
-
-class LookAheadError(AlphaError):
-    """Something asked for a price or feature row that was not known yet at the time given."""
 
 
 class PriceBook:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from etl.core.errors import LookAheadError
 from strategy import get_strategy, trend_rsi
 from strategy.backtest import run_backtest
 from strategy.live_loop import compare_fills, replay, run_session
-from strategy.paper import LookAheadError
 
 START, END = "2019-07-01", "2021-03-31"
 FEES, SLIPPAGE = 0.001, 0.0005

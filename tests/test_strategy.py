@@ -4,6 +4,7 @@ and the live tick on alpha.latest give the same targets for the last session."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,10 @@ def test_backtest_writes_a_report_with_metrics_and_plot(backtest):
     assert np.isfinite(stats["stats"]["Sharpe Ratio"])
     assert stats["stats"]["Total Trades"] > 10
     assert stats["stats"]["Total Fees Paid"] > 0
-    assert "equity_drawdown.png" in backtest.files["html"].read_text()
+    html = backtest.files["html"].read_text()
+    assert backtest.files["html"].name == "tearsheet.html" and html.count("data:image/png;base64,") >= 5
+    assert "SPY total return" in html and "Monthly returns" in html
+    assert stats["metrics"]["sessions"] > 1000 and stats["benchmark"] == "SPY total return"
 
 
 def test_backtest_metrics_by_the_regime_known_at_the_start_of_each_session(backtest, warehouse):
@@ -65,6 +69,7 @@ def test_backtest_metrics_by_the_regime_known_at_the_start_of_each_session(backt
     assert set(stats["by_regime"]) == {"regime_vol", "regime_trend"}
     assert "By regime vol" in backtest.files["html"].read_text()
     assert "by regime_vol: low vol" in backtest.summary()
+    assert re.search(r"total return: [+-][\d,]+\.\d %   Sharpe -?\d\.\d\d", backtest.summary())
 
 
 def test_backtest_trades_after_the_decision(backtest):

@@ -9,10 +9,26 @@ from __future__ import annotations
 
 import threading
 
+import pandas as pd
 import sqlalchemy as sa
 
+from etl.core import clock
 from etl.core.config import Settings, mask_url
 from etl.core.errors import ConfigError
+
+#: how the SQL state stores a time (ledger, research registry): UTC, microseconds, fixed width,
+#: so text order is time order on every database
+STORED_TIME = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+def ts_key(value, name: str = "time") -> str:
+    """A tz-aware time as the SQL state stores it; a naive one raises NaiveTimestampError naming ``name``."""
+    return clock.to_utc(value, name).strftime(STORED_TIME)
+
+
+def from_key(text: str | None) -> pd.Timestamp | None:
+    """A stored time back as a tz-aware UTC Timestamp (None stays None)."""
+    return None if text is None else pd.Timestamp(text).tz_convert("UTC")
 
 
 def display_url(url: str) -> str:
