@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/online.py
 	$(PY) benchmarks/orchestration.py
 	$(PY) benchmarks/nightly.py --symbols 500,1000,3000
+	$(PY) benchmarks/research.py --symbols 500
 
 clean:
 	rm -rf .alpha

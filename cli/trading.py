@@ -17,6 +17,20 @@ UniverseOpt = typer.Option("listed", "--universe", help="The universe traded at 
                            "older than the TTL), a named universe (e.g. us_equity_coarse), or none (every symbol asked).")
 
 
+def _params(text: str | None) -> dict:
+    if not text:
+        return {}
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise typer.BadParameter(f"not YAML/JSON: {exc}", param_hint="--params") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"a mapping of keyword arguments, e.g. '{{top_fraction: 0.2}}'; got {text!r}", param_hint="--params")
+    return value
+
+
 def _universe(value: str) -> str | None:
     return None if value.strip().lower() == "none" else value
 
@@ -29,16 +43,20 @@ def backtest(
     fees: float = typer.Option(0.0005, help="Fees per trade, fraction of value (0.0005 = 5 bp)."),
     slippage: float = typer.Option(0.0005, help="Slippage per trade, fraction of price."),
     universe: str = UniverseOpt,
+    strategy: str = typer.Option("trend_rsi", "--strategy", help="A built-in strategy or package.module:object."),
+    params: str | None = typer.Option(None, "--params", help="The strategy's parameters as a YAML/JSON mapping, e.g. '{top_fraction: 0.2}'."),
     home: Path | None = HomeOpt,
 ):
-    """Backtest the strategy with vectorbt on alpha.history and write a report."""
+    """Backtest a strategy with vectorbt on alpha.history and write a tearsheet."""
     from sdk.client import Alpha
+    from strategy import get_strategy
     from strategy.backtest import run_backtest
 
     settings = load_settings(home)
-    t0 = step(f"backtest {start}..{end}, fees {fees}, slippage {slippage}")
+    t0 = step(f"backtest {strategy} {start}..{end}, fees {fees}, slippage {slippage}")
+    strat = get_strategy(strategy, _params(params), settings.factor_paths)
     result = run_backtest(Alpha(settings=settings), symbols.split(",") if symbols else None, start, end, fees, slippage,
-                          universe=_universe(universe))
+                          universe=_universe(universe), strategy=strat)
     typer.echo(result.summary())
     done(t0, f"report: {result.files['html']}  plot: {result.files['png']}")
 
