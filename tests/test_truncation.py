@@ -83,6 +83,10 @@ def _latest(settings, view, until) -> pd.DataFrame:
     return frame.drop(columns=["created_timestamp"]).set_index([entity, "event_timestamp"]).sort_index()
 
 
+GREEKS = ("delta", "gamma", "vega", "theta")
+GREEK_RTOL = 1e-9
+
+
 def test_every_value_up_to_the_cut_is_the_whole_historys(cut):
     from etl.factors import registry
 
@@ -95,7 +99,13 @@ def test_every_value_up_to_the_cut_is_the_whole_historys(cut):
             x, y = a[col], b[col]
             if x.dtype.kind == "f":
                 xv, yv = x.to_numpy(float), y.to_numpy(float)
-                differ = ~((xv == yv) | (np.isnan(xv) & np.isnan(yv)))
+                # bit for bit, except the options greeks: finite differences of prices at an
+                # implied vol solved iteratively, seen to differ in the 12th digit between two
+                # builds (2026-12-02, AAPL's 30-day theta on 2014-06-10: 6e-12 relative; not
+                # root-caused, see the closing note of issue 17)
+                rtol = GREEK_RTOL if view == "options_daily" and any(g in col for g in GREEKS) else 0.0
+                same = (xv == yv) | (np.isnan(xv) & np.isnan(yv)) | (np.abs(xv - yv) <= rtol * np.abs(yv))
+                differ = ~same
                 assert not differ.any(), (view, col, a.index[differ][:3].tolist(), xv[differ][:3], yv[differ][:3])
             else:
                 assert (x.astype(str) == y.astype(str)).all(), (view, col)
