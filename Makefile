@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   -- set up .venv and run the end-to-end demo
-#   make test   -- set up .venv and run the test suite (every tier)
+#   make test   -- set up .venv and run the test suite (every tier), on 2 pytest-xdist workers
 #   make test-fast -- the fast tier only (no session warehouse, server, shared data or slow test), on 2 workers
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/alpha demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n 2 --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not integration"

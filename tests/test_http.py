@@ -172,9 +172,12 @@ def test_one_rate_limiter_shared_by_four_threads_never_exceeds_its_rate(server, 
     for i in range(n):
         for j in range(i + 1, n):
             assert j - i <= 1 + rate * (grants[j] - grants[i]) + 1e-6, (i, j, grants[j] - grants[i])
-    # and the requests themselves cannot arrive faster than they were granted
+    # and the requests themselves cannot arrive before they were granted (one clock: monotonic);
+    # the span is measured from the first grant, since a loaded machine may deliver the first
+    # request late and so shorten the span between arrivals without any request being early
     times = sorted(server.requests.times)
-    assert times[-1] - times[0] >= (n - 2) / rate
+    assert times[0] >= grants[0]
+    assert times[-1] - grants[0] >= (n - 2) / rate
     assert limiter.waited > 0
 
 
