@@ -101,13 +101,13 @@ def _plain(value):
 def regime_labels(client, index: pd.DatetimeIndex, start, end) -> dict[str, pd.Series]:
     """Per decision time of ``index``, the market regime known at the START of that session (the
     previous decision time's value): the label a session's return is sliced by."""
-    from etl.core.errors import UnknownFeatureError
+    from etl.core.errors import UnknownFeatureError, UnknownSymbolError
     from strategy.backtest import REGIMES
 
     try:
         before = pd.Timestamp(start) - pd.Timedelta(days=14)
         frame = client.history(["SPY"], [f"regime_daily:{c}" for c in REGIMES], start=before, end=end)
-    except (UnknownFeatureError, AlphaError):
+    except (UnknownFeatureError, UnknownSymbolError):   # no regime view, or no SPY: no slices (damaged gold still raises)
         return {}
     frame = frame.set_index(pd.DatetimeIndex(frame["event_timestamp"])).sort_index()
     out = {}
