@@ -200,6 +200,7 @@ class Alpha:
         as_of=None,
         bitemporal: bool = True,
         full_feature_names: bool = False,
+        engine: str | None = None,
     ) -> pd.DataFrame:
         """Point-in-time feature values.
 
@@ -223,6 +224,10 @@ class Alpha:
         tz-aware time uses that knowledge time for every row instead (what did
         we know then about all these dates?); ``bitemporal=False`` ignores
         knowledge times altogether (Feast's plain semantics).
+
+        ``engine=`` ``"spark"`` runs the joins on Spark (the home's ``[spark]`` settings),
+        ``"local"`` in this process; default: the home's ``engine`` setting. The answer is
+        the same (docs/scale-out.md).
         """
         from sdk.pit.store import pit_options
 
@@ -245,7 +250,7 @@ class Alpha:
             frame = frame.assign(**{MARKET_KEY: MARKET})
         from etl.serving.feast_store import quiet_feast
 
-        with pit_options(as_of=as_of, bitemporal=bitemporal), quiet_feast():
+        with pit_options(as_of=as_of, bitemporal=bitemporal, engine=engine), quiet_feast():
             job = self.store.get_historical_features(entity_df=frame, features=feast_features, full_feature_names=full_feature_names)
             out = job.to_df()
         if add_market:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, no_redis, no_shared_data, postgres_database
+from tests.servers import free_port, no_redis, no_shared_data, no_spark, postgres_database
 
 REPO = Path(__file__).resolve().parents[1]
 #: shipped with the project (data/demo/*/SOURCE.txt): what the demo and most tests read
@@ -76,6 +76,7 @@ needs_shared_data = pytest.mark.usefixtures("shared_data")
 #: fixtures that make a test an integration test: session warehouses, servers, the shared data
 INTEGRATION_FIXTURES = frozenset({
     "warehouse", "client", "redis_warehouse", "redis_url", "postgres_url", "shared_data", "shared_lean_root",
+    "spark", "spark_conf",
 })
 #: test modules that run the ``alpha`` / ``feast`` commands as subprocesses, or Prefect flows,
 #: or Feast itself (importing feast alone takes ~5 s)
@@ -243,6 +244,39 @@ def redis_warehouse(tmp_path_factory, lean_root, redis_url):
     feast_store.apply(settings)
     feast_store.materialize(settings)
     return settings
+
+
+#: the [spark] table of the tests' homes: local[2], a 1 GB driver, no UI, few shuffle partitions
+SPARK_TEST_CONF = {"master": "local[2]", "driver_memory": "1g", "ui": False,
+                   "conf": {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}}
+
+
+@pytest.fixture(scope="session")
+def spark_conf() -> dict:
+    """The ``[spark]`` settings of the tests (skips loudly without pyspark or Java; fails under CI=true)."""
+    from etl.core import spark as engine
+
+    reason = engine.available()
+    if reason:
+        no_spark(reason)
+    return SPARK_TEST_CONF
+
+
+def spark_toml(redis_url: str | None = None) -> str:
+    """config.toml of a home on the Spark engine with the tests' session settings."""
+    conf = ", ".join(f'"{k}" = "{v}"' for k, v in SPARK_TEST_CONF["conf"].items())
+    text = ('engine = "spark"\n' + (f'redis_url = "{redis_url}"\n' if redis_url else "")
+            + f'[spark]\nmaster = "{SPARK_TEST_CONF["master"]}"\ndriver_memory = "{SPARK_TEST_CONF["driver_memory"]}"\n'
+            + f"ui = false\nconf = {{ {conf} }}\n")
+    return text
+
+
+@pytest.fixture(scope="session")
+def spark(spark_conf):
+    """The process's SparkSession (local[2]), opened once per test worker."""
+    from etl.core import spark as engine
+
+    return engine.session(spark=spark_conf)
 
 
 @pytest.fixture

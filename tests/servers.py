@@ -29,6 +29,14 @@ def no_redis(reason: str):
     pytest.skip(msg)
 
 
+def no_spark(reason: str):
+    """Skip loudly without pyspark or Java; under CI=true fail instead."""
+    msg = f"SPARK TESTS NOT RUN: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " (CI=true: the Spark engine's tests must run; `make test` installs pyspark and Java 17)")
+    pytest.skip(msg)
+
+
 def no_shared_data(reason: str):
     """Skip loudly without the larger shared data sets (../shared/data); under CI=true fail instead."""
     msg = f"SHARED DATA TESTS NOT RUN: {reason}"

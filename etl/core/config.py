@@ -66,6 +66,18 @@ QUALIFICATION_DEFAULTS: dict[str, float] = {
 #: seconds Prefect's temporary server may take to start (its own default of 20 s is too little
 #: on a loaded 2-core machine); ``prefect_startup_timeout_seconds`` in config.toml
 DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS = 180.0
+#: where the heavy steps run (``engine`` in config.toml, ``ALPHA_ENGINE``): this machine's processes,
+#: or Spark (history joins, factor builds, materialization's scan; docs/scale-out.md)
+ENGINES = ("local", "spark")
+#: ``[spark]`` in config.toml: the session the Spark engine opens (``conf`` is passed through as is)
+SPARK_DEFAULTS: dict = {
+    "master": "local[2]",          # a cluster: "spark://host:7077", "yarn", "k8s://..."; ALPHA_SPARK_MASTER wins
+    "driver_memory": "2g",
+    "executor_memory": "2g",       # ignored by local[N] (driver and executors share one JVM)
+    "app_name": "alpha-warehouse",
+    "ui": True,                    # the Spark UI on port 4040 (or the next free one)
+    "conf": {},                    # any other Spark setting, e.g. {"spark.sql.shuffle.partitions" = "64"}
+}
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,9 @@ class Settings:
     prefect_startup_timeout_seconds: float = DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS
     # [qualification]: the promotion gates (QUALIFICATION_DEFAULTS, overridden key by key)
     qualification: dict = field(default_factory=lambda: dict(QUALIFICATION_DEFAULTS), compare=False, hash=False)
+    # where history joins, factor builds and materialization scans run (ENGINES), and [spark]
+    engine: str = "local"
+    spark: dict = field(default_factory=lambda: dict(SPARK_DEFAULTS), compare=False, hash=False)
 
     def priority(self, dataset: str) -> tuple[str, ...]:
         """The sources of ``dataset`` in the order they win (``[source_priority]``, else the default)."""
@@ -410,7 +425,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         allowed = {"bar_delay_minutes", "redis_url", "calendar", "state_url", "registry_url", "vendors",
                    "universe", "ingest", "nightly_margin_minutes", "nightly_strict_health", "factor_modules",
                    "factor_paths", "build_chunk_symbols", "source_priority", "source_tolerance", "max_price_jump",
-                   "prefect_startup_timeout_seconds", "qualification", *REDIS_OPTIONS}
+                   "prefect_startup_timeout_seconds", "qualification", "engine", "spark", *REDIS_OPTIONS}
         unknown = set(file_cfg) - allowed
         if unknown:
             raise ConfigError(
@@ -456,6 +471,8 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             file_cfg.get("prefect_startup_timeout_seconds", DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS), 0.0,
             f"{cfg_path}: prefect_startup_timeout_seconds"),
         qualification=_qualification(file_cfg.get("qualification", {}), cfg_path),
+        engine=_engine(*_from("engine", "ALPHA_ENGINE", file_cfg, cfg_path, "local")[:2]),
+        spark=_spark(file_cfg.get("spark", {}), cfg_path),
         **redis_opts,
     )
 
@@ -524,6 +541,36 @@ def _qualification(value: object, cfg_path: Path) -> dict[str, float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ConfigError(f"{cfg_path}: [qualification] {key} must be a number >= 0, got {v!r}")
         out[key] = float(v)
+    return out
+
+
+def _engine(value: object, name: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in ENGINES:
+        raise ConfigError(f"{name} must be one of {list(ENGINES)}, got {value!r}")
+    return value.strip().lower()
+
+
+def _spark(value: object, cfg_path: Path) -> dict:
+    """``[spark]``: master, driver_memory, executor_memory, app_name (strings), ui (bool), conf (a
+    table of Spark settings, values as strings); ``ALPHA_SPARK_MASTER`` overrides master."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{cfg_path}: [spark] must be a table, e.g. master = \"local[2]\"")
+    unknown = sorted(set(value) - set(SPARK_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{cfg_path}: [spark] has unknown key(s) {unknown}; allowed: {sorted(SPARK_DEFAULTS)}")
+    out = {**SPARK_DEFAULTS, "conf": {}}
+    for key in ("master", "driver_memory", "executor_memory", "app_name"):
+        if key in value:
+            out[key] = _str(value[key], f"{cfg_path}: [spark] {key}", f'"{SPARK_DEFAULTS[key]}"')
+    if "ui" in value:
+        out["ui"] = _bool(value["ui"], f"{cfg_path}: [spark] ui")
+    conf = value.get("conf", {})
+    if not isinstance(conf, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in conf.items()):
+        raise ConfigError(f"{cfg_path}: [spark] conf must be a table of Spark settings, e.g. "
+                          f"conf = {{ \"spark.sql.shuffle.partitions\" = \"64\" }}, got {conf!r}")
+    out["conf"] = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()}
+    if os.environ.get("ALPHA_SPARK_MASTER"):
+        out["master"] = os.environ["ALPHA_SPARK_MASTER"]
     return out
 
 

@@ -28,7 +28,7 @@ def repo_config(settings: Settings):
         project=FEAST_PROJECT,
         provider="local",
         registry=registry_config(settings),
-        offline_store={"type": "sdk.pit.store.AlphaOfflineStore"},
+        offline_store={"type": "sdk.pit.store.AlphaOfflineStore", **({"engine": "spark"} if settings.engine == "spark" else {})},
         coerce_tz_aware=False,  # naive entity times are rejected by our store, never relabelled
         online_store=online,
         entity_key_serialization_version=3,

@@ -72,6 +72,9 @@ class AlphaOfflineStoreConfig(FeastConfigBaseModel):
     """Feature columns read and gathered per pass (bounds memory beyond the result)."""
     home: str | None = None
     """The warehouse home relative source paths are resolved against (default: Feast's repo_path)."""
+    engine: Literal["local", "spark"] = "local"
+    """Where joins run: this process (numpy), or Spark with the home's ``[spark]`` settings
+    (``sdk.pit.spark_join``; the same answers). ``pit_options(engine=...)`` overrides it per call."""
 
 
 # Per-call options (``history(as_of=..., bitemporal=...)``) reach the store through this ContextVar
@@ -85,19 +88,23 @@ class AlphaOfflineStoreConfig(FeastConfigBaseModel):
 class _Options:
     as_of: pd.Timestamp | None = None
     bitemporal: bool | None = None
+    engine: str | None = None
 
 
 _OPTIONS: contextvars.ContextVar[_Options] = contextvars.ContextVar("alpha_pit_options", default=_Options())  # noqa: B039 (frozen)
 
 
 @contextlib.contextmanager
-def pit_options(as_of=None, bitemporal: bool | None = None) -> Iterator[None]:
-    """Per-call options for the store: a fixed knowledge time, or bitemporal on/off."""
+def pit_options(as_of=None, bitemporal: bool | None = None, engine: str | None = None) -> Iterator[None]:
+    """Per-call options for the store: a fixed knowledge time, bitemporal on/off, the engine
+    (``"local"`` or ``"spark"``; None: the store's config)."""
+    if engine is not None and engine not in ("local", "spark"):
+        raise UnsupportedError(f"engine must be 'local' or 'spark', got {engine!r}")
     if as_of is not None:
         as_of = pd.Timestamp(as_of)
         if as_of.tzinfo is None:
             raise NaiveTimestampError(f"as_of={as_of} has no time zone; pass e.g. pd.Timestamp('{as_of}', tz='UTC')")
-    token = _OPTIONS.set(_Options(as_of=as_of, bitemporal=bitemporal))
+    token = _OPTIONS.set(_Options(as_of=as_of, bitemporal=bitemporal, engine=engine))
     try:
         yield
     finally:
@@ -144,6 +151,54 @@ def _reading(path: str, view: str) -> Iterator[None]:
         yield
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
         raise source_error(path, view, exc) from exc
+    except Exception as exc:
+        if _spark_read_error(exc):
+            raise source_error(path, view, exc) from exc
+        raise
+
+
+#: Spark's error classes of a file it could not read (a damaged or vanished part)
+SPARK_READ_ERRORS = ("FAILED_READ_FILE", "PATH_NOT_FOUND", "CANNOT_READ_FILE_FOOTER", "ParquetDecodingException")
+
+
+def _spark_read_error(exc: Exception) -> bool:
+    import sys
+
+    if "pyspark" not in sys.modules:
+        return False
+    from pyspark.errors import PySparkException
+
+    text = str(exc)
+    return (isinstance(exc, PySparkException) or type(exc).__name__ == "Py4JJavaError") and any(e in text for e in SPARK_READ_ERRORS)
+
+
+@contextlib.contextmanager
+def _engine(config: RepoConfig, engine: str, entity_df: pd.DataFrame, entity_us: np.ndarray, fv_to_features: dict):
+    """None for the local engine; on Spark, the session (opened with the home's ``[spark]``
+    settings) and the entity frame written once for every view's join, removed afterwards."""
+    if engine != "spark":
+        yield None
+        return
+    from etl.core import spark as engine_spark
+    from etl.core.config import load_settings
+    from sdk.pit.spark_join import EntityTable
+
+    home = Path(_home(config))
+    settings = load_settings(home)
+    session = engine_spark.session(settings)
+    keys = sorted({k for fv in fv_to_features for k in _view_columns(fv, entity_df).entity_keys})
+    scratch = home / "spark" / "scratch"   # on a cluster, the home is where driver and executors both see files
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+    except OSError:                          # a read-only home: this machine's temp folder (local masters)
+        import tempfile
+
+        scratch = Path(tempfile.gettempdir()) / "alpha-spark-scratch"
+    entities = EntityTable(scratch, entity_df, entity_us, keys)
+    try:
+        yield session, entities
+    finally:
+        entities.close()
 
 
 def _bound_us(value: datetime | None, name: str) -> int | None:
@@ -221,19 +276,36 @@ def _join_view(
     full_feature_names: bool,
     batch: int,
     sink,
+    spark=None,
 ) -> None:
-    """Join one view and hand each output column to ``sink(name, values)``."""
+    """Join one view and hand each output column to ``sink(name, values)``; on Spark when
+    ``spark`` is a ``(session, EntityTable)`` pair."""
     path = _source_path(fv.batch_source, config)
     with _reading(path, fv.name):
-        _join_view_read(path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink)
+        if spark is None:
+            _join_view_read(path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink)
+        else:
+            _join_view_spark(*spark, path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names,
+                             batch, sink)
 
 
-def _join_view_read(path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink) -> None:
+@dataclass(frozen=True)
+class _ViewColumns:
+    """How one view's source is joined: its time columns, join keys and TTL."""
+
+    rev: dict
+    ts_col: str
+    created_col: str | None
+    entity_keys: list
+    source_keys: list
+    ttl_us: int | None
+
+
+def _view_columns(fv: FeatureView, entity_df: pd.DataFrame) -> _ViewColumns:
     source = fv.batch_source
     rev = _reverse_map(source)
     ts_col = rev.get(source.timestamp_field, source.timestamp_field)
     created_col = rev.get(source.created_timestamp_column, source.created_timestamp_column) or None
-
     entity_keys, source_keys = [], []
     for ent in fv.entity_columns:
         if ent.name == DUMMY_ENTITY_ID:
@@ -243,8 +315,28 @@ def _join_view_read(path, fv, features, entity_df, entity_us, bitemporal, as_of_
     missing = [k for k in entity_keys if k not in entity_df.columns]
     if missing:
         raise EmptyInputError(f"the entity frame lacks join key column(s) {missing} needed by feature view '{fv.name}'")
-
     ttl_us = int(fv.ttl.total_seconds() * US) if fv.ttl and fv.ttl.total_seconds() > 0 else None
+    return _ViewColumns(rev, ts_col, created_col, entity_keys, source_keys, ttl_us)
+
+
+def _join_view_spark(spark, entities, path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names,
+                     batch, sink) -> None:
+    """:func:`_join_view_read` on Spark (``sdk.pit.spark_join``): the same rule, the same answer."""
+    from sdk.pit import spark_join
+
+    vc = _view_columns(fv, entity_df)
+    lo = int(entity_us.min()) - vc.ttl_us if vc.ttl_us is not None else None
+    spark_join.join_view(
+        spark, entities, path, entity_keys=vc.entity_keys, source_keys=vc.source_keys, ts_col=vc.ts_col,
+        created_col=vc.created_col, features=features, src_names=[vc.rev.get(f, f) for f in features], ttl_us=vc.ttl_us,
+        bitemporal=bitemporal, as_of_us=as_of_us, lo_us=lo, hi_us=int(entity_us.max()),
+        out_names=[_out_column(fv, f, full_feature_names) for f in features], batch=batch, sink=sink)
+
+
+def _join_view_read(path, fv, features, entity_df, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink) -> None:
+    vc = _view_columns(fv, entity_df)
+    rev, ts_col, created_col, ttl_us = vc.rev, vc.ts_col, vc.created_col, vc.ttl_us
+    entity_keys, source_keys = vc.entity_keys, vc.source_keys
     lo = int(entity_us.min()) - ttl_us if ttl_us is not None else None
     hi = int(entity_us.max())
     key_values = pd.unique(entity_df[entity_keys[0]]) if len(entity_keys) == 1 else None
@@ -329,6 +421,7 @@ class AlphaOfflineStore(OfflineStore):
         fv_to_features, _ = _get_requested_feature_views_to_features_dict(feature_refs, feature_views, [])
         ts_col, entity_us = _entity_timestamps(entity_df) if len(entity_df) else (ENTITY_TS, np.empty(0, np.int64))
         batch = max(1, int(store_cfg.column_batch))
+        engine = opts.engine or getattr(store_cfg, "engine", "local")
 
         def evaluate() -> pd.DataFrame:
             left = entity_df.reset_index(drop=True)
@@ -348,8 +441,9 @@ class AlphaOfflineStore(OfflineStore):
                     others[name] = values
 
             if len(left):
-                for fv, feats in fv_to_features.items():
-                    _join_view(config, fv, feats, left, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink)
+                with _engine(config, engine, left, entity_us, fv_to_features) as spark:
+                    for fv, feats in fv_to_features.items():
+                        _join_view(config, fv, feats, left, entity_us, bitemporal, as_of_us, full_feature_names, batch, sink, spark)
             parts = [left]
             if float_names:
                 parts.append(pd.DataFrame(block.T, columns=float_names, copy=False))
