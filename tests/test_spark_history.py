@@ -158,7 +158,7 @@ def test_warehouse_history_on_spark_equals_local(warehouse, client, spark):
                                   client.history(entity, feats, as_of=as_of, engine="local"), check_exact=True)
 
 
-def test_a_home_on_the_spark_engine_reads_through_spark(tmp_path, spark, warehouse):
+def test_a_home_on_the_spark_engine_reads_through_spark(tmp_path):
     """``engine = "spark"`` in config.toml puts the engine in Feast's config (no per-call option)."""
     from etl.core.config import load_settings
     from etl.serving.feast_store import repo_config

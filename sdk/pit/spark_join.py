@@ -13,17 +13,18 @@ engine's, exactly (tests/test_spark_history.py):
 * no value unless the winner's event lies within the view's TTL (``event >= t - ttl``).
 
 How, without a range join (which would pair every entity row with every older source row of
-its key): each source row gets its rank per key in (event, created, path, row) order; source
-rows (at ``vf``) and entity rows (at ``t``) are put in one frame, ordered per key by time with
-a source row before an entity row of the same time, and a running maximum of the rank over that
-order gives, at each entity row, the best row visible by then. That is the numpy engine's
-algorithm (a sort per key and one pass), O(n log n) per key and partitioned by key.
+its key): each source row becomes one struct ordered as the rule orders rows (event, created,
+path, row in file, then the features); source rows (at ``vf``) and entity rows (at ``t``) are put
+in one frame, ordered per key by time with a source row before an entity row of the same time,
+and a running maximum of the struct over that order gives, at each entity row, the best row
+visible by then, its features included. That is the numpy engine's algorithm (a sort per key
+and one pass): one shuffle by key, no join.
 
 The entity frame goes to Spark as a Parquet file (row number, keys, time in UTC microseconds),
-and the answer comes back the same way: Spark writes it sorted by row number into a scratch
-folder of the home, and the driver reads it a batch of columns at a time straight into the
-result. Neither direction passes the data through the JVM driver's memory, so a 2 GB driver
-serves a history of millions of rows x 100 features.
+and the answer comes back the same way: Spark writes it, each row with its entity row number,
+into a scratch folder of the home, and the driver reads it a batch of columns at a time,
+scattered into place. Neither direction passes the data through the JVM driver's memory, so a
+2 GB driver serves a history of millions of rows x 100 features.
 """
 
 from __future__ import annotations
@@ -98,63 +99,73 @@ def join_view(spark, entities: EntityTable, path: str, *, entity_keys: list[str]
     keys = [f"__k{i}" for i in range(len(source_keys))]
     if keys:  # only the keys asked for (a broadcast semi-join: a few symbols of a large universe read little)
         src = src.join(F.broadcast(ent.select(*keys).distinct()), on=keys, how="left_semi")
+    # a source row as one struct whose order is the winner's order: event, created, file, row in file
+    fields = ["__ev", "__cr", "__file", "__pos", *[f"__f{j}" for j in range(len(src_names))]]
+    events = src.select(*keys, F.col("__vf").alias("__time"), F.lit(0).alias("__kind"),
+                        F.lit(None).cast("long").alias(ROW), F.struct(*fields).alias("__w"))
+    asks = ent.select(*keys, F.col(TIME).alias("__time"), F.lit(1).alias("__kind"), F.col(ROW),
+                      F.lit(None).cast(events.schema["__w"].dataType).alias("__w"))
     part = [F.col(k) for k in keys] or [F.lit(0)]
-    ranked = src.withColumn("__rank", F.row_number().over(
-        Window.partitionBy(*part).orderBy("__ev", "__cr", "__file", "__pos")))
-    ranked = ranked.persist()
-    events = ranked.select(*keys, F.col("__vf").alias("__time"), F.lit(0).alias("__kind"),
-                           F.col("__rank"), F.lit(None).cast("long").alias(ROW))
-    asks = ent.select(*keys, F.col(TIME).alias("__time"), F.lit(1).alias("__kind"),
-                      F.lit(None).cast("int").alias("__rank"), F.col(ROW))
+    # the running best: at each entity row, the greatest row visible by its time (a source row of
+    # the same time first); one shuffle by key and a sort per key, no range join
     running = Window.partitionBy(*part).orderBy("__time", "__kind").rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    best = (events.unionByName(asks).withColumn("__best", F.max("__rank").over(running))
-            .where(F.col("__kind") == 1).select(*keys, ROW, F.col("__time").alias(TIME), "__best"))
-    winners = ranked.select(*keys, F.col("__rank").alias("__best"), "__ev", *[f"__f{j}" for j in range(len(src_names))])
-    joined = best.join(winners, on=[*keys, "__best"], how="left")
-    hit = F.col("__ev").isNotNull()
+    best = (events.unionByName(asks).withColumn("__best", F.max("__w").over(running))
+            .where(F.col("__kind") == 1))
+    hit = F.col("__best.__ev").isNotNull()
     if ttl_us is not None:
-        hit = hit & (F.col("__ev") >= F.col(TIME) - F.lit(ttl_us))
-    result = joined.select(F.col(ROW), *[F.when(hit, F.col(f"__f{j}")).alias(f"__f{j}") for j in range(len(src_names))])
+        hit = hit & (F.col("__best.__ev") >= F.col("__time") - F.lit(ttl_us))
+    result = best.select(F.col(ROW), *[F.when(hit, F.col(f"__best.__f{j}")).alias(f"__f{j}") for j in range(len(src_names))])
     out = entities.folder / f"view-{uuid.uuid4().hex}"
     try:
-        parts = max(1, min(64, entities.rows // 500_000 + 1))
-        result.repartitionByRange(parts, ROW).sortWithinPartitions(ROW).write.parquet(str(out))
-        ranked.unpersist()
+        result.write.parquet(str(out))
         _emit(out, entities.rows, src_names, out_names, batch, sink)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
 def _emit(folder: Path, m: int, src_names: list[str], out_names: list[str], batch: int, sink) -> None:
-    """Read Spark's sorted answer back a batch of columns at a time and hand it to ``sink``."""
+    """Read Spark's answer (files in any order, each row carrying its entity row number) back a
+    batch of columns at a time, scattered into place, and hand each column to ``sink``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = sorted(p for p in folder.glob("part-*.parquet"))
-    rows = np.concatenate([pq.read_table(f, columns=[ROW]).column(ROW).to_numpy() for f in files]) if files else np.empty(0, np.int64)
-    if len(rows) != m or (m and not np.array_equal(rows, np.arange(m))):
+    files = sorted(folder.glob("part-*.parquet"))
+    rows = [pq.read_table(f, columns=[ROW]).column(ROW).to_numpy() for f in files]
+    seen = np.bincount(np.concatenate(rows), minlength=m) if rows else np.zeros(m, dtype=np.int64)
+    if sum(len(r) for r in rows) != m or (m and not (seen == 1).all()):
         from etl.core.errors import AlphaError
 
-        raise AlphaError(f"the Spark join returned {len(rows)} rows for {m} entity rows (rows lost or repeated); "
-                         "this is a bug: report it with the query")
+        raise AlphaError(f"the Spark join returned {sum(len(r) for r in rows)} rows for {m} entity rows (rows lost or "
+                         "repeated); this is a bug: report it with the query")
     for start in range(0, len(src_names), max(1, batch)):
         idx = list(range(start, min(start + batch, len(src_names))))
-        table = pa.concat_tables([pq.read_table(f, columns=[f"__f{j}" for j in idx]) for f in files]) if files else None
+        cols: dict[int, np.ndarray] = {}
+        kinds: dict[int, pa.DataType] = {}
+        for f, r in zip(files, rows, strict=True):
+            table = pq.read_table(f, columns=[f"__f{j}" for j in idx])
+            for j in idx:
+                col = table.column(f"__f{j}").combine_chunks()
+                kinds.setdefault(j, col.type)
+                if pa.types.is_floating(col.type):
+                    values = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+                    target = cols.setdefault(j, np.full(m, np.nan))
+                else:
+                    values = np.array(col.to_pylist(), dtype=object)
+                    target = cols.setdefault(j, np.full(m, None, dtype=object))
+                target[r] = values
+            del table
         for j in idx:
-            col = table.column(f"__f{j}") if table is not None else pa.nulls(m)
-            sink(out_names[j], _values(col))
-        del table
+            sink(out_names[j], _values(cols.get(j, np.full(m, np.nan)), kinds.get(j)))
+        del cols
 
 
-def _values(col):
+def _values(values: np.ndarray, kind):
     """An answer column as the local engine returns it: float features as float64 (NaN where no
-    value); other numbers in their own dtype when every row has one, else objects with None."""
+    value); integers and booleans in their own dtype when every row has one, else objects with None."""
     import pyarrow as pa
 
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if pa.types.is_floating(col.type):
-        return col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    if col.null_count == 0 and (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)):
-        return pd.Series(col.to_numpy(zero_copy_only=False))
-    values = np.array(col.to_pylist(), dtype=object)
+    if values.dtype == np.float64:
+        return values
+    if kind is not None and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)) and not any(v is None for v in values):
+        return pd.Series(values.tolist(), dtype="bool" if pa.types.is_boolean(kind) else "int64")
     return pd.Series(values, dtype=object)
