@@ -102,8 +102,7 @@ def session(settings=None, spark: dict | None = None):
                    .config("spark.ui.enabled", "true" if cfg["ui"] else "false")
                    .config("spark.local.dir", tempfile.gettempdir())
                    .config("spark.executorEnv.PYTHONPATH", os.environ["PYTHONPATH"]))
-        if cfg["master"].startswith("local"):
-            builder = builder.config("spark.sql.shuffle.partitions", str(2 * _local_cores(cfg["master"])))
+        # shuffle partitions: Spark's default (200), coalesced by adaptive execution to ~64 MB each
         for key, value in {**cfg.get("conf", {}), **FIXED_CONF}.items():
             builder = builder.config(key, value)
         try:
@@ -123,16 +122,6 @@ def stop() -> None:
         if _SESSION is not None:
             _SESSION.stop()
             _SESSION = None
-
-
-def _local_cores(master: str) -> int:
-    inside = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
-    if inside.strip() == "*":
-        return os.cpu_count() or 1
-    try:
-        return max(1, int(inside.split(",")[0]))
-    except ValueError:
-        return os.cpu_count() or 1
 
 
 def default_parallelism(settings=None) -> int:
