@@ -160,6 +160,17 @@ def _online(settings: Settings) -> list[str]:
     return online_problems(settings)
 
 
+def _engine(settings: Settings) -> list[str]:
+    """With ``engine = "spark"``: pyspark and Java present (the session itself is not opened:
+    a cluster may be busy or far away; its first job says so)."""
+    if settings.engine != "spark":
+        return []
+    from etl.core import spark
+
+    reason = spark.available()
+    return [f'engine = "spark" but {reason}'] if reason else []
+
+
 def checks(deep: bool = False) -> list[tuple[str, Callable[[Settings], list[str]], str]]:
     """(name, function, what it covers) of every check, in the order they run."""
     return [
@@ -170,6 +181,7 @@ def checks(deep: bool = False) -> list[tuple[str, Callable[[Settings], list[str]
         ("online", _online, "the online store: reachable, filled, every gold symbol present, UTC times"),
         ("state", _state, "the SQL state: watermarks and the live ledger"),
         ("prefect", _prefect, "Prefect: the server of PREFECT_API_URL, else the home's own database"),
+        ("engine", _engine, "the Spark engine's packages (pyspark, Java 17) when engine = \"spark\""),
     ]
 
 

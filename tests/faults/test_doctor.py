@@ -37,7 +37,8 @@ def test_doctor_passes_a_healthy_home_and_names_each_damage_with_its_fix(home_co
     settings = home_copy
     rc, report = _doctor(settings)
     assert rc == 0 and report["ok"], _problems(report)
-    assert [c["name"] for c in report["checks"]] == ["home", "silver", "gold", "registry", "online", "state", "prefect"]
+    assert [c["name"] for c in report["checks"]] == ["home", "silver", "gold", "registry", "online", "state", "prefect",
+                                                       "engine"]
 
     # damage: a truncated gold part, an emptied online store, a crashed writer's temp file, a damaged state DB
     part = sorted((settings.gold / "technicals").glob("r*.parquet"))[0]
@@ -89,3 +90,21 @@ def test_doctor_on_a_missing_home_and_a_home_that_is_a_file(tmp_path):
     env = dict(os.environ, ALPHA_HOME=str(afile))
     out = subprocess.run([ALPHA, "doctor"], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "is a file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_doctor_names_what_the_spark_engine_lacks(tmp_path):
+    """``engine = "spark"`` on a machine without Java (a PATH without it, no JAVA_HOME): the
+    engine check says so with what to install; the local engine needs neither."""
+    import importlib.util
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('engine = "spark"\n')
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "ALPHA_HOME": str(home),
+           "PREFECT_HOME": str(home / "prefect")}
+    out = subprocess.run([ALPHA, "doctor", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    report = json.loads(out.stdout)
+    missing = ("pyspark is not installed: pip install -e '.[spark]' (or `make setup`, which installs it)"
+               if importlib.util.find_spec("pyspark") is None else
+               "no Java runtime: Spark needs Java 17 (Debian/Ubuntu: apt-get install openjdk-17-jre-headless; or set JAVA_HOME)")
+    assert _problems(report)["engine"] == [f'engine = "spark" but {missing}']
