@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from cli.common import HomeOpt, done, friendly, step
-from etl.core.config import load_settings
+from etl.core.config import ENGINES, load_settings
+
+#: ``--engine``'s choices (etl.core.config.ENGINES)
+Engine = Enum("Engine", {e: e for e in ENGINES}, type=str)
 
 
 @friendly
@@ -116,6 +120,9 @@ def features_build(
     family: list[str] = typer.Option(None, "--family", "-f", help="Only this family (repeat for several), e.g. user_mylab_daily "
                                      "for a new user factor's view; default every family."),
     force: bool = typer.Option(False, "--force", help="Rebuild the chosen families from nothing (their views are replaced)."),
+    engine: Engine | None = typer.Option(None, "--engine", case_sensitive=False,
+                                      help="Where the chunks run: local (forked processes) or spark (one Spark task per chunk, "
+                                      "the \\[spark] session of config.toml); default: the home's `engine` (ALPHA_ENGINE)."),
     home: Path | None = HomeOpt,
 ):
     """Bring gold up to date with silver without the rest of the nightly: only what changed is
@@ -124,8 +131,9 @@ def features_build(
     from etl.gold.inputs import write_manifest
 
     settings = load_settings(home)
-    t0 = step(f"factor build on {settings.home}" + (f" ({', '.join(family)})" if family else ""))
-    report = build(settings, families=family or None, force=force, progress=lambda m: typer.echo(f"    {m}"))
+    engine = engine.value if engine is not None else settings.engine
+    t0 = step(f"factor build on {settings.home}" + (f" ({', '.join(family)})" if family else "") + f", engine {engine}")
+    report = build(settings, families=family or None, force=force, progress=lambda m: typer.echo(f"    {m}"), engine=engine)
     write_manifest(settings)
     done(t0, f"run {report.run}: {sum(report.rows.values()):,} rows written" if report.run else "nothing to compute")
 

@@ -169,7 +169,9 @@ def compute_factors(settings: Settings, session=None, force: bool = False, progr
     actions, the views whose declaration changed -- and appends it as one committed run.
     Gold's files are checked against the build records first (size and footer of every part):
     a family with a missing, truncated or unreadable part is rebuilt from silver (``repaired``).
-    ``progress(message)`` is called for each family and chunk (with an estimate of what remains)."""
+    ``progress(message)`` is called for each family and chunk (with an estimate of what remains).
+    The chunks run where ``settings.engine`` says (``engine`` in config.toml, ``ALPHA_ENGINE``):
+    forked processes or Spark's executors; ``out["engine"]`` records which."""
     from etl.factors import registry
     from etl.gold.builder import build
     from etl.gold.inputs import write_manifest
@@ -186,6 +188,7 @@ def compute_factors(settings: Settings, session=None, force: bool = False, progr
         "families": report.families,
         "views": {v: {"rows": n} for v, n in report.rows.items()},
         "fingerprint": f"run-{report.run}",
+        "engine": report.engine,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if report.repaired:

@@ -78,7 +78,8 @@ def nightly(home: str, session: str | None = None, force: bool = False) -> dict:
     gold = tasks.compute(home, day_s, force)
     timings["factors"] = time.perf_counter() - t0
     logger.info("factors: %s", gold.get("skipped") or f"run {gold['run']}: {gold['rows']:,} rows written for "
-                f"{sum(f['entities'] for f in gold['families'].values()):,} entity builds in {gold['seconds']} s")
+                f"{sum(f['entities'] for f in gold['families'].values()):,} entity builds in {gold['seconds']} s "
+                f"(engine {gold.get('engine', 'local')})")
 
     t0 = time.perf_counter()
     logger.info("feast apply (if the definitions changed) ...")
@@ -140,7 +141,7 @@ def summary_markdown(result: dict) -> str:
         lines.append(f"skipped: {g['skipped']}")
     else:
         lines.append(f"run {g['run']}: {g['symbols']} symbols, {g['rows']:,} rows written, {g['features']:,} features, "
-                     f"{len(g['views'])} views")
+                     f"{len(g['views'])} views (engine {g.get('engine', 'local')})")
         lines += ["", "| family | mode | entities built | chunks | rows |", "|---|---|---:|---:|---:|"]
         lines += [f"| {name} | {f['mode']} | {f['entities']:,} | {f['chunks']} | {f['rows']:,} |" for name, f in g["families"].items()]
     applied = a.get("skipped") or f"{len(result['applied'])} objects registered"

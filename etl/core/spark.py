@@ -21,6 +21,7 @@ module import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -166,7 +167,8 @@ def spark_map(settings, fn: Callable, items: Iterable, progress: Callable[[int, 
     try:
         pairs = rdd.map(lambda pair: (pair[0], fn(pair[1]))).collect()
     except Exception as exc:
-        _settle(sc, group)    # no task of the failed job may still be running (and writing) when this raises
+        with contextlib.suppress(Exception):   # (a dead JVM runs no task: then the job's own error is the one to tell)
+            _settle(sc, group)    # no task of the failed job may still be running (and writing) when this raises
         raise SparkJobError(f"{description}: a Spark task failed: {_python_error(exc)}") from exc
     finally:
         done.set()

@@ -315,6 +315,9 @@ class Task:
     jobs: tuple[Job, ...]
     rebuild: bool
     created: pd.Timestamp
+    #: the driver's settings (secrets removed) for a worker that is not forked from it (a Spark
+    #: executor): the same environment overrides everywhere; None: read the home's again
+    settings: Settings | None = None
 
 
 @dataclass
@@ -342,12 +345,13 @@ def _existing_latest(settings: Settings, view: str, entity_col: str, entities: l
 
 def build_chunk(task: Task) -> ChunkResult:
     """One chunk of one family: read its inputs, compute, write its part files (hidden until
-    the run commits). Runs in a worker process."""
+    the run commits). Runs in a worker process, forked or a Spark executor's."""
     from etl.core.config import load_settings
     from etl.storage.bars import read_silver_bars
 
     t0 = time.perf_counter()
-    settings = load_settings(task.home)
+    settings = task.settings if task.settings is not None else load_settings(task.home)
+    registry.activate(settings)     # an executor's Python did not inherit the driver's user factors
     family = next(f for f in registry.families() if f.name == task.family)
     all_views = registry.views()
     entities = [j.entity for j in task.jobs]
@@ -493,6 +497,8 @@ class BuildReport:
     recovered: str | None = None
     #: families rebuilt from silver because their gold was damaged (family -> what was found)
     repaired: dict[str, str] = field(default_factory=dict)
+    #: where the chunks ran: "local" (forked processes) or "spark" (Spark's executors)
+    engine: str = "local"
 
     @property
     def changed(self) -> bool:
@@ -500,10 +506,16 @@ class BuildReport:
 
 
 def build(settings: Settings, families: list[str] | None = None, force: bool = False, n_jobs: int | None = None,
-          progress: Callable[[str], None] | None = None, chunk_symbols: int | None = None) -> BuildReport:
-    """Bring every family's gold up to date with silver (see the module doc)."""
+          progress: Callable[[str], None] | None = None, chunk_symbols: int | None = None,
+          engine: str | None = None) -> BuildReport:
+    """Bring every family's gold up to date with silver (see the module doc). ``engine`` (default
+    ``settings.engine``): where the chunks run, ``"local"`` (``n_jobs`` forked processes) or ``"spark"``
+    (one Spark task per chunk on the session of ``settings.spark``; ``n_jobs`` is then Spark's, and
+    the executors must see the home at the same path). The plan and the commit stay here, so both
+    write the same gold."""
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
+    engine = _engine(settings, engine)
     registry.activate(settings)
     from etl.gold import integrity
 
@@ -554,7 +566,7 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     if not any(p.jobs or p.rebuild for p in plans):
         say("factors: every family is up to date with silver")
         return BuildReport(None, {p.family.name: {"entities": 0, "mode": p.reason, "chunks": 0, "rows": 0} for p in plans}, {}, None,
-                           round(time.perf_counter() - t0, 2), recovered)
+                           round(time.perf_counter() - t0, 2), recovered, engine=engine)
     run = int(runs.get("last_run", 0)) + 1
     n_jobs = n_jobs or min(2, os.cpu_count() or 1)
     size = chunk_symbols or settings.build_chunk_symbols
@@ -575,7 +587,8 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     tasks: list[Task] = []
     for p in plans:
         for i, chunk in enumerate(chunks_of(p.jobs, size, len(p.family.outputs()))):
-            tasks.append(Task(str(settings.home), p.family.name, run, i, tuple(chunk), p.rebuild, created))
+            tasks.append(Task(str(settings.home), p.family.name, run, i, tuple(chunk), p.rebuild, created,
+                              _for_executors(settings) if engine == "spark" else None))
     width = {p.family.name: len(p.family.outputs()) for p in plans}
     total_cost = sum(j.cost * width[t.family] for t in tasks for j in t.jobs) or 1  # output values: what takes the time
     fam_report = {p.family.name: {"entities": len(p.jobs), "mode": p.reason, "chunks": 0, "rows": 0} for p in plans}
@@ -586,7 +599,11 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
     written: list[tuple[str, dict]] = []
     done_cost = 0
     started = last_say = time.perf_counter()
-    for k, res in enumerate(bounded_map(build_chunk, iter(tasks), n_jobs if len(tasks) > 1 else 1)):
+    if engine == "spark":
+        results = iter(_on_spark(settings, tasks, width, total_cost, run, say))
+    else:
+        results = bounded_map(build_chunk, iter(tasks), n_jobs if len(tasks) > 1 else 1)
+    for k, res in enumerate(results):
         task = tasks[k]
         done_cost += sum(j.cost for j in task.jobs) * width[task.family]
         for v, n in res.rows.items():
@@ -598,8 +615,8 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
             min_event = res.min_event_us if min_event is None else min(min_event, res.min_event_us)
         elapsed = time.perf_counter() - started
         eta = elapsed / done_cost * (total_cost - done_cost)
-        if time.perf_counter() - last_say < 2.0 and k + 1 < len(tasks):
-            continue
+        if (engine == "spark" or time.perf_counter() - last_say < 2.0) and k + 1 < len(tasks):
+            continue        # (on Spark, every result arrives at the end: only the last line, the rest was told as tasks ended)
         last_say = time.perf_counter()
         say(f"factors: {res.family} chunk {k + 1}/{len(tasks)} ({res.entities} entities, {sum(res.rows.values()):,} rows) "
             f"{100 * done_cost / total_cost:.0f}% done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
@@ -630,4 +647,56 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
         # features of these sessions are out: an action of an ex-date up to them that arrives later is late
         record_published(settings, bars[["symbol", "last"]])
     repaired = {p.family.name: repair[p.family.name] for p in plans if p.family.name in repair}
-    return BuildReport(run, fam_report, rows, min_event, round(time.perf_counter() - t0, 2), recovered, repaired)
+    return BuildReport(run, fam_report, rows, min_event, round(time.perf_counter() - t0, 2), recovered, repaired, engine)
+
+
+def _engine(settings: Settings, engine: str | None) -> str:
+    from etl.core.config import ENGINES
+    from etl.core.errors import ConfigError
+
+    chosen = settings.engine if engine is None else str(engine).strip().lower()
+    if chosen not in ENGINES:
+        raise ConfigError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if chosen == "spark":
+        from etl.core import spark
+
+        spark.require()
+    return chosen
+
+
+def _for_executors(settings: Settings) -> Settings:
+    """The settings a chunk needs, without what may hold a secret (no chunk reads them): they are
+    pickled into every Spark task."""
+    from dataclasses import replace
+
+    return replace(settings, redis_url=None, redis_password=None, state_url=None, registry_url=None, vendors={})
+
+
+def _on_spark(settings: Settings, tasks: list[Task], width: dict[str, int], total_cost: int, run: int,
+              say: Callable[[str], None]) -> list[ChunkResult]:
+    """Every chunk as one Spark task (``etl.core.spark.spark_map``): only the small
+    :class:`ChunkResult` comes back. Progress is told as Spark's tasks finish (Spark starts them in
+    chunk order, so the first ``done`` chunks stand for what is done). A failed chunk fails the
+    run before its commit: gold is as it was, and the next build removes the run's hidden parts."""
+    from etl.core.spark import SparkJobError, session, spark_map
+
+    cost = [sum(j.cost for j in t.jobs) * width[t.family] for t in tasks]
+    if tasks:
+        say(f"factors: {len(tasks)} chunk(s) as Spark tasks on {session(settings).sparkContext.master}")
+    started = time.perf_counter()
+
+    def tell(done: int, total: int) -> None:
+        if not done or done >= total:     # the last line is the build loop's own, with the rows
+            return
+        part = sum(cost[:done])
+        elapsed = time.perf_counter() - started
+        task = tasks[done - 1]
+        say(f"factors: {task.family} chunk {done}/{total} ({len(task.jobs)} entities) on Spark "
+            f"{100 * part / total_cost:.0f}% done, {elapsed:.0f} s elapsed, ~{elapsed / max(part, 1) * (total_cost - part):.0f} s left")
+
+    try:
+        return spark_map(settings, build_chunk, tasks, progress=tell, description=f"factor build run {run}")
+    except SparkJobError as exc:
+        raise SparkJobError(f"{exc}\nRun {run} was not committed: gold is as before (the next build removes its unfinished "
+                            "part files). Fix the error and run `alpha features build` again (`--engine local` runs the same "
+                            "chunks in local processes, easier to debug).") from exc
