@@ -29,12 +29,26 @@ def apply(home: Path | None = HomeOpt):
 def materialize(
     home: Path | None = HomeOpt,
     full: bool = typer.Option(False, "--full", help="Rewrite every entity, not only changed winners (Redis)."),
+    engine: str | None = typer.Option(None, "--engine", help="Where the scan of gold runs for Redis: local or spark "
+                                      "(default: the home's engine). SQLite is written by Feast, locally."),
 ):
     """Push the latest feature values to the online store (Redis: only changed winners)."""
+    import dataclasses
+
     from etl.serving.feast_store import materialize as do_materialize
 
     settings = load_settings(home)
-    t0 = step(f"materialize to {settings.online_store_kind}")
+    if engine is not None:
+        from etl.core.config import ENGINES
+        from etl.core.errors import ConfigError
+
+        if engine.strip().lower() not in ENGINES:
+            raise ConfigError(f"--engine must be one of {list(ENGINES)}, got {engine!r}")
+        settings = dataclasses.replace(settings, engine=engine.strip().lower())
+    on_redis = bool(settings.redis_url)
+    t0 = step(f"materialize to {settings.online_store_kind}" + (f" (gold read by the {settings.engine} engine)" if on_redis else ""))
+    if not on_redis and settings.engine == "spark":
+        typer.echo("    the SQLite online store is written by Feast's materialize in this process (the Spark engine serves Redis)")
     out = do_materialize(settings, full=full)
     report = out.get("report")
     if report:

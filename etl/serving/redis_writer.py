@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from etl.core import clock, pit
 from etl.core.config import Settings
 from etl.core.errors import (
+    ConfigError,
     NotIngestedError,
     OnlineStoreError,
     UnknownFeatureError,
@@ -82,19 +83,47 @@ def _us(column) -> object:
     return clock.epoch_us(column)
 
 
-def _view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run: int = 0):
-    """:func:`_read_view_rows`, with a damaged gold part (missing, truncated, unreadable) a
-    GoldDamagedError naming the file and `alpha nightly` (which rebuilds it), never a raw
-    pyarrow error, and never pushed half-read."""
+def _view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run: int = 0, reader=None):
+    """``reader`` (default :func:`_read_view_rows`; the Spark engine's
+    ``etl.serving.spark_rows.read_view_rows``), with a damaged gold part (missing, truncated,
+    unreadable) a GoldDamagedError naming the file and `alpha nightly` (which rebuilds it), never
+    a raw pyarrow error, and never pushed half-read."""
     import pyarrow as pa
 
     from etl.gold import integrity
 
     integrity.check_source(settings.gold / name)     # a stat per part against the run record
     try:
-        return _read_view_rows(settings, name, info, now_us, since_run)
+        return (reader or _read_view_rows)(settings, name, info, now_us, since_run)
     except (pa.ArrowInvalid, OSError) as exc:
         raise integrity.source_error(settings.gold / name, name, exc) from None
+
+
+def row_digest(event_us: int, known_us: int, created_us: int, row) -> bytes:
+    """The 24-byte record of one written winner: blake2b-16 of its times and encoded values, then
+    its event time (``<q``, what :func:`_beats` compares first). Both engines' readers use it."""
+    return (hashlib.blake2b(struct.pack("<qqq", event_us, known_us, created_us) + b"\xff".join(row), digest_size=16).digest()
+            + struct.pack("<q", event_us))
+
+
+def scan_plan(settings: Settings, name: str, info: dict, since_run: int = 0) -> tuple[list, str | None, object]:
+    """What a reader of one view scans: (the part files of runs after ``since_run`` in name order,
+    the created-time column or None, the Arrow schema of the first part). Refuses a view without
+    gold or without its columns. Both engines' readers start here."""
+    import pyarrow.parquet as pq
+
+    from etl.gold.layout import part_run, parts
+
+    all_parts = parts(settings, name)
+    if not all_parts:
+        raise NotIngestedError(f"no gold table {settings.gold / name}; run `alpha nightly` (or build the gold tables) before materializing")
+    files = [p for p in all_parts if part_run(p) > since_run]
+    schema = pq.read_schema(all_parts[0])
+    created_col = "created_timestamp" if "created_timestamp" in schema.names else None
+    missing = [c for c in [info["entity"], "event_timestamp", "known_timestamp", *info["features"]] if c not in schema.names]
+    if missing:
+        raise OnlineStoreError(f"{settings.gold / name} lacks column(s) {missing[:10]}; rebuild the gold tables (`alpha nightly`)")
+    return files, created_col, schema
 
 
 def _read_view_rows(settings: Settings, name: str, info: dict, now_us: int, since_run: int = 0):
@@ -107,19 +136,11 @@ def _read_view_rows(settings: Settings, name: str, info: dict, now_us: int, sinc
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from etl.gold.layout import part_run, parts
+    from etl.gold.layout import part_run
 
-    all_parts = parts(settings, name)
-    if not all_parts:
-        raise NotIngestedError(f"no gold table {settings.gold / name}; run `alpha nightly` (or build the gold tables) before materializing")
-    files = [p for p in all_parts if part_run(p) > since_run]
+    files, created_col, _schema = scan_plan(settings, name, info, since_run)
     entity = info["entity"]
     features = info["features"]
-    schema = pq.read_schema(all_parts[0])
-    created_col = "created_timestamp" if "created_timestamp" in schema.names else None
-    missing = [c for c in [entity, "event_timestamp", "known_timestamp", *features] if c not in schema.names]
-    if missing:
-        raise OnlineStoreError(f"{settings.gold / name} lacks column(s) {missing[:10]}; rebuild the gold tables (`alpha nightly`)")
     if not files:
         return [], np.array([], dtype=np.int64), [], [], None
     # pass 1, one part file at a time (times only): each entity's winner among every part
@@ -156,7 +177,7 @@ def _read_view_rows(settings: Settings, name: str, info: dict, now_us: int, sinc
             entities.append(str(name))
             ev_w.append(e)
             rows.append(row)
-            digests.append(hashlib.blake2b(struct.pack("<qqq", e, kk, c) + b"\xff".join(row), digest_size=16).digest() + struct.pack("<q", e))
+            digests.append(row_digest(e, kk, c, row))
     return entities, np.array(ev_w, dtype=np.int64), rows, digests, future
 
 
@@ -170,12 +191,17 @@ def _beats(digest: bytes, stored: bytes | None) -> bool:
 
 
 def materialize(settings: Settings, views: Iterable[str] | None = None, full: bool = False, now=None,
-                *, client=None, batch_keys: int = PIPELINE_KEYS, progress=None, since_run: int = 0) -> MaterializeReport:
+                *, client=None, batch_keys: int = PIPELINE_KEYS, progress=None, since_run: int = 0,
+                engine: str | None = None) -> MaterializeReport:
     """Write the latest value of each view per entity, as known at ``now`` (default: the wall
     clock), to Redis in Feast's layout; only entities whose winner changed since the last run
     unless ``full``. ``progress(view, n)`` is called after each pipeline of ``n`` entities
-    (``batch_keys`` per pipeline). Returns a :class:`MaterializeReport`."""
+    (``batch_keys`` per pipeline). ``engine`` (default ``settings.engine``): where the scan of
+    gold runs, this process (``"local"``) or Spark (``"spark"``: ``etl.serving.spark_rows``, the
+    same winners, so the same bytes in Redis); the digests, writes and marker are the same code.
+    Returns a :class:`MaterializeReport`."""
     t0 = time.perf_counter()
+    reader = _reader(settings.engine if engine is None else engine)
     now_ts = clock.utc_now() if now is None else clock.to_utc(now, "now")
     now_us = clock.instant_us(now_ts, "now")
     catalog = build_catalog(settings)
@@ -188,7 +214,7 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
     report = MaterializeReport(now=now_ts, full=full)
     for name in chosen:
         info = all_views[name]
-        entities, event_us, rows, digests, future = _view_rows(settings, name, info, now_us, since_run)
+        entities, event_us, rows, digests, future = _view_rows(settings, name, info, now_us, since_run, reader)
         if future is not None:
             report.deferred_run = future if report.deferred_run is None else min(report.deferred_run, future)
         fkeys = [field_key(name, f) for f in info["features"]]
@@ -228,6 +254,19 @@ def materialize(settings: Settings, views: Iterable[str] | None = None, full: bo
     _guard(settings, "writing the online store's marker", pipe.execute)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _reader(engine: str):
+    """The scan of gold of ``engine``: :func:`_read_view_rows` here, or Spark's."""
+    from etl.core.config import ENGINES
+
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if engine == "local":
+        return _read_view_rows
+    from etl.serving import spark_rows
+
+    return spark_rows.read_view_rows
 
 
 def _stored_digests(settings, client, entity, entities, dkey, view, batch_keys) -> list:
