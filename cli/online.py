@@ -39,12 +39,9 @@ def materialize(
 
     settings = load_settings(home)
     if engine is not None:
-        from etl.core.config import ENGINES
-        from etl.core.errors import ConfigError
+        from etl.core.config import check_engine
 
-        if engine.strip().lower() not in ENGINES:
-            raise ConfigError(f"--engine must be one of {list(ENGINES)}, got {engine!r}")
-        settings = dataclasses.replace(settings, engine=engine.strip().lower())
+        settings = dataclasses.replace(settings, engine=check_engine(engine, "--engine"))
     on_redis = bool(settings.redis_url)
     t0 = step(f"materialize to {settings.online_store_kind}" + (f" (gold read by the {settings.engine} engine)" if on_redis else ""))
     if not on_redis and settings.engine == "spark":

@@ -471,7 +471,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
             file_cfg.get("prefect_startup_timeout_seconds", DEFAULT_PREFECT_STARTUP_TIMEOUT_SECONDS), 0.0,
             f"{cfg_path}: prefect_startup_timeout_seconds"),
         qualification=_qualification(file_cfg.get("qualification", {}), cfg_path),
-        engine=_engine(*_from("engine", "ALPHA_ENGINE", file_cfg, cfg_path, "local")[:2]),
+        engine=check_engine(*_from("engine", "ALPHA_ENGINE", file_cfg, cfg_path, "local")[:2]),
         spark=_spark(file_cfg.get("spark", {}), cfg_path),
         **redis_opts,
     )
@@ -544,7 +544,9 @@ def _qualification(value: object, cfg_path: Path) -> dict[str, float]:
     return out
 
 
-def _engine(value: object, name: str) -> str:
+def check_engine(value: object, name: str) -> str:
+    """``value`` as one of :data:`ENGINES` (case and spaces ignored), else a ConfigError naming
+    ``name`` (the config key, the environment variable, a command's option or an argument)."""
     if not isinstance(value, str) or value.strip().lower() not in ENGINES:
         raise ConfigError(f"{name} must be one of {list(ENGINES)}, got {value!r}")
     return value.strip().lower()

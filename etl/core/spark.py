@@ -46,7 +46,6 @@ FIXED_CONF = {
 
 _LOCK = threading.Lock()
 _SESSION = None
-_SESSION_KEY: tuple | None = None
 #: seconds the last session took to start (the JVM, reported apart from the work by benchmarks)
 last_start_seconds: float | None = None
 
@@ -76,7 +75,7 @@ def require() -> None:
 def session(settings=None, spark: dict | None = None):
     """The process's SparkSession, opened with ``settings.spark`` (or ``spark``) on first use.
     A later call with other settings reuses the open session (one SparkContext per JVM)."""
-    global _SESSION, _SESSION_KEY, last_start_seconds
+    global _SESSION, last_start_seconds
     require()
     cfg = dict(spark if spark is not None else (settings.spark if settings is not None else {}))
     from etl.core.config import SPARK_DEFAULTS
@@ -111,7 +110,6 @@ def session(settings=None, spark: dict | None = None):
         except Exception as exc:  # the JVM did not start: say why in one message
             raise ConfigError(f"Spark did not start (master {cfg['master']!r}): {exc}") from exc
         _SESSION.sparkContext.setLogLevel("ERROR")
-        _SESSION_KEY = (cfg["master"],)
         last_start_seconds = time.perf_counter() - t0
         return _SESSION
 
@@ -123,10 +121,6 @@ def stop() -> None:
         if _SESSION is not None:
             _SESSION.stop()
             _SESSION = None
-
-
-def default_parallelism(settings=None) -> int:
-    return int(session(settings).sparkContext.defaultParallelism)
 
 
 def spark_map(settings, fn: Callable, items: Iterable, progress: Callable[[int, int], None] | None = None,

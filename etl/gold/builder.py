@@ -651,12 +651,9 @@ def build(settings: Settings, families: list[str] | None = None, force: bool = F
 
 
 def _engine(settings: Settings, engine: str | None) -> str:
-    from etl.core.config import ENGINES
-    from etl.core.errors import ConfigError
+    from etl.core.config import check_engine
 
-    chosen = settings.engine if engine is None else str(engine).strip().lower()
-    if chosen not in ENGINES:
-        raise ConfigError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    chosen = settings.engine if engine is None else check_engine(engine, "engine")
     if chosen == "spark":
         from etl.core import spark
 
